@@ -1,0 +1,339 @@
+"""The simulated TEM: specimen map + dose + drift + detector, one frame per call."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tem_acq.errors import TemAcqError
+from tem_acq.sim.config import (
+    BINNINGS,
+    INTEGRATING_DARK_OFFSET,
+    INTEGRATING_GAIN_CV,
+    INTEGRATING_READ_NOISE,
+    SimulationConfig,
+    electron_wavelength_A,
+)
+from tem_acq.sim.detector import CountingDetector, IntegratingDetector
+from tem_acq.sim.specimen import SpecimenMap, make_specimen
+
+F32 = NDArray[np.float32]
+U16 = NDArray[np.uint16]
+
+#: drift during one exposure above this (px) is integrated over sub-steps (motion blur)
+_MOTION_STEP_PX = 0.25
+_MAX_MOTION_STEPS = 32
+#: noise stream key (kept apart from the specimen's streams)
+_NOISE_STREAM = 0x6E6F697365
+
+
+class SimulationError(TemAcqError, ValueError):
+    """A simulator call got an argument it cannot honour (bad exposure, binning, position...)."""
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    origins: tuple[tuple[float, float], ...]  # top-left (x, y) of each motion sub-step
+    change: float  # fraction of particle mass lost at mid-exposure
+    binning: int
+
+
+class TEMSimulator:
+    """A physics-based simulated TEM camera: no microscope needed, deterministic from a seed.
+
+    The specimen is an unbounded procedural map in unbinned specimen pixels, fixed by
+    ``config.seed``; the noise uses its own generator seeded from ``config.seed`` too, so the same
+    config and the same sequence of calls give identical frames.
+
+    Parameters
+    ----------
+    config
+        The simulation settings.
+    tile_cache
+        Number of specimen tiles kept rendered (default: enough for a frame plus margin).
+
+    Notes
+    -----
+    Geometry: ``stage_xy_px`` is the field centre in specimen pixels; frame pixel ``(row i,
+    column j)`` at binning 1 sees specimen pixel ``(x, y) = (cx - size/2 + j, cy - size/2 + i)``.
+    Drift moves the field as a stage move would: at time ``t`` the centre is ``stage +
+    drift * t``, so features move by ``-drift * t`` in the image. An exposure ``[t, t +
+    exposure]`` integrates over that motion; the specimen change is taken at mid-exposure.
+    """
+
+    def __init__(self, config: SimulationConfig, *, tile_cache: int | None = None) -> None:
+        self.config = config
+        self.size = config.size
+        px = config.effective_pixel_size_A
+        tiles_across = math.ceil(config.size / SpecimenMap.TILE) + 2
+        cache = tile_cache if tile_cache is not None else max(64, 2 * tiles_across**2)
+        self.specimen: SpecimenMap = make_specimen(
+            config.specimen,
+            config.seed,
+            px,
+            config.voltage_kv,
+            config.cs_mm,
+            config.effective_defocus_nm,
+            cache_tiles=cache,
+        )
+        self.detector: CountingDetector | IntegratingDetector
+        if config.detector == "counting":
+            self.detector = CountingDetector(config.effective_counts_per_electron)
+        else:
+            self.detector = IntegratingDetector(
+                counts_per_electron=config.effective_counts_per_electron,
+                gain_cv=_default(config.gain_cv, INTEGRATING_GAIN_CV),
+                read_noise=_default(config.read_noise, INTEGRATING_READ_NOISE),
+                dark_offset=_default(config.dark_offset, INTEGRATING_DARK_OFFSET),
+            )
+        self._cache_key: _Geometry | None = None
+        self._cache_value: F32 | None = None
+        self.reset_noise()
+
+    # ---- effective values ----------------------------------------------------------------
+
+    @property
+    def counts_per_electron(self) -> float:
+        """Mean camera counts per electron of the configured detector."""
+        return float(self.detector.counts_per_electron)
+
+    @property
+    def pixel_size_A(self) -> float:
+        """Unbinned pixel size at the specimen in A."""
+        return self.specimen.pixel_size_A
+
+    @property
+    def wavelength_A(self) -> float:
+        """Electron wavelength in A."""
+        return electron_wavelength_A(self.config.voltage_kv)
+
+    def dose_per_pixel(self, exposure_s: float, binning: int = 1) -> float:
+        """Electrons per output pixel through vacuum for one exposure."""
+        return self.config.dose_rate * exposure_s * binning * binning
+
+    def reset_noise(self) -> None:
+        """Restart the noise sequence, as if the simulator had just been created."""
+        ss = np.random.SeedSequence(entropy=self.config.seed, spawn_key=(_NOISE_STREAM,))
+        self.rng = np.random.Generator(np.random.PCG64(ss))
+
+    # ---- specimen ------------------------------------------------------------------------
+
+    def transmission(self, x0: float, y0: float, height: int, width: int) -> F32:
+        """The specimen map (intensity relative to vacuum) at time 0, without drift.
+
+        Parameters
+        ----------
+        x0, y0
+            Specimen-pixel coordinates of the top-left pixel; fractional values are
+            interpolated (Catmull-Rom).
+        height, width
+            Size in unbinned pixels.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array ``(height, width)``.
+        """
+        _check_position("x0, y0", (x0, y0))
+        if height <= 0 or width <= 0:
+            raise SimulationError(f"height and width must be positive, got {height}x{width}")
+        return self._sample(float(x0), float(y0), height, width, 0.0)
+
+    def vacuum_mask(self, x0: int, y0: int, height: int, width: int) -> NDArray[np.bool_]:
+        """Where the specimen map is vacuum (no material, intensity within 1 % of 1)."""
+        return self.specimen.region(int(x0), int(y0), height, width).vacuum
+
+    def field_origin(
+        self, stage_xy_px: Sequence[float] = (0.0, 0.0), t: float = 0.0
+    ) -> tuple[float, float]:
+        """Top-left specimen pixel ``(x, y)`` seen by the camera at time ``t`` (drift included)."""
+        _check_position("stage_xy_px", stage_xy_px)
+        vx, vy = self.config.drift_px_per_s
+        half = self.size / 2.0
+        return (
+            float(stage_xy_px[0]) + vx * t - half,
+            float(stage_xy_px[1]) + vy * t - half,
+        )
+
+    def vacuum_fraction(self, stage_xy_px: Sequence[float] = (0.0, 0.0)) -> float:
+        """Fraction of the field at ``stage_xy_px`` (time 0) that is vacuum."""
+        x, y = self.field_origin(stage_xy_px, 0.0)
+        mask = self.vacuum_mask(math.floor(x), math.floor(y), self.size, self.size)
+        return float(mask.mean())
+
+    def film_fraction(self, stage_xy_px: Sequence[float] = (0.0, 0.0)) -> float:
+        """Fraction of the field at ``stage_xy_px`` covered by support film (not holes).
+
+        Cheap (no image is rendered), so it suits scanning many positions for fields with or
+        without vacuum; a field with ``film_fraction == 1`` has no holes in view.
+        """
+        x, y = self.field_origin(stage_xy_px, 0.0)
+        ys = np.arange(self.size, dtype=np.float64) + math.floor(y)
+        xs = np.arange(self.size, dtype=np.float64) + math.floor(x)
+        return float(self.specimen.film_mask(ys, xs).mean())
+
+    # ---- frames --------------------------------------------------------------------------
+
+    def expected_electrons(
+        self,
+        exposure_s: float,
+        stage_xy_px: Sequence[float] = (0.0, 0.0),
+        t: float = 0.0,
+        binning: int = 1,
+    ) -> F32:
+        """Noise-free expected electrons per output pixel of one exposure (the ground truth).
+
+        Parameters
+        ----------
+        exposure_s
+            Exposure time in seconds.
+        stage_xy_px
+            Field centre in specimen pixels.
+        t
+            Start of the exposure, seconds since the simulator's start (the drift clock).
+        binning
+            Camera binning, one of 1, 2, 4, 8; must divide ``size``.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(size / binning, size / binning)``; a fresh copy.
+        """
+        return self._electrons(exposure_s, stage_xy_px, t, binning).copy()
+
+    def render(
+        self,
+        exposure_s: float,
+        stage_xy_px: Sequence[float] = (0.0, 0.0),
+        t: float = 0.0,
+        binning: int = 1,
+    ) -> U16:
+        """One camera frame: uint16 counts ``(size / binning, size / binning)``.
+
+        Parameters are those of :meth:`expected_electrons`; each call draws fresh noise from the
+        simulator's noise generator.
+        """
+        return self.detector.sample(self._electrons(exposure_s, stage_xy_px, t, binning),
+                                    self.rng, binning)
+
+    def render_with_truth(
+        self,
+        exposure_s: float,
+        stage_xy_px: Sequence[float] = (0.0, 0.0),
+        t: float = 0.0,
+        binning: int = 1,
+    ) -> tuple[U16, F32]:
+        """:meth:`render` and :meth:`expected_electrons` of the same exposure in one call."""
+        lam = self._electrons(exposure_s, stage_xy_px, t, binning)
+        return self.detector.sample(lam, self.rng, binning), lam.copy()
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _electrons(
+        self, exposure_s: float, stage_xy_px: Sequence[float], t: float, binning: int
+    ) -> F32:
+        if not (math.isfinite(exposure_s) and exposure_s >= 0):
+            raise SimulationError(f"exposure_s must be finite and >= 0, got {exposure_s!r}")
+        if not math.isfinite(t):
+            raise SimulationError(f"t must be finite, got {t!r}")
+        if binning not in BINNINGS:
+            raise SimulationError(f"binning must be one of {BINNINGS}, got {binning!r}")
+        if self.size % binning:
+            raise SimulationError(f"binning {binning} does not divide the sensor size {self.size}")
+        dose = self.dose_per_pixel(exposure_s, binning)
+        if dose > 1e12:
+            raise SimulationError(
+                f"{dose:.3g} electrons per pixel is beyond any camera; shorten the exposure"
+            )
+        geometry = self._geometry(exposure_s, stage_xy_px, t, binning)
+        if geometry != self._cache_key or self._cache_value is None:
+            self._cache_value = self._binned_transmission(geometry)
+            self._cache_key = geometry
+        return self._cache_value * np.float32(self.config.dose_rate * exposure_s)
+
+    def _geometry(
+        self, exposure_s: float, stage_xy_px: Sequence[float], t: float, binning: int
+    ) -> _Geometry:
+        cfg = self.config
+        travel = cfg.drift_speed_px_per_s * exposure_s
+        steps = 1
+        if travel > 0.1:
+            steps = min(_MAX_MOTION_STEPS, math.ceil(travel / _MOTION_STEP_PX) + 1)
+        origins = tuple(
+            self.field_origin(stage_xy_px, t + (k + 0.5) * exposure_s / steps) for k in range(steps)
+        )
+        change = min(cfg.specimen_change_per_s * (t + 0.5 * exposure_s), 1.0)
+        return _Geometry(origins, change, binning)
+
+    def _binned_transmission(self, g: _Geometry) -> F32:
+        acc: F32 | None = None
+        for x, y in g.origins:
+            sample = self._sample(x, y, self.size, self.size, g.change)
+            acc = sample if acc is None else acc + sample
+        assert acc is not None
+        if len(g.origins) > 1:
+            acc *= np.float32(1.0 / len(g.origins))
+        return _block_sum(acc, g.binning)
+
+    def _sample(self, x: float, y: float, height: int, width: int, change: float) -> F32:
+        """Intensity at ``(x + j, y + i)``: integer-aligned slices, else Catmull-Rom."""
+        ix, iy = math.floor(x), math.floor(y)
+        fx, fy = x - ix, y - iy
+        region = self.specimen.region(ix - 1, iy - 1, height + 3, width + 3)
+        t = region.transmission
+        if change != 0.0:
+            t *= np.exp(np.float32(change) * region.change)
+        if fx:
+            w = _catmull_rom(fx)
+            t = w[0] * t[:, 0:width] + w[1] * t[:, 1 : width + 1] + w[2] * t[:, 2 : width + 2] \
+                + w[3] * t[:, 3 : width + 3]
+        else:
+            t = t[:, 1 : width + 1]
+        if fy:
+            w = _catmull_rom(fy)
+            t = w[0] * t[0:height] + w[1] * t[1 : height + 1] + w[2] * t[2 : height + 2] \
+                + w[3] * t[3 : height + 3]
+        else:
+            t = t[1 : height + 1]
+        # cubic interpolation may overshoot below zero next to opaque edges
+        return np.maximum(t, np.float32(0.0))
+
+
+def _catmull_rom(f: float) -> tuple[np.float32, ...]:
+    f2, f3 = f * f, f * f * f
+    return (
+        np.float32(0.5 * (-f3 + 2 * f2 - f)),
+        np.float32(0.5 * (3 * f3 - 5 * f2 + 2)),
+        np.float32(0.5 * (-3 * f3 + 4 * f2 + f)),
+        np.float32(0.5 * (f3 - f2)),
+    )
+
+
+def _block_sum(a: F32, b: int) -> F32:
+    """Sum ``b x b`` blocks (counts-preserving binning); strided adds beat reshape-sum here."""
+    if b == 1:
+        return np.ascontiguousarray(a)
+    rows = a[0::b].copy()
+    for k in range(1, b):
+        rows += a[k::b]
+    out = rows[:, 0::b].copy()
+    for k in range(1, b):
+        out += rows[:, k::b]
+    return out
+
+
+def _default(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
+
+
+def _check_position(name: str, xy: Sequence[float]) -> None:
+    try:
+        ok = len(xy) == 2 and all(math.isfinite(float(v)) for v in xy)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise SimulationError(f"{name} must be two finite numbers (x, y), got {xy!r}")
