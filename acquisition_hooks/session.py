@@ -1,0 +1,190 @@
+"""Headless microscope sessions for pycro-manager's Python backend, with no microscope attached.
+
+``simulated_microscope`` builds a real Micro-Manager core (pymmcore-plus ``UniMMCore``) with
+Micro-Manager's own C++ demo hub and XY stage (from the ``mm-test-adapters`` wheel) and our
+simulated TEM camera beside them, attaches it to pycro-manager's Python acquisition engine and
+tears everything down on exit, so that a plain ``pycromanager.Acquisition`` acquires from it::
+
+    from pycromanager import Acquisition
+    from acquisition_hooks import simulated_microscope
+
+    with simulated_microscope(dose_rate=2500.0, detector="counting", seed=0) as scope:
+        with Acquisition(directory=None, name="t", show_display=False) as acq:
+            acq.acquire([{"axes": {"time": i}, "exposure": 2.0} for i in range(8)])
+        frames = acq.get_dataset().as_array()
+
+``camera="democamera"`` loads Micro-Manager's demo configuration instead (its C++ DemoCamera),
+for comparing against the reference device.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tem_acq.errors import AcquisitionError
+from tem_acq.sim import SimulationConfig
+
+from ._engine import attach_core, snake_case_core_class
+from .camera import SimulatedTEMCamera
+
+#: Device labels in the simulated microscope's core.
+CAMERA_LABEL = "TEMCamera"
+XY_STAGE_LABEL = "XY"
+HUB_LABEL = "DHub"
+
+
+@dataclass
+class MicroscopeSession:
+    """What a ``simulated_microscope`` block gives you.
+
+    Attributes
+    ----------
+    core
+        The Micro-Manager core (a ``UniMMCore`` with snake_case aliases), already attached to
+        pycro-manager's Python engine.
+    camera
+        The simulated TEM camera device, or None for ``camera="democamera"``.
+    """
+
+    core: Any
+    camera: SimulatedTEMCamera | None
+
+    def recorder_settings(self) -> dict[str, Any]:
+        """Instrument settings for :class:`acquisition_hooks.LiveRecorder`, from the camera."""
+        if self.camera is None:
+            raise AcquisitionError(
+                "the DemoCamera configuration has no TEM calibration; give pixel_size_A and "
+                "counts_per_electron to LiveRecorder yourself"
+            )
+        cam = self.camera
+        return {
+            "pixel_size_A": cam.simulator.pixel_size_A * cam.get_binning(),
+            "counts_per_electron": float(cam.simulator.counts_per_electron),
+            "voltage_kV": 200.0,
+            "camera": f"simulated TEM camera ({cam.config.detector})",
+            "detector": cam.config.detector,
+            "dose_rate_e_per_px_per_s": cam.config.dose_rate * cam.get_binning() ** 2,
+            "simulated": True,
+            "description": f"simulated {cam.config.specimen} specimen, seed {cam.config.seed}",
+        }
+
+    def move_stage(self, x_um: float, y_um: float) -> None:
+        """Move the XY stage and wait until it gets there."""
+        label = self.core.getXYStageDevice()
+        self.core.setXYPosition(label, float(x_um), float(y_um))
+        self.core.waitForDevice(label)
+
+
+def _adapter_path() -> str:
+    try:
+        import mm_test_adapters
+    except ImportError as exc:  # pragma: no cover - the test extra installs it
+        raise AcquisitionError(
+            "the simulated microscope needs Micro-Manager's demo adapters: "
+            "pip install 'mm-test-adapters==75.20261014.post1' (or pip install 'tem-acq[test]')"
+        ) from exc
+    return str(mm_test_adapters.device_adapter_path())
+
+
+@contextmanager
+def simulated_microscope(
+    *,
+    dose_rate: float = 2500.0,
+    detector: str = "counting",
+    seed: int = 0,
+    drift_px_per_s: float | tuple[float, float] = 0.0,
+    size: int = 512,
+    specimen: str = "nanoparticles",
+    exposure_ms: float = 2.0,
+    real_time: bool = True,
+    camera: Literal["tem", "democamera"] = "tem",
+    buffer_size_mb: int = 512,
+    **simulation: Any,
+) -> Iterator[MicroscopeSession]:
+    """Run a simulated TEM in a real Micro-Manager core for pycro-manager's Python backend.
+
+    Parameters
+    ----------
+    dose_rate
+        Electrons per unbinned pixel per second in vacuum.
+    detector
+        ``"counting"`` (Poisson) or ``"integrating"`` (OneView-like scintillator camera).
+    seed
+        Seed of the specimen and the noise: the same seed gives the same frames.
+    drift_px_per_s
+        Stage drift in pixels per second, along x (a number) or as (x, y).
+    size
+        Sensor size in unbinned pixels (square).
+    specimen
+        ``"nanoparticles"`` (low magnification) or ``"atomic"`` (atomic resolution).
+    exposure_ms
+        Initial exposure; events may set their own with an ``"exposure"`` key (ms).
+    real_time
+        Pace frames at the exposure time, as a real camera does.
+    camera
+        ``"tem"`` for the simulated TEM camera, ``"democamera"`` for Micro-Manager's C++
+        DemoCamera configuration (no TEM physics).
+    buffer_size_mb
+        Size of the core's circular buffer for sequence acquisitions.
+    **simulation
+        Further :class:`tem_acq.sim.SimulationConfig` fields (e.g. ``pixel_size_A``).
+
+    Yields
+    ------
+    MicroscopeSession
+        The core and the camera device.
+
+    Raises
+    ------
+    AcquisitionError
+        If another core is already active in this process, or the demo adapters are missing.
+    """
+    adapters = _adapter_path()
+    config = None
+    if camera == "tem":
+        config = SimulationConfig(
+            specimen=specimen,
+            detector=detector,
+            dose_rate=dose_rate,
+            seed=seed,
+            drift_px_per_s=drift_px_per_s,
+            size=size,
+            **simulation,
+        )
+    elif camera != "democamera":
+        raise ValueError(f"camera must be 'tem' or 'democamera', got {camera!r}")
+
+    from pymmcore_plus.experimental.unicore import UniMMCore
+
+    core = snake_case_core_class(UniMMCore)()
+    with ExitStack() as cleanup:
+        cleanup.callback(core.unloadAllDevices)
+        core.setDeviceAdapterSearchPaths([adapters])
+        tem_camera: SimulatedTEMCamera | None = None
+        if config is None:
+            core.loadSystemConfiguration(os.path.join(adapters, "MMConfig_demo.cfg"))
+            core.setExposure(exposure_ms)
+        else:
+            core.loadDevice(HUB_LABEL, "DemoCamera", "DHub")
+            core.loadDevice(XY_STAGE_LABEL, "DemoCamera", "DXYStage")
+            core.setParentLabel(XY_STAGE_LABEL, HUB_LABEL)
+            tem_camera = SimulatedTEMCamera(
+                config,
+                stage_position_um=lambda: core.getXYPosition(XY_STAGE_LABEL),
+                real_time=real_time,
+            )
+            core.loadPyDevice(CAMERA_LABEL, tem_camera)
+            core.snap_tags = tem_camera.last_frame_tags
+            core.initializeAllDevices()
+            core.setXYStageDevice(XY_STAGE_LABEL)
+            core.setCameraDevice(CAMERA_LABEL)
+            core.setExposure(exposure_ms)
+            core.setXYPosition(XY_STAGE_LABEL, 0.0, 0.0)
+            core.waitForDevice(XY_STAGE_LABEL)
+        core.setCircularBufferMemoryFootprint(buffer_size_mb)
+        cleanup.enter_context(attach_core(core))
+        yield MicroscopeSession(core=core, camera=tem_camera)
