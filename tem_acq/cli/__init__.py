@@ -13,8 +13,12 @@ from collections.abc import Sequence
 
 from tem_acq.errors import TemAcqError
 
-# Subcommand modules, in the order ``tem-acq --help`` lists them.
+# Subcommand modules, in the order ``tem-acq --help`` lists them. Bare names live in
+# ``tem_acq.cli``; dotted names are full module paths (the acquisition commands live in
+# ``acquisition_hooks`` and import pycro-manager only when they run).
 COMMAND_MODULES: tuple[str, ...] = (
+    "info",
+    "acquisition_hooks.commands",
 )
 
 
@@ -29,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tem-acq {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"tem_acq.cli.{name}")
+        module = importlib.import_module(name if "." in name else f"tem_acq.cli.{name}")
         module.register(subparsers)
     return parser
 

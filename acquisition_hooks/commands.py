@@ -1,0 +1,212 @@
+"""``tem-acq acquire``: a real pycro-manager acquisition, recorded (and denoised) live.
+
+Registered by ``tem_acq.cli``; pycro-manager is imported only when the command runs, so the
+core package never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from tem_acq.errors import AcquisitionError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``acquire`` subcommand."""
+    p = subparsers.add_parser(
+        "acquire",
+        help="run a pycro-manager acquisition and record raw (+ denoised) frames to OME-Zarr",
+        description=(
+            "Run a real pycro-manager acquisition and record every raw frame to an OME-Zarr "
+            "store, denoising live when a model is given. --simulated runs it on the simulated "
+            "TEM (no microscope needed); without it, the Micro-Manager that pycro-manager finds "
+            "(a running Micro-Manager with its pycro-manager server) is used."
+        ),
+    )
+    p.add_argument("--out", required=True, type=Path, help="new store path (*.ome.zarr)")
+    p.add_argument("--simulated", action="store_true", help="use the simulated TEM")
+    p.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
+    p.add_argument("--exposure-ms", type=float, default=2.0, help="exposure per frame (ms)")
+    p.add_argument("--model", default="none", help="model package name or path, or 'none'")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (for --model)")
+    p.add_argument(
+        "--policy",
+        choices=("skip", "block"),
+        default="skip",
+        help="when the denoiser falls behind: skip frames (default) or make the camera wait",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    sim = p.add_argument_group("simulated microscope (--simulated)")
+    sim.add_argument("--size", type=int, default=512, help="sensor size in pixels")
+    sim.add_argument(
+        "--dose-rate", type=float, default=2500.0, help="electrons per pixel per second"
+    )
+    sim.add_argument("--detector", choices=("counting", "integrating"), default="counting")
+    sim.add_argument("--specimen", choices=("nanoparticles", "atomic"), default="nanoparticles")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--drift", type=float, default=0.0, help="stage drift along x (px/s)")
+    real = p.add_argument_group("a real microscope (without --simulated)")
+    real.add_argument(
+        "--pixel-size-A",
+        type=float,
+        default=None,
+        help="pixel size in angstrom (default: Micro-Manager's pixel size calibration)",
+    )
+    real.add_argument("--counts-per-electron", type=float, default=None)
+    real.add_argument("--voltage-kV", type=float, default=200.0)
+    p.set_defaults(func=run_acquire)
+
+
+def run_acquire(args: argparse.Namespace) -> int:
+    """Run the acquisition described by ``args``; returns the exit code."""
+    from acquisition_hooks.recorder import LiveRecorder
+
+    if args.frames < 1:
+        raise AcquisitionError(f"--frames must be at least 1 (got {args.frames})")
+    if not args.exposure_ms > 0:
+        raise AcquisitionError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
+    model = None if args.model.lower() == "none" else args.model
+    events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
+    with _microscope(args) as settings:
+        recorder = LiveRecorder(
+            args.out,
+            exposure_ms=args.exposure_ms,
+            model=model,
+            device=args.device,
+            policy=args.policy,
+            overwrite=args.overwrite,
+            **settings,
+        )
+        with recorder, _progress(recorder, args.frames):
+            _run_events(events, recorder)
+    summary = recorder.summary
+    if args.json:
+        print(json.dumps({"store": str(args.out), **summary.as_dict()}, indent=2))
+    else:
+        print(_describe(args.out, summary))
+    return 0
+
+
+def _run_events(events: list[dict[str, Any]], recorder: Any) -> None:
+    from pycromanager import Acquisition
+
+    # directory=None with a processor that returns nothing: pycro-manager keeps no copy, the
+    # recorder's store holds every frame
+    hooks = recorder.acquisition_kwargs()
+    with Acquisition(directory=None, name="tem-acq", show_display=False, **hooks) as acq:
+        acq.acquire(events)
+
+
+@contextmanager
+def _microscope(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Yield the recorder's instrument settings for the chosen microscope."""
+    if args.simulated:
+        from acquisition_hooks.session import simulated_microscope
+
+        with simulated_microscope(
+            dose_rate=args.dose_rate,
+            detector=args.detector,
+            specimen=args.specimen,
+            seed=args.seed,
+            size=args.size,
+            drift_px_per_s=args.drift,
+            exposure_ms=args.exposure_ms,
+        ) as scope:
+            yield scope.recorder_settings()
+        return
+    yield _real_microscope_settings(args)
+
+
+def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        from pycromanager import Core
+
+        core = Core()
+        pixel_um = float(core.get_pixel_size_um())
+        camera = str(core.get_camera_device())
+    except Exception as exc:
+        raise AcquisitionError(
+            "no Micro-Manager found: start Micro-Manager with its pycro-manager server "
+            "(Tools > Options > Run pycro-manager server on port 4827), or use --simulated "
+            f"to run on the simulated microscope ({exc})"
+        ) from None
+    pixel_size_A = args.pixel_size_A if args.pixel_size_A is not None else pixel_um * 1e4
+    if args.counts_per_electron is None:
+        raise AcquisitionError(
+            "--counts-per-electron is needed for a real camera (the camera's conversion "
+            "factor, e.g. 44 for a Gatan OneView in counting-free linear mode)"
+        )
+    return {
+        "pixel_size_A": pixel_size_A,
+        "counts_per_electron": args.counts_per_electron,
+        "voltage_kV": args.voltage_kV,
+        "camera": camera,
+    }
+
+
+@contextmanager
+def _progress(recorder: Any, total: int) -> Iterator[None]:
+    """Live frames / fps / queue display on a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        with nullcontext():
+            yield
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    done = threading.Event()
+    columns = (
+        TextColumn("[bold]acquiring"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} frames"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("acquire", total=total, status="")
+
+        def refresh() -> None:
+            start = time.perf_counter()
+            while not done.wait(0.25):
+                s = recorder.summary
+                pending = recorder.pending_frames
+                fps = s.frames / max(time.perf_counter() - start, 1e-9)
+                bar.update(
+                    task,
+                    completed=s.frames,
+                    status=f"{fps:5.1f} fps  denoised {s.denoised}  skipped {s.skipped}  "
+                    f"queue {pending}",
+                )
+
+        thread = threading.Thread(target=refresh, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
+def _describe(path: Path, summary: Any) -> str:
+    lines = [
+        f"recorded {summary.frames} frames to {path} in {summary.elapsed_s:.1f} s "
+        f"({summary.fps:.1f} fps)",
+    ]
+    if summary.denoised or summary.skipped:
+        lat = (
+            f"latency p50 {summary.latency_ms_p50:.1f} ms, p95 {summary.latency_ms_p95:.1f} ms"
+            if summary.latency_ms_p50 is not None
+            else "no latency measured"
+        )
+        lines.append(f"denoised {summary.denoised}, skipped {summary.skipped}; {lat}")
+    for error in summary.errors:
+        lines.append(f"error recorded in the store: {error}")
+    return "\n".join(lines)

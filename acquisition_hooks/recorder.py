@@ -1,0 +1,339 @@
+"""The hook a microscopist attaches to ``pycromanager.Acquisition``: record (and denoise) live.
+
+::
+
+    from pycromanager import Acquisition
+    from acquisition_hooks import LiveRecorder
+
+    with LiveRecorder("run1.ome.zarr", model="default", pixel_size_A=29.9,
+                      counts_per_electron=44.0, exposure_ms=3.3) as live:
+        with Acquisition(directory=None, show_display=False, **live.acquisition_kwargs()) as acq:
+            acq.acquire(events)
+    print(live.summary)
+
+The image processor hands each raw frame to :class:`tem_acq.pipeline.FramePipeline` and returns
+at once; a writer thread records raw frames (always, in order) and a denoiser thread denoises
+them. A post-hardware hook tells the pipeline whether the camera is running a hardware sequence
+(it cannot wait then). Only features both pycro-manager backends share are used: events may be
+dicts or lists of dicts, metadata values may be strings or numbers, and a processor passing
+frames on keeps the input's dtype (the Java backend requires it).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tem_acq.errors import AcquisitionError, StoreError
+from tem_acq.pipeline import FrameDenoiser, FramePipeline, PipelineSummary, Policy
+from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
+from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument, ModelProvenance
+
+PassThrough = Literal["none", "raw", "denoised"]
+
+#: Metadata keys (either backend, our camera's tags first) for per-frame values.
+_EXPOSURE_KEYS = ("TEM-Exposure-ms", "Exposure-ms", "Exposure")
+_STAGE_X_KEYS = ("TEM-StageX-um", "XPositionUm")
+_STAGE_Y_KEYS = ("TEM-StageY-um", "YPositionUm")
+_ELAPSED_KEYS = ("ElapsedTime-ms",)
+
+
+class LiveRecorder:
+    """Record every raw frame of a pycro-manager acquisition to an OME-Zarr store, and denoise.
+
+    Parameters
+    ----------
+    store
+        Path of the new acquisition store (``*.ome.zarr``); refused if it exists, unless
+        ``overwrite``.
+    pixel_size_A, counts_per_electron, exposure_ms
+        Pixel size at the specimen (angstrom, > 0), the camera's conversion factor (> 0) and
+        the frames' exposure (ms): validated now, before the first frame.
+    voltage_kV, camera, detector, dose_rate_e_per_px_per_s, description
+        Further metadata for the store.
+    model
+        A model package name (``"default"``), a path, an already loaded denoiser, or ``None``
+        to record raw frames only.
+    device
+        Where the model runs: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"``.
+    policy
+        ``"skip"`` (live viewing: denoise the newest frame, skip the others when behind) or
+        ``"block"`` (denoise every frame; the camera waits while snapping, never during a
+        hardware sequence).
+    max_batch
+        Frames denoised per call; default 8 on a GPU, 1 on a CPU.
+    pass_through
+        What the processor returns to pycro-manager: ``"none"`` (nothing: pycro-manager keeps
+        no copy, the store has the frames), ``"raw"`` (the raw frame) or ``"denoised"`` (the
+        latest denoised frame as uint16 counts, ``counts = electrons * display_scale``, so the
+        dtype equals the input's as the Java backend requires; the scale is in the store).
+    on_denoised
+        Called with ``(index, electrons)`` for every denoised frame (live display).
+    overwrite
+        Replace an existing store at ``store``.
+    """
+
+    def __init__(
+        self,
+        store: str | Path,
+        *,
+        pixel_size_A: float,
+        counts_per_electron: float,
+        exposure_ms: float,
+        voltage_kV: float = 200.0,
+        camera: str = "camera",
+        detector: str | None = None,
+        dose_rate_e_per_px_per_s: float | None = None,
+        description: str | None = None,
+        simulated: bool = False,
+        model: str | Path | FrameDenoiser | None = None,
+        device: str = "auto",
+        policy: Policy = "skip",
+        max_batch: int | None = None,
+        pass_through: PassThrough = "none",
+        display_scale: float = 100.0,
+        on_denoised: Callable[[int, np.ndarray], None] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        if pass_through not in ("none", "raw", "denoised"):
+            raise ValueError(
+                f"pass_through must be 'none', 'raw' or 'denoised', got {pass_through!r}"
+            )
+        if pass_through == "denoised" and model is None:
+            raise ValueError("pass_through='denoised' needs a model")
+        self.path = Path(store)
+        self._overwrite = overwrite
+        _check_target(self.path, overwrite)
+        self._denoiser, provenance, on_gpu = _load_denoiser(model, device)
+        protocol = AcquisitionProtocol(
+            simulated=simulated,
+            backend="pycromanager",
+            settings={
+                "policy": policy,
+                "pass_through": pass_through,
+                "display_scale": display_scale,
+            },
+        )
+        try:
+            self.metadata = AcquisitionMetadata(
+                instrument=Instrument(voltage_kV=voltage_kV, pixel_size_A=pixel_size_A),
+                camera=Camera(
+                    name=camera, counts_per_electron=counts_per_electron, detector_kind=detector
+                ),
+                exposure_ms=exposure_ms,
+                dose_rate_e_per_px_per_s=dose_rate_e_per_px_per_s,
+                protocol=protocol,
+                model=provenance,
+                description=description,
+            )
+        except ValueError as exc:
+            raise StoreError(f"invalid acquisition settings: {exc}") from None
+        self._cpe = float(counts_per_electron)
+        self._pass_through: PassThrough = pass_through
+        self._display_scale = float(display_scale)
+        self._user_on_denoised = on_denoised
+        self._latest_lock = threading.Lock()
+        self._latest_denoised: np.ndarray | None = None
+        self._pipeline = FramePipeline(
+            self._create_writer,
+            denoiser=self._denoiser,
+            counts_per_electron=counts_per_electron,
+            policy=policy,
+            max_batch=max_batch or (8 if on_gpu else 1),
+            on_denoised=self._remember_denoised,
+        )
+        self._frame_shape: tuple[int, ...] | None = None
+        self._frame_dtype: np.dtype | None = None
+        self._closed_summary: PipelineSummary | None = None
+
+    # -- what pycro-manager calls ---------------------------------------------------------
+
+    def process(self, image: np.ndarray, metadata: Mapping[str, Any]) -> Any:
+        """Image processor: hand the raw frame over at once; return what ``pass_through`` says."""
+        frame = np.asarray(image)
+        if self._frame_shape is None:
+            self._frame_shape, self._frame_dtype = frame.shape, frame.dtype
+        elif frame.shape != self._frame_shape or frame.dtype != self._frame_dtype:
+            # recorded now so the store tells the story; raised so the acquisition stops
+            message = (
+                f"frame shape/dtype changed mid-acquisition: expected {self._frame_shape} "
+                f"{self._frame_dtype}, got {frame.shape} {frame.dtype}; frames recorded so far "
+                f"are safe in {self.path}. Start a new store for the new camera settings."
+            )
+            raise AcquisitionError(message)
+        self._pipeline.submit(frame, self._frame_record(frame, metadata))
+        if self._pass_through == "raw":
+            return image, metadata
+        if self._pass_through == "denoised":
+            return self._display_frame(frame), metadata
+        return None
+
+    def post_hardware_hook(self, event: Any) -> Any:
+        """Hardware hook: note whether the camera can wait for the denoiser.
+
+        A list of events is a hardware sequence, during which it cannot. Returns the event
+        unchanged (``None`` would cancel it).
+        """
+        self._pipeline.set_camera_can_wait(not isinstance(event, list))
+        return event
+
+    def acquisition_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that attach this recorder to ``pycromanager.Acquisition``."""
+        return {"image_process_fn": self.process, "post_hardware_hook_fn": self.post_hardware_hook}
+
+    # -- results --------------------------------------------------------------------------
+
+    @property
+    def latest_denoised(self) -> np.ndarray | None:
+        """The most recent denoised frame in electrons per pixel (None before the first)."""
+        with self._latest_lock:
+            return self._latest_denoised
+
+    @property
+    def pending_frames(self) -> int:
+        """Frames handed over but not yet written (a measure of how far behind the writer is)."""
+        return self._pipeline.pending_frames
+
+    @property
+    def summary(self) -> PipelineSummary:
+        """The run's summary (final once closed)."""
+        return self._closed_summary or self._pipeline.summary
+
+    def close(self) -> PipelineSummary:
+        """Write everything still waiting, close the store and return the summary.
+
+        Raises
+        ------
+        tem_acq.pipeline.DenoiserFailedError
+            If the model failed during the run; every raw frame is recorded regardless.
+        """
+        if self._closed_summary is None:
+            self._closed_summary = self._pipeline.close()
+        return self._closed_summary
+
+    def __enter__(self) -> LiveRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+            return
+        try:  # keep the original exception; the store still gets closed and counted
+            self.close()
+        except Exception:
+            pass
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _create_writer(self, first_frame: np.ndarray) -> AcquisitionWriter:
+        if first_frame.ndim != 2:
+            raise AcquisitionError(
+                f"frames must be 2-D grey images, got shape {first_frame.shape}: record colour "
+                "or multi-camera channels with one recorder per channel"
+            )
+        return AcquisitionWriter(
+            self.path,
+            self.metadata,
+            (int(first_frame.shape[0]), int(first_frame.shape[1])),
+            first_frame.dtype,
+            overwrite=self._overwrite,
+            denoised=self._denoiser is not None,
+        )
+
+    def _frame_record(self, frame: np.ndarray, metadata: Mapping[str, Any]) -> FrameRecord:
+        exposure = _number(metadata, _EXPOSURE_KEYS)
+        extra: dict[str, Any] = {}
+        axes = metadata.get("Axes")
+        if isinstance(axes, Mapping):
+            extra["axes"] = {str(k): _jsonable(v) for k, v in axes.items()}
+        frame_id = metadata.get("TEM-FrameId")
+        if frame_id is not None:
+            extra["sim_frame_id"] = int(frame_id)
+        return FrameRecord(
+            elapsed_ms=_number(metadata, _ELAPSED_KEYS),
+            exposure_ms=exposure if exposure and exposure > 0 else None,
+            # measured from the frame: cheap, and right whatever the metadata says
+            dose_e_per_px=max(float(frame.mean()) / self._cpe, 0.0),
+            stage_x_um=_number(metadata, _STAGE_X_KEYS),
+            stage_y_um=_number(metadata, _STAGE_Y_KEYS),
+            extra=extra,
+        )
+
+    def _remember_denoised(self, index: int, frame: np.ndarray) -> None:
+        with self._latest_lock:
+            self._latest_denoised = frame
+        if self._user_on_denoised is not None:
+            self._user_on_denoised(index, frame)
+
+    def _display_frame(self, raw: np.ndarray) -> np.ndarray:
+        latest = self.latest_denoised
+        if latest is None or latest.shape != raw.shape:
+            return raw  # nothing denoised yet: show the raw frame meanwhile
+        info = np.iinfo(raw.dtype) if raw.dtype.kind in "ui" else None
+        scaled = latest * self._display_scale
+        if info is None:
+            return scaled.astype(raw.dtype)
+        return np.clip(np.rint(scaled), info.min, info.max).astype(raw.dtype)
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise StoreError(
+            f"{path} already exists; a store is never overwritten silently: pass "
+            "overwrite=True (--overwrite) or choose another path"
+        )
+    if not path.parent.exists():
+        raise StoreError(
+            f"the folder {path.parent} does not exist; create it or choose another path"
+        )
+
+
+def _load_denoiser(
+    model: str | Path | FrameDenoiser | None, device: str
+) -> tuple[FrameDenoiser | None, ModelProvenance | None, bool]:
+    if model is None:
+        return None, None, False
+    from tem_acq.denoise import Denoiser, load_model
+
+    denoiser = model if not isinstance(model, str | Path) else load_model(model, device=device)
+    if not isinstance(denoiser, Denoiser):
+        return denoiser, None, False
+    return denoiser, model_provenance(denoiser), denoiser.device.type == "cuda"
+
+
+def model_provenance(denoiser: Any) -> ModelProvenance:
+    """What a store records about the model that denoised its frames."""
+    card = denoiser.card
+    return ModelProvenance(
+        name=card.name,
+        sha256=denoiser.package_hash.removeprefix("sha256:"),
+        card_schema=str(card.schema_version),
+        architecture=f"{card.architecture}({card.encoder})",
+        normalisation=card.normalization.model_dump(mode="json"),
+        device=str(denoiser.device),
+    )
+
+
+def _number(metadata: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        value = metadata.get(key)
+        if value is None or value == "":
+            continue
+        try:
+            number = float(value)  # the Java backend and sequences deliver strings
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            return number
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
