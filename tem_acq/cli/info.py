@@ -1,0 +1,85 @@
+"""``tem-acq info STORE``: summarise an acquisition store (readable text or ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``info`` subcommand."""
+    parser = subparsers.add_parser(
+        "info",
+        help="summarise an acquisition store",
+        description=(
+            "Summarise an acquisition store: frames, geometry, exposure and dose, denoised and "
+            "skipped frames, denoise latency, model, errors, and whether it was closed cleanly."
+        ),
+    )
+    parser.add_argument("store", help="path of the store (a directory NAME.zarr)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary; a bad path raises StoreError (the CLI prints it and exits 2)."""
+    from tem_acq.store import open_store
+
+    info = open_store(args.store).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(format_info(info))
+    return 0
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Render :meth:`AcquisitionStore.info` as aligned text lines."""
+
+    def number(value: float | None, unit: str = "", digits: int = 4) -> str:
+        return "unknown" if value is None else f"{value:.{digits}g}{unit}"
+
+    frames, height, width = info["shape"]
+    status = "complete" if info["complete"] else "INCOMPLETE (not closed cleanly; frames read)"
+    model = info["model"]
+    lines = [
+        ("store", info["path"]),
+        ("kind", f"{info['kind']} (schema {info['schema_version']}), created {info['created']}"),
+        ("status", status),
+        ("frames", f"{frames} x {height} x {width} {info['dtype']}"),
+        ("camera", f"{info['camera']}, {number(info['counts_per_electron'])} counts/e-"),
+        ("voltage", number(info["voltage_kV"], " kV")),
+        ("pixel size", number(info["pixel_size_A"], " A")),
+        ("exposure", number(info["exposure_ms"], " ms")),
+        (
+            "dose/frame",
+            f"{number(info['dose_e_per_px'])} e-/px, {number(info['dose_e_per_A2'])} e-/A^2",
+        ),
+        ("denoised", f"{info['denoised_frames']} of {frames} frames"),
+        ("skipped", _skipped(info)),
+        (
+            "latency",
+            "none measured"
+            if info["denoise_latency_p50_ms"] is None
+            else f"p50 {number(info['denoise_latency_p50_ms'], ' ms', 3)}, "
+            f"p95 {number(info['denoise_latency_p95_ms'], ' ms', 3)}",
+        ),
+        ("model", "none" if model is None else f"{model['name']} (sha256 {model['sha256'][:12]})"),
+        ("simulated", "yes" if info["simulated"] else "no"),
+        ("on disk", f"{info['bytes_on_disk'] / 1e6:.1f} MB"),
+        ("errors", str(len(info["errors"])) if info["errors"] else "none"),
+    ]
+    width_key = max(len(key) for key, _ in lines)
+    text = [f"{key:<{width_key}}  {value}" for key, value in lines]
+    text += [f"  - {message}" for message in info["errors"]]
+    return "\n".join(text)
+
+
+def _skipped(info: dict[str, Any]) -> str:
+    if not info["skipped"]:
+        return "0"
+    reasons = ", ".join(
+        f"{reason or 'no reason'}: {n}" for reason, n in sorted(info["skipped_reasons"].items())
+    )
+    return f"{info['skipped']} ({reasons})"

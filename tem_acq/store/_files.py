@@ -1,0 +1,231 @@
+"""Durable file operations and the zarr v3 shard format, written by hand for speed and safety.
+
+Shards are encoded here rather than through zarr-python's array API for two reasons measured in
+``shared/notes/speed.md`` and ``benchmarks/bench_store.py``: each frame can be compressed as it
+arrives (no burst of work at shard boundaries), and each shard can be replaced atomically (temp
+file, fsync, rename), so a crash never leaves a half-written shard where a committed one was.
+The bytes are those of zarr's ``sharding_indexed`` codec (chunks, then an index of
+(offset, nbytes) uint64 pairs plus a crc32c), so every zarr v3 reader decodes them.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import numpy as np
+
+#: Index entry of a chunk that is not in a shard (zarr v3 sharding spec).
+EMPTY = 2**64 - 1
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (new or renamed files) to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, parts: Sequence[bytes | memoryview], *, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``parts`` concatenated, so readers see the old or new file whole.
+
+    Writes a temporary file beside it, fsyncs it, renames it over ``path`` and fsyncs the
+    directory. On failure the temporary file is removed and ``path`` is untouched.
+    """
+    tmp = temp_path(path)
+    write_synced(tmp, parts)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary name a file is written under before it replaces ``path``."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_synced(path: Path, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``path`` (created or truncated) and fsync it; remove it again on failure.
+
+    The caller fsyncs the directory, so that a new name is durable too.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            _write_all(fd, parts)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    # os.writev avoids joining megabytes of chunks into one buffer; loop for short writes.
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    max_iov = 1024
+    while views:
+        written = os.writev(fd, views[:max_iov])
+        if written == 0:  # pragma: no cover - writev returning 0 for a non-empty buffer
+            raise OSError(errno.EIO, "write returned 0 bytes")
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Atomically replace ``path`` with ``doc`` as indented JSON."""
+    write_atomic(path, [json.dumps(doc, indent=2, allow_nan=True).encode()])
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file (zarr metadata allows ``NaN`` as a fill value)."""
+    return json.loads(path.read_bytes())
+
+
+def encode_shard_index(sizes: Sequence[int | None], n_chunks: int) -> tuple[bytes, list[int]]:
+    """Build a shard index for chunks laid out one after another.
+
+    Parameters
+    ----------
+    sizes
+        Encoded size of each chunk in shard order, ``None`` where a chunk is absent.
+    n_chunks
+        Chunks per shard (the index always lists all of them).
+
+    Returns
+    -------
+    index, offsets
+        The index bytes (little-endian uint64 (offset, nbytes) pairs plus a crc32c) and the
+        offset of each present chunk.
+    """
+    table = np.full((n_chunks, 2), EMPTY, dtype="<u8")
+    offset = 0
+    offsets = []
+    for i, size in enumerate(sizes):
+        if size is None:
+            continue
+        table[i] = (offset, size)
+        offsets.append(offset)
+        offset += size
+    raw = table.tobytes()
+    crc = np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()
+    return raw + crc, offsets
+
+
+def shard_parts(chunks: Sequence[bytes | None], n_chunks: int) -> list[bytes]:
+    """Return the byte parts of a shard holding ``chunks`` (``None`` for absent chunks)."""
+    index, _ = encode_shard_index([None if c is None else len(c) for c in chunks], n_chunks)
+    return [c for c in chunks if c is not None] + [index]
+
+
+def read_shard_chunks(path: Path, n_chunks: int) -> list[bytes | None]:
+    """Read the encoded chunks of a shard file written by :func:`shard_parts`.
+
+    Raises
+    ------
+    ValueError
+        If the shard's index is damaged.
+    """
+    data = path.read_bytes()
+    index_size = n_chunks * 16 + 4
+    if len(data) < index_size:
+        raise ValueError(f"shard {path} is shorter than its index")
+    raw, crc = data[-index_size:-4], data[-4:]
+    if np.array([google_crc32c.value(raw)], dtype="<u4").tobytes() != crc:
+        raise ValueError(f"shard {path} has a damaged index (checksum mismatch)")
+    table = np.frombuffer(raw, dtype="<u8").reshape(n_chunks, 2)
+    chunks: list[bytes | None] = []
+    for offset, size in table.tolist():
+        chunks.append(None if offset == EMPTY else data[offset : offset + size])
+    return chunks
+
+
+class EventLog:
+    """An append-only JSON-lines file whose every append is durable (fsynced) or undone.
+
+    A failed append (e.g. a full disk) truncates the file back to where it was, so a later retry
+    never leaves a torn line in the middle of the log.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+    @property
+    def size(self) -> int:
+        """Bytes durably in the log."""
+        return self._size
+
+    def append(self, lines: Sequence[str]) -> None:
+        """Append ``lines`` (each one JSON document, no newline) and fsync."""
+        if not lines:
+            return
+        data = ("\n".join(lines) + "\n").encode()
+        try:
+            _write_all(self._fd, [data])
+            os.fdatasync(self._fd)  # the data and the file size; cheaper than fsync
+        except BaseException:
+            self.truncate(self._size)
+            raise
+        self._size += len(data)
+
+    def truncate(self, size: int) -> None:
+        """Cut the log back to ``size`` bytes (best effort: used to undo a failed step)."""
+        try:
+            os.ftruncate(self._fd, size)
+            os.fsync(self._fd)
+            self._size = size
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_event_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Read an event log, skipping lines a crash or a full disk left unreadable.
+
+    Returns
+    -------
+    events, problems
+        The parsed events in order, and one message per unreadable line that was not the last
+        (a torn last line is the expected result of a crash and is dropped silently).
+    """
+    events: list[dict[str, Any]] = []
+    problems: list[str] = []
+    lines = path.read_bytes().split(b"\n")
+    last = len(lines) - 1
+    while last >= 0 and not lines[last].strip():
+        last -= 1
+    for number, line in enumerate(lines[: last + 1], start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            if number - 1 != last:
+                problems.append(f"{path.name} line {number} is unreadable and was skipped")
+            continue
+        events.append(event)
+    return events, problems

@@ -1,0 +1,485 @@
+"""Versioned metadata of tem-acq stores (pydantic v2 models).
+
+The store root's ``zarr.json`` holds one of these models under ``attributes["tem_acq"]``. Every
+model forbids unknown fields, so a typo fails loudly instead of being stored and ignored.
+
+``schema_version`` is ``"MAJOR.MINOR"``: a minor bump only adds optional fields; a major bump
+changes meaning, and this version of tem-acq refuses to read a newer major version (a clear
+:class:`~tem_acq.errors.StoreError` rather than a misreading).
+
+``kind`` says what a store holds. ``"acquisition"`` (this module's :class:`AcquisitionMetadata`)
+is a recorded acquisition of raw plus denoised frames; ``"pairs"`` (short plus long exposures for
+training) is reserved for the paired-collection store, which sits beside it with its own model.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import platform
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tem_acq.errors import StoreError
+
+#: The store schema this version of tem-acq writes. Readers accept the same major version.
+SCHEMA_VERSION = "1.0"
+SCHEMA_MAJOR = 1
+
+#: Store kinds tem-acq knows about; only "acquisition" is implemented in this module.
+StoreKind = Literal["acquisition", "pairs"]
+KNOWN_KINDS: tuple[str, ...] = ("acquisition", "pairs")
+
+#: Two derived quantities (dose per frame from dose rate and exposure, dose per area from dose
+#: per pixel) may come from different sources (a calibration, a live reading); beyond this
+#: relative difference they contradict each other and the metadata is refused.
+_DOSE_TOLERANCE = 0.02
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Instrument(_Model):
+    """The microscope.
+
+    Attributes
+    ----------
+    voltage_kV
+        Accelerating voltage in kV.
+    pixel_size_A
+        Size of one (binned) camera pixel at the specimen, in angstrom. Must be > 0.
+    magnification
+        Indicated magnification, if known.
+    name
+        Microscope model or name, if known.
+    defocus_nm, tilt_deg
+        Objective defocus (nm) and stage alpha tilt (degrees), where known.
+    """
+
+    voltage_kV: float = Field(gt=0)
+    pixel_size_A: float
+    magnification: float | None = Field(default=None, gt=0)
+    name: str | None = None
+    defocus_nm: float | None = None
+    tilt_deg: float | None = None
+
+    @field_validator("pixel_size_A")
+    @classmethod
+    def _positive_pixel_size(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(
+                f"pixel_size_A must be > 0 (got {value}). Micro-Manager reports 0 when no pixel "
+                "size is configured: calibrate one (Devices > Pixel Size Calibration) or pass "
+                "the pixel size in angstrom explicitly"
+            )
+        return value
+
+
+class Camera(_Model):
+    """The camera and how it was read out.
+
+    Attributes
+    ----------
+    name
+        Camera name or model (e.g. ``"Gatan OneView"``).
+    counts_per_electron
+        Conversion factor from camera counts to electrons (> 0).
+    binning
+        Binning factor (1 for none).
+    detector_kind
+        ``"integrating"``, ``"counting"`` or another word, if known.
+    sensor_shape_px
+        Unbinned sensor size as (height, width) in pixels, if known.
+    mode
+        Readout mode as the camera names it, if any.
+    """
+
+    name: str = Field(min_length=1)
+    counts_per_electron: float = Field(gt=0)
+    binning: int = Field(default=1, ge=1)
+    detector_kind: str | None = None
+    sensor_shape_px: tuple[int, int] | None = None
+    mode: str | None = None
+
+    @field_validator("sensor_shape_px")
+    @classmethod
+    def _positive_sensor(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) <= 0:
+            raise ValueError(f"sensor_shape_px must be positive (got {value})")
+        return value
+
+
+class SoftwareVersions(_Model):
+    """Versions of the software that wrote a store (``None``: not loaded in that process)."""
+
+    tem_acq: str
+    python: str
+    numpy: str
+    zarr: str
+    pydantic: str
+    torch: str | None = None
+    pycromanager: str | None = None
+    pymmcore: str | None = None
+    pymmcore_plus: str | None = None
+    other: dict[str, str] = Field(default_factory=dict)
+
+
+class AcquisitionProtocol(_Model):
+    """How the frames were acquired.
+
+    Attributes
+    ----------
+    simulated
+        True when the frames came from the simulator rather than a microscope.
+    backend
+        What drove the camera, e.g. ``"pycromanager"``, ``"pymmcore-plus"``, ``"simulator"``.
+    events
+        Summary of the acquisition events (counts, intervals, ...), free-form.
+    settings
+        Any other settings worth keeping, free-form.
+    """
+
+    simulated: bool = False
+    backend: str | None = None
+    events: dict[str, JsonValue] | None = None
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ModelProvenance(_Model):
+    """Which denoising model produced the ``denoised`` frames.
+
+    Attributes
+    ----------
+    name
+        Model package name.
+    sha256
+        SHA-256 of the weights file, 64 lowercase hex digits.
+    card_schema
+        Schema version of the model card.
+    architecture
+        Architecture as the card names it.
+    normalisation
+        How counts were turned into network input (from the card).
+    card
+        The rest of the card, if worth keeping.
+    device, precision
+        Where and how inference ran (``"cuda"``, ``"bf16"``, ...).
+    """
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    card_schema: str | None = None
+    architecture: str | None = None
+    normalisation: dict[str, JsonValue] = Field(default_factory=dict)
+    card: dict[str, JsonValue] | None = None
+    device: str | None = None
+    precision: str | None = None
+
+
+def collect_software_versions() -> SoftwareVersions:
+    """Gather versions of the software in this process without importing anything heavy.
+
+    torch, pycromanager and the Micro-Manager cores are reported only when this process has
+    already imported them: importing torch here would cost seconds and prove nothing.
+    """
+    from tem_acq import __version__
+
+    def loaded(module: str, dist: str) -> str | None:
+        if module not in sys.modules:
+            return None
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return str(getattr(sys.modules[module], "__version__", "unknown"))
+
+    import numpy
+    import pydantic
+    import zarr
+
+    return SoftwareVersions(
+        tem_acq=__version__,
+        python=platform.python_version(),
+        numpy=numpy.__version__,
+        zarr=zarr.__version__,
+        pydantic=pydantic.VERSION,
+        torch=loaded("torch", "torch"),
+        pycromanager=loaded("pycromanager", "pycromanager"),
+        pymmcore=loaded("pymmcore", "pymmcore"),
+        pymmcore_plus=loaded("pymmcore_plus", "pymmcore-plus"),
+    )
+
+
+def _check_schema_version(value: str) -> str:
+    major = _major(value)
+    if major != SCHEMA_MAJOR:
+        raise ValueError(
+            f"schema_version {value!r} is not readable by this tem-acq (reads {SCHEMA_MAJOR}.x)"
+        )
+    return value
+
+
+def _major(version: str) -> int:
+    head, _, minor = version.partition(".")
+    if not head.isdigit() or not minor.isdigit():
+        raise ValueError(f"schema_version must look like '1.0' (got {version!r})")
+    return int(head)
+
+
+class AcquisitionMetadata(_Model):
+    """Metadata of one recorded acquisition (``kind="acquisition"``).
+
+    Dose may be given as a rate, per frame, or both (they must agree within 2 %); the missing one
+    is derived from the exposure. Dose per square angstrom is derived from dose per pixel and the
+    pixel size (if given, it must agree). All doses, the exposure and the pixel size must be > 0.
+
+    Attributes
+    ----------
+    instrument, camera
+        The microscope and camera.
+    exposure_ms
+        Exposure of one frame in milliseconds.
+    frame_interval_ms
+        Time between frame starts, if known (the time scale of the arrays; else the exposure).
+    dose_rate_e_per_px_per_s
+        Electrons per pixel per second at the specimen.
+    dose_e_per_px, dose_e_per_A2
+        Electrons per pixel and per square angstrom in one frame.
+    software
+        Versions of the software that wrote the store (collected automatically).
+    protocol
+        How the frames were acquired.
+    model
+        Provenance of the denoising model, or ``None`` when frames were not denoised.
+    description
+        Free text (specimen, purpose).
+    created
+        When the store was created (UTC).
+    """
+
+    schema_version: str = SCHEMA_VERSION
+    kind: Literal["acquisition"] = "acquisition"
+    created: AwareDatetime = Field(default_factory=_now)
+    instrument: Instrument
+    camera: Camera
+    exposure_ms: float = Field(gt=0)
+    frame_interval_ms: float | None = Field(default=None, gt=0)
+    dose_rate_e_per_px_per_s: float | None = Field(default=None, gt=0)
+    dose_e_per_px: float | None = Field(default=None, gt=0)
+    dose_e_per_A2: float | None = Field(default=None, gt=0)
+    software: SoftwareVersions = Field(default_factory=collect_software_versions)
+    protocol: AcquisitionProtocol = Field(default_factory=AcquisitionProtocol)
+    model: ModelProvenance | None = None
+    description: str | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _readable_version(cls, value: str) -> str:
+        return _check_schema_version(value)
+
+    @model_validator(mode="after")
+    def _derive_doses(self) -> AcquisitionMetadata:
+        seconds = self.exposure_ms / 1000.0
+        rate, per_px = self.dose_rate_e_per_px_per_s, self.dose_e_per_px
+        if per_px is None and rate is not None:
+            per_px = self.dose_e_per_px = rate * seconds
+        elif rate is None and per_px is not None:
+            self.dose_rate_e_per_px_per_s = per_px / seconds
+        elif rate is not None and per_px is not None and not _agree(rate * seconds, per_px):
+            raise ValueError(
+                f"dose_e_per_px={per_px} disagrees with dose_rate_e_per_px_per_s={rate} times "
+                f"exposure_ms={self.exposure_ms} (= {rate * seconds:.4g} e-/px): give one of them "
+                "or make them agree"
+            )
+        if per_px is not None:
+            per_area = per_px / self.instrument.pixel_size_A**2
+            if self.dose_e_per_A2 is None:
+                self.dose_e_per_A2 = per_area
+            elif not _agree(self.dose_e_per_A2, per_area):
+                raise ValueError(
+                    f"dose_e_per_A2={self.dose_e_per_A2} disagrees with dose_e_per_px={per_px} "
+                    f"over pixel_size_A={self.instrument.pixel_size_A} squared "
+                    f"(= {per_area:.4g} e-/A^2): leave dose_e_per_A2 out to derive it"
+                )
+        elif self.dose_e_per_A2 is not None:
+            # Per-area dose alone: derive per pixel so both are always present together.
+            self.dose_e_per_px = self.dose_e_per_A2 * self.instrument.pixel_size_A**2
+            self.dose_rate_e_per_px_per_s = self.dose_e_per_px / seconds
+        return self
+
+    @property
+    def frame_interval_s(self) -> float:
+        """Time scale of the arrays: the frame interval if known, else the exposure, in s."""
+        return (self.frame_interval_ms or self.exposure_ms) / 1000.0
+
+
+def _agree(a: float, b: float) -> bool:
+    return abs(a - b) <= _DOSE_TOLERANCE * max(abs(a), abs(b))
+
+
+class FrameRecord(_Model):
+    """What is known about one frame when it is appended (one row of the per-frame table).
+
+    Attributes
+    ----------
+    timestamp
+        When the frame was acquired (UTC; defaults to when the record was made).
+    elapsed_ms
+        Milliseconds since the acquisition started, as the camera or engine reports it.
+    exposure_ms
+        This frame's exposure, if it differs from or confirms the acquisition's.
+    dose_e_per_px
+        Measured dose of this frame (>= 0: a blanked-beam frame has none).
+    stage_x_um, stage_y_um, stage_z_um
+        Stage position in micrometres.
+    extra
+        Anything else worth keeping (JSON values only).
+    """
+
+    timestamp: AwareDatetime = Field(default_factory=_now)
+    elapsed_ms: float | None = None
+    exposure_ms: float | None = Field(default=None, gt=0)
+    dose_e_per_px: float | None = Field(default=None, ge=0)
+    stage_x_um: float | None = None
+    stage_y_um: float | None = None
+    stage_z_um: float | None = None
+    extra: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class FrameRow(FrameRecord):
+    """One row of a stored per-frame table: the record plus what happened to the frame.
+
+    Attributes
+    ----------
+    index
+        Position of the frame along t.
+    denoised
+        True when a denoised frame is stored for it.
+    denoise_latency_ms
+        Time from hand-over to denoised result, when measured.
+    skipped
+        Why no denoised frame exists (e.g. the denoiser fell behind), or ``None``.
+    """
+
+    index: int = Field(ge=0)
+    denoised: bool = False
+    denoise_latency_ms: float | None = None
+    skipped: str | None = None
+
+
+def validate_metadata(data: AcquisitionMetadata | Mapping[str, Any]) -> AcquisitionMetadata:
+    """Return ``data`` as validated :class:`AcquisitionMetadata`, or raise :class:`StoreError`.
+
+    Raises
+    ------
+    StoreError
+        If a field is missing or invalid; the message lists every problem.
+    """
+    if isinstance(data, AcquisitionMetadata):
+        return data
+    try:
+        return AcquisitionMetadata.model_validate(data)
+    except ValidationError as exc:
+        raise StoreError(f"invalid acquisition metadata: {format_validation_error(exc)}") from None
+
+
+def parse_store_metadata(attrs: Mapping[str, Any], where: str) -> AcquisitionMetadata:
+    """Read the ``tem_acq`` attribute of a store root written by any tem-acq version.
+
+    Parameters
+    ----------
+    attrs
+        The ``attributes`` of the root ``zarr.json``.
+    where
+        The store's path, for messages.
+
+    Raises
+    ------
+    StoreError
+        If the store is not a tem-acq store, is of another kind, was written by a newer major
+        schema version, or its metadata does not validate.
+    """
+    raw = attrs.get("tem_acq")
+    if not isinstance(raw, Mapping):
+        raise StoreError(
+            f"{where} is a zarr store but not a tem-acq store (no 'tem_acq' metadata in its "
+            "zarr.json): open it with zarr directly"
+        )
+    version = str(raw.get("schema_version", ""))
+    try:
+        major = _major(version)
+    except ValueError:
+        raise StoreError(
+            f"{where} has no valid tem_acq schema_version (got {version!r}): the store is damaged"
+        ) from None
+    if major > SCHEMA_MAJOR:
+        raise StoreError(
+            f"{where} was written with store schema {version}, newer than this tem-acq reads "
+            f"({SCHEMA_MAJOR}.x): upgrade tem-acq to open it"
+        )
+    kind = raw.get("kind")
+    if kind != "acquisition":
+        if kind in KNOWN_KINDS:
+            raise StoreError(
+                f"{where} is a tem-acq {kind!r} store, not an acquisition store: open it with "
+                f"the {kind} reader"
+            )
+        raise StoreError(
+            f"{where} is a tem-acq store of unknown kind {kind!r}: it may come from a newer "
+            "tem-acq; upgrade to open it"
+        )
+    try:
+        return AcquisitionMetadata.model_validate(raw)
+    except ValidationError as exc:
+        hint = ""
+        if version != SCHEMA_VERSION:
+            hint = f" (written with schema {version}; this tem-acq writes {SCHEMA_VERSION})"
+        raise StoreError(
+            f"{where} has invalid tem_acq metadata{hint}: {format_validation_error(exc)}"
+        ) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Render a pydantic error as one line per problem: ``field.path: message``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(model)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+__all__ = [
+    "KNOWN_KINDS",
+    "SCHEMA_VERSION",
+    "AcquisitionMetadata",
+    "AcquisitionProtocol",
+    "Camera",
+    "FrameRecord",
+    "FrameRow",
+    "Instrument",
+    "ModelProvenance",
+    "SoftwareVersions",
+    "StoreKind",
+    "collect_software_versions",
+    "format_validation_error",
+    "parse_store_metadata",
+    "validate_metadata",
+]

@@ -1,0 +1,287 @@
+"""Open an acquisition store for reading: metadata, lazy frame arrays, the per-frame table."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from tem_acq.errors import StoreError
+from tem_acq.store._files import read_event_log
+from tem_acq.store.layout import DENOISED, EVENT_LOG, LEVEL, RAW
+from tem_acq.store.metadata import AcquisitionMetadata, FrameRow, parse_store_metadata
+
+if TYPE_CHECKING:
+    import zarr
+
+
+def open_store(path: str | os.PathLike[str]) -> AcquisitionStore:
+    """Open an acquisition store written by :class:`~tem_acq.store.AcquisitionWriter`.
+
+    Works on stores still being written and on stores whose writer crashed: everything
+    committed reads, and ``complete`` is False.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` does not exist, is not a directory, is not a zarr v3 store, is not a
+        tem-acq store, is a tem-acq store of another kind or a newer schema, or is damaged.
+    """
+    return AcquisitionStore(Path(path))
+
+
+class AcquisitionStore:
+    """A recorded acquisition, read lazily.
+
+    Attributes
+    ----------
+    path
+        The store's directory.
+    metadata
+        The acquisition's metadata.
+    raw
+        The raw frames, a (t, y, x) zarr array of committed frames (read on slicing).
+    denoised
+        The denoised frames (float32 electrons per pixel; NaN where none), or ``None`` when the
+        store has no denoised image. After a crash it may be shorter than ``raw``.
+    complete
+        True when the writer closed the store; False while writing or after a crash.
+    errors
+        Errors recorded during the acquisition, plus any damage found when reading.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        root = _read_root(path)
+        self.metadata: AcquisitionMetadata = parse_store_metadata(
+            root.get("attributes") or {}, str(path)
+        )
+        self.raw: zarr.Array = _open_array(path, RAW)
+        self.denoised: zarr.Array | None = (
+            _open_array(path, DENOISED) if (path / DENOISED / "zarr.json").is_file() else None
+        )
+        self.errors: list[str] = []
+        self.complete = False
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._denoised: dict[int, float | None] = {}
+        self._skipped: dict[int, str] = {}
+        self._read_log()
+
+    # -- public API --------------------------------------------------------------------------
+
+    @property
+    def n_frames(self) -> int:
+        """Committed raw frames."""
+        return int(self.raw.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(height, width) of every frame."""
+        return int(self.raw.shape[1]), int(self.raw.shape[2])
+
+    @property
+    def denoised_frames(self) -> int:
+        """Frames that have a stored denoised version."""
+        return len(self._denoised)
+
+    @property
+    def skipped(self) -> dict[int, str]:
+        """Frames marked skipped (no denoised version), with the reason."""
+        return dict(self._skipped)
+
+    @cached_property
+    def frames(self) -> list[FrameRow]:
+        """The per-frame table, one row per committed frame, in order."""
+        rows = []
+        for index in range(self.n_frames):
+            record = self._rows.get(index)
+            if record is None:
+                continue  # reported in errors when the log was read
+            try:
+                rows.append(
+                    FrameRow.model_validate(
+                        {
+                            **record,
+                            "index": index,
+                            "denoised": index in self._denoised,
+                            "denoise_latency_ms": self._denoised.get(index),
+                            "skipped": self._skipped.get(index),
+                        }
+                    )
+                )
+            except ValidationError as exc:
+                raise StoreError(
+                    f"{self.path}: the record of frame {index} is invalid ({exc.error_count()} "
+                    "problems): the store is damaged"
+                ) from None
+        return rows
+
+    def frame_table(self) -> dict[str, np.ndarray]:
+        """The per-frame table as columns (numpy arrays; NaN or None where unknown)."""
+        rows = self.frames
+
+        def floats(name: str) -> np.ndarray:
+            values = [getattr(row, name) for row in rows]
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+        return {
+            "index": np.array([row.index for row in rows], dtype=np.int64),
+            "timestamp": np.array(
+                [row.timestamp.replace(tzinfo=None) for row in rows], dtype="datetime64[us]"
+            ),
+            "elapsed_ms": floats("elapsed_ms"),
+            "exposure_ms": floats("exposure_ms"),
+            "dose_e_per_px": floats("dose_e_per_px"),
+            "stage_x_um": floats("stage_x_um"),
+            "stage_y_um": floats("stage_y_um"),
+            "stage_z_um": floats("stage_z_um"),
+            "denoised": np.array([row.denoised for row in rows], dtype=bool),
+            "denoise_latency_ms": floats("denoise_latency_ms"),
+            "skipped": np.array([row.skipped for row in rows], dtype=object),
+        }
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``tem-acq info --json`` prints)."""
+        meta = self.metadata
+        latencies = [v for v in self._denoised.values() if v is not None]
+        p50 = p95 = None
+        if latencies:
+            p50, p95 = (float(v) for v in np.percentile(latencies, [50, 95]))
+        model = None
+        if meta.model is not None:
+            model = {"name": meta.model.name, "sha256": meta.model.sha256}
+        return {
+            "path": str(self.path),
+            "kind": meta.kind,
+            "schema_version": meta.schema_version,
+            "created": meta.created.isoformat(),
+            "complete": self.complete,
+            "frames": self.n_frames,
+            "shape": [int(n) for n in self.raw.shape],
+            "dtype": str(self.raw.dtype),
+            "exposure_ms": meta.exposure_ms,
+            "frame_interval_ms": meta.frame_interval_ms,
+            "dose_e_per_px": meta.dose_e_per_px,
+            "dose_e_per_A2": meta.dose_e_per_A2,
+            "dose_rate_e_per_px_per_s": meta.dose_rate_e_per_px_per_s,
+            "pixel_size_A": meta.instrument.pixel_size_A,
+            "voltage_kV": meta.instrument.voltage_kV,
+            "magnification": meta.instrument.magnification,
+            "camera": meta.camera.name,
+            "counts_per_electron": meta.camera.counts_per_electron,
+            "simulated": meta.protocol.simulated,
+            "denoised_frames": self.denoised_frames,
+            "skipped": len(self._skipped),
+            "skipped_reasons": dict(Counter(self._skipped.values())),
+            "denoise_latency_p50_ms": p50,
+            "denoise_latency_p95_ms": p95,
+            "model": model,
+            "errors": list(self.errors),
+            "bytes_on_disk": _disk_usage(self.path),
+        }
+
+    def __enter__(self) -> AcquisitionStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        return f"AcquisitionStore({str(self.path)!r}, frames={self.n_frames}, {state})"
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _read_log(self) -> None:
+        log = self.path / EVENT_LOG
+        if not log.is_file():
+            self.errors.append(f"{EVENT_LOG} is missing: the per-frame table is lost")
+            return
+        try:
+            events, problems = read_event_log(log)
+        except OSError as exc:
+            self.errors.append(f"cannot read {EVENT_LOG}: {exc}")
+            return
+        n = self.n_frames
+        n_denoised = 0 if self.denoised is None else int(self.denoised.shape[0])
+        for event in events:
+            kind = event.get("event")
+            index = event.get("index")
+            if kind == "frame" and isinstance(index, int) and index < n:
+                self._rows[index] = event.get("record") or {}
+            elif kind == "denoised" and isinstance(index, int) and index < min(n, n_denoised):
+                self._denoised[index] = event.get("latency_ms")
+            elif kind == "skipped" and isinstance(index, int) and index < n:
+                self._skipped[index] = str(event.get("reason", ""))
+            elif kind == "error":
+                self.errors.append(str(event.get("message", "")))
+            elif kind == "closed":
+                self.complete = True
+        self.errors.extend(problems)
+        missing = n - len(self._rows)
+        if missing:
+            self.errors.append(f"{missing} committed frames have no row in {EVENT_LOG}")
+
+
+def _read_root(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise StoreError(f"no store at {path}: the path does not exist")
+    if not path.is_dir():
+        raise StoreError(
+            f"{path} is a file, not a store: a tem-acq store is a directory (NAME.zarr)"
+        )
+    root_json = path / "zarr.json"
+    if not root_json.is_file():
+        hint = " (zarr v2?)" if (path / ".zgroup").is_file() else ""
+        raise StoreError(
+            f"{path} is a directory but not a zarr v3 store{hint} (no zarr.json): give the "
+            "path of a store written by tem-acq"
+        )
+    try:
+        doc = json.loads(root_json.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}/zarr.json is unreadable ({exc}): the store is damaged") from None
+    if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
+        raise StoreError(
+            f"{path}/zarr.json is not a zarr v3 group: give the path of a store written by tem-acq"
+        )
+    return doc
+
+
+def _open_array(path: Path, image: str) -> zarr.Array:
+    import zarr
+
+    where = path / image / LEVEL
+    try:
+        array = zarr.open_array(store=str(where), mode="r")
+    except Exception as exc:  # zarr raises several types for missing or broken metadata
+        raise StoreError(
+            f"{path} has no readable {image}/{LEVEL} array ({type(exc).__name__}: {exc}): the "
+            "store is damaged"
+        ) from None
+    if array.ndim != 3:
+        raise StoreError(f"{where} has {array.ndim} dimensions, expected (t, y, x): damaged")
+    return array
+
+
+def _disk_usage(path: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
