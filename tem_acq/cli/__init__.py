@@ -18,7 +18,6 @@ from tem_acq.errors import TemAcqError
 # ``acquisition_hooks`` and import pycro-manager only when they run).
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
-    "info",
     "acquisition_hooks.commands",
 )
 
