@@ -101,16 +101,25 @@ def pair_noise_stats(a: ArrayLike, b: ArrayLike, counts_per_electron: float) -> 
     )
 
 
-def phase_correlation_shift(a: ArrayLike, b: ArrayLike) -> tuple[float, float]:
+def phase_correlation_shift(
+    a: ArrayLike, b: ArrayLike, upsample: int = 50, max_frequency: float | None = None
+) -> tuple[float, float]:
     """Sub-pixel translation ``(dy, dx)`` such that ``b(y, x) ~= a(y - dy, x - dx)``.
 
-    Phase correlation with a Hann window; the peak is refined by a parabola through its
-    neighbours along each axis (accurate to about 0.1 px on textured images).
+    Phase correlation of Hann-windowed images; the integer peak is refined by evaluating the
+    correlation on a grid ``1 / upsample`` px fine around it with a matrix-multiply DFT
+    (Guizar-Sicairos et al. 2008), which avoids the bias of fitting a parabola to the peak.
 
     Parameters
     ----------
     a, b
         Two images of one shape.
+    upsample
+        Refinement factor (0.02 px steps by default).
+    max_frequency
+        Use only spatial frequencies up to this (cycles/px). Whitening gives the band next to
+        Nyquist full weight, where any local interpolation (and any camera MTF) distorts phase;
+        0.25 measures the shift of the image content rather than of its finest detail.
 
     Returns
     -------
@@ -123,23 +132,23 @@ def phase_correlation_shift(a: ArrayLike, b: ArrayLike) -> tuple[float, float]:
         raise ValueError(f"need two 2-D images of one shape, got {fa.shape} and {fb.shape}")
     h, w = fa.shape
     window = np.outer(np.hanning(h), np.hanning(w))
-    spec_a = np.fft.fft2((fa - fa.mean()) * window)
-    spec_b = np.fft.fft2((fb - fb.mean()) * window)
-    cross = spec_b * np.conj(spec_a)
+    cross = np.fft.fft2((fb - fb.mean()) * window) * np.conj(np.fft.fft2((fa - fa.mean()) * window))
     cross /= np.maximum(np.abs(cross), 1e-12)
+    if max_frequency is not None:
+        gy, gx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+        cross *= gx * gx + gy * gy <= max_frequency**2
     corr = np.fft.ifft2(cross).real
     py, px = np.unravel_index(int(np.argmax(corr)), corr.shape)
-
-    def refine(c_minus: float, c0: float, c_plus: float) -> float:
-        den = c_minus - 2.0 * c0 + c_plus
-        return 0.0 if den == 0 else 0.5 * (c_minus - c_plus) / den
-
-    dy = py + refine(corr[(py - 1) % h, px], corr[py, px], corr[(py + 1) % h, px])
-    dx = px + refine(corr[py, (px - 1) % w], corr[py, px], corr[py, (px + 1) % w])
-    # wrap to the signed range
-    dy = dy - h if dy > h / 2 else dy
-    dx = dx - w if dx > w / 2 else dx
-    return float(dy), float(dx)
+    py = py - h if py > h // 2 else py
+    px = px - w if px > w // 2 else px
+    # correlation on a fine grid of +-0.75 px around the integer peak
+    n = math.ceil(1.5 * upsample)
+    offsets = (np.arange(n) - n // 2) / upsample
+    ey = np.exp(2j * math.pi * np.outer(py + offsets, np.fft.fftfreq(h)))
+    ex = np.exp(2j * math.pi * np.outer(np.fft.fftfreq(w), px + offsets))
+    fine = (ey @ cross @ ex).real
+    iy, ix = np.unravel_index(int(np.argmax(fine)), fine.shape)
+    return float(py + offsets[iy]), float(px + offsets[ix])
 
 
 def power_spectrum(image: ArrayLike) -> F64:
