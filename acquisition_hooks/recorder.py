@@ -74,6 +74,9 @@ class LiveRecorder:
         dtype equals the input's as the Java backend requires; the scale is in the store).
     on_denoised
         Called with ``(index, electrons)`` for every denoised frame (live display).
+    frame_shape
+        (height, width) of the frames to come, if known: the model is then warmed up now
+        (path selection and the first run take seconds), not on the first frame.
     overwrite
         Replace an existing store at ``store``.
     """
@@ -98,6 +101,7 @@ class LiveRecorder:
         pass_through: PassThrough = "none",
         display_scale: float = 100.0,
         on_denoised: Callable[[int, np.ndarray], None] | None = None,
+        frame_shape: tuple[int, int] | None = None,
         overwrite: bool = False,
     ) -> None:
         if pass_through not in ("none", "raw", "denoised"):
@@ -133,6 +137,10 @@ class LiveRecorder:
             )
         except ValueError as exc:
             raise StoreError(f"invalid acquisition settings: {exc}") from None
+        batch = max_batch or (8 if on_gpu else 1)
+        warmup = getattr(self._denoiser, "warmup", None)
+        if frame_shape is not None and warmup is not None:
+            warmup((batch, *frame_shape))
         self._cpe = float(counts_per_electron)
         self._pass_through: PassThrough = pass_through
         self._display_scale = float(display_scale)
@@ -144,7 +152,7 @@ class LiveRecorder:
             denoiser=self._denoiser,
             counts_per_electron=counts_per_electron,
             policy=policy,
-            max_batch=max_batch or (8 if on_gpu else 1),
+            max_batch=batch,
             on_denoised=self._remember_denoised,
         )
         self._frame_shape: tuple[int, ...] | None = None

@@ -70,6 +70,7 @@ class MicroscopeSession:
             "dose_rate_e_per_px_per_s": cam.config.dose_rate * cam.get_binning() ** 2,
             "simulated": True,
             "description": f"simulated {cam.config.specimen} specimen, seed {cam.config.seed}",
+            "frame_shape": cam.shape(),
         }
 
     def move_stage(self, x_um: float, y_um: float) -> None:
