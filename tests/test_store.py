@@ -304,7 +304,7 @@ def test_shard_encoding_round_trips(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="damaged index"):
+    with pytest.raises(ValueError, match=r"damaged index"):
         read_shard_chunks(path, 4)
 
 
@@ -319,12 +319,12 @@ def test_reader_does_not_import_pycromanager() -> None:
 
 
 def test_writer_rejects_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="frame_shape must be positive"):
+    with pytest.raises(StoreError, match=r"frame_shape must be positive"):
         AcquisitionWriter(tmp_path / "a.zarr", metadata(), (0, 4))
-    with pytest.raises(StoreError, match="cannot be stored"):
+    with pytest.raises(StoreError, match=r"cannot be stored"):
         AcquisitionWriter(tmp_path / "a.zarr", metadata(), SHAPE, "complex64")
-    with pytest.raises(StoreError, match="compression must be one of"):
+    with pytest.raises(StoreError, match=r"compression must be one of"):
         AcquisitionWriter(tmp_path / "a.zarr", metadata(), SHAPE, compression="gzip")  # type: ignore[arg-type]
-    with pytest.raises(StoreError, match="shard_frames must be a positive integer"):
+    with pytest.raises(StoreError, match=r"shard_frames must be a positive integer"):
         AcquisitionWriter(tmp_path / "a.zarr", metadata(), SHAPE, shard_frames=0)
     assert not (tmp_path / "a.zarr").exists()
