@@ -120,9 +120,9 @@ def value_noise(key: int, ys: F64, xs: F64, spacing: float) -> F64:
     lx = np.arange(ix0, int(ix.max()) + 2, dtype=np.int64)
     lattice = 2.0 * hash_uniform(key, ly[:, None], lx[None, :]) - 1.0
     ry, rx = (iy - iy0).astype(np.intp), (ix - ix0).astype(np.intp)
-    top = lattice[ry][:, rx] * (1.0 - fx) + lattice[ry][:, rx + 1] * fx
-    bottom = lattice[ry + 1][:, rx] * (1.0 - fx) + lattice[ry + 1][:, rx + 1] * fx
-    return top * (1.0 - fy)[:, None] + bottom * fy[:, None]
+    # interpolate along x on the few lattice rows first, then gather whole rows along y
+    along_x = lattice[:, rx] * (1.0 - fx) + lattice[:, rx + 1] * fx
+    return along_x[ry] * (1.0 - fy)[:, None] + along_x[ry + 1] * fy[:, None]
 
 
 def value_noise_points(key: int, y: F64, x: F64, spacing: float) -> F64:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,9 @@ class TEMSimulator:
     Drift moves the field as a stage move would: at time ``t`` the centre is ``stage +
     drift * t``, so features move by ``-drift * t`` in the image. An exposure ``[t, t +
     exposure]`` integrates over that motion; the specimen change is taken at mid-exposure.
+
+    Thread safety: the public methods hold an internal lock, so a camera thread and a training
+    loop may share one simulator (they then share its noise sequence).
     """
 
     def __init__(self, config: SimulationConfig, *, tile_cache: int | None = None) -> None:
@@ -90,6 +94,7 @@ class TEMSimulator:
                 read_noise=_default(config.read_noise, INTEGRATING_READ_NOISE),
                 dark_offset=_default(config.dark_offset, INTEGRATING_DARK_OFFSET),
             )
+        self._lock = threading.RLock()
         self._cache_key: _Geometry | None = None
         self._cache_value: F32 | None = None
         self.reset_noise()
@@ -111,6 +116,11 @@ class TEMSimulator:
         """Electron wavelength in A."""
         return electron_wavelength_A(self.config.voltage_kv)
 
+    @property
+    def dose_rate_e_per_A2_s(self) -> float:
+        """The configured dose rate in electrons per square angstrom per second (vacuum)."""
+        return self.config.dose_rate / self.pixel_size_A**2
+
     def dose_per_pixel(self, exposure_s: float, binning: int = 1) -> float:
         """Electrons per output pixel through vacuum for one exposure."""
         return self.config.dose_rate * exposure_s * binning * binning
@@ -118,7 +128,12 @@ class TEMSimulator:
     def reset_noise(self) -> None:
         """Restart the noise sequence, as if the simulator had just been created."""
         ss = np.random.SeedSequence(entropy=self.config.seed, spawn_key=(_NOISE_STREAM,))
-        self.rng = np.random.Generator(np.random.PCG64(ss))
+        rng = np.random.Generator(np.random.PCG64(ss))  # only the noise draws from it
+        if hasattr(self, "_lock"):
+            with self._lock:
+                self.rng = rng
+        else:
+            self.rng = rng
 
     # ---- specimen ------------------------------------------------------------------------
 
@@ -141,11 +156,13 @@ class TEMSimulator:
         _check_position("x0, y0", (x0, y0))
         if height <= 0 or width <= 0:
             raise SimulationError(f"height and width must be positive, got {height}x{width}")
-        return self._sample(float(x0), float(y0), height, width, 0.0)
+        with self._lock:
+            return self._sample(float(x0), float(y0), height, width, 0.0)
 
     def vacuum_mask(self, x0: int, y0: int, height: int, width: int) -> NDArray[np.bool_]:
         """Where the specimen map is vacuum (no material, intensity within 1 % of 1)."""
-        return self.specimen.region(int(x0), int(y0), height, width).vacuum
+        with self._lock:
+            return self.specimen.region(int(x0), int(y0), height, width).vacuum
 
     def field_origin(
         self, stage_xy_px: Sequence[float] = (0.0, 0.0), t: float = 0.0
@@ -174,7 +191,8 @@ class TEMSimulator:
         x, y = self.field_origin(stage_xy_px, 0.0)
         ys = np.arange(self.size, dtype=np.float64) + math.floor(y)
         xs = np.arange(self.size, dtype=np.float64) + math.floor(x)
-        return float(self.specimen.film_mask(ys, xs).mean())
+        with self._lock:
+            return float(self.specimen.film_mask(ys, xs).mean())
 
     # ---- frames --------------------------------------------------------------------------
 
@@ -203,7 +221,8 @@ class TEMSimulator:
         numpy.ndarray
             float32 ``(size / binning, size / binning)``; a fresh copy.
         """
-        return self._electrons(exposure_s, stage_xy_px, t, binning).copy()
+        with self._lock:
+            return self._electrons(exposure_s, stage_xy_px, t, binning).copy()
 
     def render(
         self,
@@ -217,8 +236,9 @@ class TEMSimulator:
         Parameters are those of :meth:`expected_electrons`; each call draws fresh noise from the
         simulator's noise generator.
         """
-        return self.detector.sample(self._electrons(exposure_s, stage_xy_px, t, binning),
-                                    self.rng, binning)
+        with self._lock:
+            lam = self._electrons(exposure_s, stage_xy_px, t, binning)
+            return self.detector.sample(lam, self.rng, binning)
 
     def render_with_truth(
         self,
@@ -228,8 +248,9 @@ class TEMSimulator:
         binning: int = 1,
     ) -> tuple[U16, F32]:
         """:meth:`render` and :meth:`expected_electrons` of the same exposure in one call."""
-        lam = self._electrons(exposure_s, stage_xy_px, t, binning)
-        return self.detector.sample(lam, self.rng, binning), lam.copy()
+        with self._lock:
+            lam = self._electrons(exposure_s, stage_xy_px, t, binning)
+            return self.detector.sample(lam, self.rng, binning), lam.copy()
 
     # ---- internals -----------------------------------------------------------------------
 
