@@ -128,12 +128,8 @@ class TEMSimulator:
     def reset_noise(self) -> None:
         """Restart the noise sequence, as if the simulator had just been created."""
         ss = np.random.SeedSequence(entropy=self.config.seed, spawn_key=(_NOISE_STREAM,))
-        rng = np.random.Generator(np.random.PCG64(ss))  # only the noise draws from it
-        if hasattr(self, "_lock"):
-            with self._lock:
-                self.rng = rng
-        else:
-            self.rng = rng
+        with self._lock:
+            self.rng = np.random.Generator(np.random.PCG64(ss))  # only the noise draws from it
 
     # ---- specimen ------------------------------------------------------------------------
 
