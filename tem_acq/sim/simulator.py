@@ -140,7 +140,7 @@ class TEMSimulator:
         ----------
         x0, y0
             Specimen-pixel coordinates of the top-left pixel; fractional values are
-            interpolated (Catmull-Rom).
+            interpolated (Lanczos-3).
         height, width
             Size in unbinned pixels.
 
