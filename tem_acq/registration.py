@@ -19,6 +19,7 @@ def phase_correlation_shift(
     *,
     smooth_sigma_px: float = 1.0,
     whitening: float = 0.0,
+    max_frequency: float | None = None,
     upsample: int = 20,
 ) -> tuple[float, float]:
     """Estimate the shift of ``moving`` relative to ``reference``.
@@ -35,6 +36,9 @@ def phase_correlation_shift(
         (sharpest peak, but noise-dominated for smooth low-dose images), 0 is plain
         cross-correlation, which measured most accurate (0.05-0.2 px) between 5 and
         1000 e-/px frames of sparse particles; whitening helps for strongly periodic images.
+    max_frequency
+        Use only spatial frequencies up to this (cycles/px); the band near Nyquist carries the
+        camera's blur and any interpolation rather than the image content.
     upsample
         Sub-pixel precision: the shift is found to ``1 / upsample`` of a pixel.
 
@@ -58,6 +62,10 @@ def phase_correlation_shift(
         ky = np.fft.fftfreq(a.shape[0])[:, None]
         kx = np.fft.fftfreq(a.shape[1])[None, :]
         cross *= np.exp(-2 * (np.pi * smooth_sigma_px) ** 2 * (ky**2 + kx**2))
+    if max_frequency is not None:
+        ky = np.fft.fftfreq(a.shape[0])[:, None]
+        kx = np.fft.fftfreq(a.shape[1])[None, :]
+        cross *= ky**2 + kx**2 <= max_frequency**2
     corr = np.fft.ifft2(cross).real
     coarse = np.unravel_index(int(np.argmax(corr)), corr.shape)
     # unwrap: peaks past the middle are negative shifts

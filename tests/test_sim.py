@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from tem_acq.registration import phase_correlation_shift
 from tem_acq.sim import (
     DETECTOR_KINDS,
     SATURATION,
@@ -17,7 +18,6 @@ from tem_acq.sim import (
     SimulationError,
     TEMSimulator,
     pair_noise_stats,
-    phase_correlation_shift,
     power_spectrum,
 )
 
@@ -54,7 +54,11 @@ def test_kinds_are_published() -> None:
 def test_config_defaults_and_effective_values() -> None:
     cfg = SimulationConfig()
     assert (cfg.specimen, cfg.detector, cfg.dose_rate, cfg.size) == (
-        "nanoparticles", "counting", 2500.0, 512)
+        "nanoparticles",
+        "counting",
+        2500.0,
+        512,
+    )
     assert cfg.drift_px_per_s == (0.0, 0.0)
     assert SimulationConfig(drift_px_per_s=1.5).drift_px_per_s == (1.5, 0.0)
     sim = TEMSimulator(SimulationConfig(detector="integrating", size=64))
@@ -160,8 +164,8 @@ def test_mean_scales_linearly_with_exposure(detector: str) -> None:
     assert sim.expected_electrons(0.02, stage).mean() / truth.mean() == pytest.approx(10.0, 1e-5)
     # dose bookkeeping: e-/px through vacuum x transmission
     assert truth.mean() == pytest.approx(
-        2500.0 * 0.002 * sim.transmission(stage[0] - 256, stage[1] - 256, 512, 512).mean(),
-        rel=1e-4)
+        2500.0 * 0.002 * sim.transmission(stage[0] - 256, stage[1] - 256, 512, 512).mean(), rel=1e-4
+    )
 
 
 @pytest.mark.parametrize("exposure", [0.002, 0.02])
@@ -232,7 +236,7 @@ def test_drift_shifts_the_image_by_the_expected_amount(drift: tuple[float, float
     t = 2.5
     a = sim.expected_electrons(0.001, (0.0, 0.0), 0.0)
     b = sim.expected_electrons(0.001, (0.0, 0.0), t)
-    dy, dx = phase_correlation_shift(a, b, max_frequency=0.25)
+    dy, dx = phase_correlation_shift(a, b, max_frequency=0.25, whitening=1.0, smooth_sigma_px=0)
     # the field moves with the drift, so its content moves the other way in the image
     assert dx == pytest.approx(-drift[0] * t, abs=0.04)
     assert dy == pytest.approx(-drift[1] * t, abs=0.04)
@@ -242,12 +246,18 @@ def test_drift_misaligns_short_and_long_exposures() -> None:
     sim = TEMSimulator(SimulationConfig(drift_px_per_s=(2.0, 0.0)))
     short = sim.expected_electrons(0.002, (0.0, 0.0), 0.0)
     long = sim.expected_electrons(1.0, (0.0, 0.0), 0.0)
-    dy, dx = phase_correlation_shift(short, long, max_frequency=0.25)
+    dy, dx = phase_correlation_shift(
+        short, long, max_frequency=0.25, whitening=1.0, smooth_sigma_px=0
+    )
     assert dx == pytest.approx(-2.0 * 0.5, abs=0.05)  # the long exposure centres at t = 0.5 s
     assert dy == pytest.approx(0.0, abs=0.05)
     # and the drift during the long exposure blurs it (less high-frequency power)
-    fine = np.hypot(*np.meshgrid(np.fft.fftshift(np.fft.fftfreq(512)),
-                                 np.fft.fftshift(np.fft.fftfreq(512)))) > 0.2
+    fine = (
+        np.hypot(
+            *np.meshgrid(np.fft.fftshift(np.fft.fftfreq(512)), np.fft.fftshift(np.fft.fftfreq(512)))
+        )
+        > 0.2
+    )
     assert power_spectrum(long / 500.0)[fine].sum() < 0.8 * power_spectrum(short)[fine].sum()
 
 
@@ -263,8 +273,10 @@ def test_specimen_change_brightens_particles_only() -> None:
     assert no_particle.mean() > 0.9
     np.testing.assert_allclose(late[no_particle], early[no_particle], rtol=1e-5)
     static = TEMSimulator(cfg.model_copy(update={"specimen_change_per_s": 0.0}))
-    assert np.array_equal(static.expected_electrons(0.01, (0.0, 0.0), 0.0),
-                          static.expected_electrons(0.01, (0.0, 0.0), 20.0))
+    assert np.array_equal(
+        static.expected_electrons(0.01, (0.0, 0.0), 0.0),
+        static.expected_electrons(0.01, (0.0, 0.0), 20.0),
+    )
 
 
 # ---- determinism ---------------------------------------------------------------------------

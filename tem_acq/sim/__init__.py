@@ -14,7 +14,6 @@ from tem_acq.sim.analysis import (
     PairNoiseStats,
     lag_correlation,
     pair_noise_stats,
-    phase_correlation_shift,
     power_spectrum,
 )
 from tem_acq.sim.config import (
@@ -42,7 +41,6 @@ __all__ = [
     "electron_wavelength_A",
     "lag_correlation",
     "pair_noise_stats",
-    "phase_correlation_shift",
     "power_spectrum",
     "scherzer_defocus_nm",
 ]

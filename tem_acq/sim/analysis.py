@@ -101,56 +101,6 @@ def pair_noise_stats(a: ArrayLike, b: ArrayLike, counts_per_electron: float) -> 
     )
 
 
-def phase_correlation_shift(
-    a: ArrayLike, b: ArrayLike, upsample: int = 50, max_frequency: float | None = None
-) -> tuple[float, float]:
-    """Sub-pixel translation ``(dy, dx)`` such that ``b(y, x) ~= a(y - dy, x - dx)``.
-
-    Phase correlation of Hann-windowed images; the integer peak is refined by evaluating the
-    correlation on a grid ``1 / upsample`` px fine around it with a matrix-multiply DFT
-    (Guizar-Sicairos et al. 2008), which avoids the bias of fitting a parabola to the peak.
-
-    Parameters
-    ----------
-    a, b
-        Two images of one shape.
-    upsample
-        Refinement factor (0.02 px steps by default).
-    max_frequency
-        Use only spatial frequencies up to this (cycles/px). Whitening gives the band next to
-        Nyquist full weight, where any local interpolation (and any camera MTF) distorts phase;
-        0.25 measures the shift of the image content rather than of its finest detail.
-
-    Returns
-    -------
-    tuple of float
-        ``(dy, dx)`` in pixels.
-    """
-    fa = np.asarray(a, dtype=np.float64)
-    fb = np.asarray(b, dtype=np.float64)
-    if fa.shape != fb.shape or fa.ndim != 2:
-        raise ValueError(f"need two 2-D images of one shape, got {fa.shape} and {fb.shape}")
-    h, w = fa.shape
-    window = np.outer(np.hanning(h), np.hanning(w))
-    cross = np.fft.fft2((fb - fb.mean()) * window) * np.conj(np.fft.fft2((fa - fa.mean()) * window))
-    cross /= np.maximum(np.abs(cross), 1e-12)
-    if max_frequency is not None:
-        gy, gx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-        cross *= gx * gx + gy * gy <= max_frequency**2
-    corr = np.fft.ifft2(cross).real
-    py, px = np.unravel_index(int(np.argmax(corr)), corr.shape)
-    py = py - h if py > h // 2 else py
-    px = px - w if px > w // 2 else px
-    # correlation on a fine grid of +-0.75 px around the integer peak
-    n = math.ceil(1.5 * upsample)
-    offsets = (np.arange(n) - n // 2) / upsample
-    ey = np.exp(2j * math.pi * np.outer(py + offsets, np.fft.fftfreq(h)))
-    ex = np.exp(2j * math.pi * np.outer(np.fft.fftfreq(w), px + offsets))
-    fine = (ey @ cross @ ex).real
-    iy, ix = np.unravel_index(int(np.argmax(fine)), fine.shape)
-    return float(py + offsets[iy]), float(px + offsets[ix])
-
-
 def power_spectrum(image: ArrayLike) -> F64:
     """Centred power spectrum of a mean-removed, Hann-windowed image (``fftshift`` layout)."""
     f = np.asarray(image, dtype=np.float64)
