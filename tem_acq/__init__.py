@@ -7,10 +7,23 @@ imports pycro-manager; ``acquisition_hooks`` adapts it to pycro-manager and Micr
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tem_acq.denoise import load_model
 
 try:
     __version__ = version("tem-acq")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: ``import tem_acq`` must not import torch (seconds); ``tem_acq.load_model`` does.
+    if name == "load_model":
+        from tem_acq.denoise import load_model
+
+        return load_model
+    raise AttributeError(f"module 'tem_acq' has no attribute {name!r}")

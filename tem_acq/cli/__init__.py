@@ -18,6 +18,10 @@ from tem_acq.errors import TemAcqError
 # ``acquisition_hooks`` and import pycro-manager only when they run).
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
+    "denoise",
+    "model",
+    "models",
+    "bench",
     "acquisition_hooks.commands",
 )
 

@@ -1,0 +1,232 @@
+"""``tem-acq denoise INPUT --model M --out OUT``: denoise frame files and acquisition stores.
+
+Inputs: TIFF (Gatan TIFFs included), ``.npy``, MRC, or a tem-acq acquisition store (a
+``*.zarr`` folder). Outputs, by OUT's extension: ``.tif``/``.tiff``, ``.npy``, ``.mrc``
+(float32 electrons per pixel), or ``*.zarr`` for a store input: a new store with the raw frames
+copied, the new denoised frames and the model's provenance.
+
+Counts per electron: ``--counts-per-electron`` wins; else the file's own calibration (Gatan
+intensity tags, a store's camera metadata); else 1, with a note that the output is then in
+counts (the network input does not depend on it, since frames are divided by their mean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tem_acq.denoise.engine import PATHS
+from tem_acq.errors import TemAcqError
+
+#: Stacks at least this long let the engine time its paths and keep the fastest.
+AUTO_PATH_MIN_FRAMES = 4
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``denoise`` subcommand."""
+    parser = subparsers.add_parser(
+        "denoise",
+        help="denoise TIFF/NPY/MRC files or an acquisition store with a model package",
+        description=(
+            "Denoise raw frames (TIFF incl. Gatan, .npy, MRC, or an acquisition store "
+            "*.zarr) into float32 expected electrons per pixel. The output format comes from "
+            "OUT's extension: .tif/.tiff, .npy, .mrc, or .zarr (store input only)."
+        ),
+    )
+    parser.add_argument("input", help="a .tif/.tiff, .npy, .mrc file or a tem-acq store (*.zarr)")
+    parser.add_argument(
+        "--model", "-m", default="default", help="model package name or folder (default: default)"
+    )
+    parser.add_argument("--out", "-o", required=True, help="output file (.tif/.npy/.mrc/.zarr)")
+    parser.add_argument(
+        "--counts-per-electron",
+        type=float,
+        default=None,
+        help="camera counts per electron (default: from the file's metadata, else 1)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch", type=int, default=None, help="frames per network call")
+    parser.add_argument(
+        "--compile", action="store_true", help="try torch.compile (slow start; for long stacks)"
+    )
+    parser.add_argument(
+        "--path",
+        choices=PATHS,
+        default=None,
+        help=f"execution path (default: auto for stacks of >= {AUTO_PATH_MIN_FRAMES} frames, "
+        "else eager); reduced-precision paths are checked against eager",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.set_defaults(func=run)
+
+
+def _is_store(path: Path) -> bool:
+    return path.is_dir() and (path / "zarr.json").is_file()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read, denoise, write; user errors raise TemAcqError (printed, exit 2)."""
+    from tem_acq.denoise import io
+
+    src, out = Path(args.input), Path(args.out)
+    if not src.exists():
+        raise TemAcqError(f"input {src} does not exist")
+    store_in = _is_store(src)
+    store_out = out.suffix.lower() == ".zarr"
+    if store_out and not store_in:
+        raise TemAcqError(
+            f"{out}: a .zarr output needs a store input (it copies the raw frames); write "
+            ".tif, .npy or .mrc instead"
+        )
+    if args.counts_per_electron is not None and not args.counts_per_electron > 0:
+        raise TemAcqError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
+    if not store_out:
+        io.check_output_path(out, overwrite=args.overwrite)  # fail before the slow part
+    if store_in:
+        from tem_acq.store import open_store
+
+        store = open_store(src)
+        frame_file = io.FrameFile(
+            np.asarray(store.raw[:]),
+            counts_per_electron=store.metadata.camera.counts_per_electron,
+            pixel_size_nm=store.metadata.instrument.pixel_size_A / 10.0,
+        )
+        if frame_file.data.shape[0] == 0:
+            raise TemAcqError(f"store {src} has no committed frames")
+    else:
+        store = None
+        frame_file = io.read_frames(src)
+    from tem_acq.denoise.engine import check_frames
+
+    check_frames(frame_file.data)  # bad frames fail before the model loads
+    from tem_acq.denoise import load_model
+
+    n = 1 if frame_file.data.ndim == 2 else frame_file.data.shape[0]
+    # Choosing a path costs a dozen network calls: worth it for stacks, not for a frame or two.
+    path = args.path or ("auto" if n >= AUTO_PATH_MIN_FRAMES or args.compile else "eager")
+    denoiser = load_model(
+        args.model, args.device, path=path, compile=args.compile, batch_size=args.batch
+    )
+    cpe, note, in_electrons = _counts_per_electron(args.counts_per_electron, frame_file)
+    print(note, file=sys.stderr)
+    if args.counts_per_electron is not None and frame_file.counts_per_electron:
+        print(
+            f"note: the file says {frame_file.counts_per_electron:.4g} counts per electron; "
+            "--counts-per-electron overrides it",
+            file=sys.stderr,
+        )
+
+    if not denoiser.card.trained:
+        print(
+            f"warning: model {denoiser.card.name!r} is UNTRAINED (fresh weights): the output "
+            "is not a denoised image",
+            file=sys.stderr,
+        )
+    data = frame_file.data
+    t0 = time.perf_counter()
+    result = _denoise_with_progress(denoiser, data, cpe)
+    elapsed = time.perf_counter() - t0
+    meta = {
+        "model": denoiser.card.name,
+        "package_hash": denoiser.package_hash,
+        "counts_per_electron": cpe,
+        "units": "electrons per pixel" if in_electrons else "counts (counts_per_electron unknown)",
+        "source": str(src),
+        "path": denoiser.path_name,
+    }
+    if store is not None and store_out:
+        _write_store(store, out, result, denoiser, overwrite=args.overwrite)
+    else:
+        io.write_frames(
+            out,
+            result,
+            metadata=meta,
+            pixel_size_nm=frame_file.pixel_size_nm,
+            overwrite=args.overwrite,
+        )
+    print(
+        f"denoised {n} frame(s) of {data.shape[-2]}x{data.shape[-1]} with "
+        f"{denoiser.card.name} ({denoiser.package_hash[:19]}) on {denoiser.path_name} in "
+        f"{elapsed:.2f} s -> {out}"
+    )
+    return 0
+
+
+def _counts_per_electron(flag: float | None, frame_file: Any) -> tuple[float, str, bool]:
+    """(counts per electron, a note saying where it came from, whether it is known)."""
+    if flag is not None:
+        return float(flag), f"counts per electron {flag:g} (--counts-per-electron)", True
+    if frame_file.counts_per_electron:
+        return (
+            float(frame_file.counts_per_electron),
+            f"counts per electron {frame_file.counts_per_electron:.4g} (file metadata)",
+            True,
+        )
+    note = (
+        "note: the input does not say its counts per electron; using 1, so the output is in "
+        "counts, not electrons (pass --counts-per-electron for electrons)"
+    )
+    return 1.0, note, False
+
+
+def _denoise_with_progress(denoiser: Any, data: np.ndarray, cpe: float) -> np.ndarray:
+    """Denoise with a rich progress bar for stacks on a terminal; quiet otherwise."""
+    if data.ndim != 3 or data.shape[0] < 2 or not sys.stderr.isatty():
+        return np.asarray(denoiser.denoise(data, counts_per_electron=cpe))
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("denoising", total=data.shape[0])
+        return np.asarray(
+            denoiser.denoise(
+                data,
+                counts_per_electron=cpe,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+        )
+
+
+def _write_store(
+    store: Any, out: Path, result: np.ndarray, denoiser: Any, *, overwrite: bool
+) -> None:
+    """A new store: the input's raw frames and records, the new denoised frames, provenance."""
+    from tem_acq.store import AcquisitionWriter, FrameRecord, ModelProvenance
+
+    card = denoiser.card
+    provenance = ModelProvenance(
+        name=card.name,
+        sha256=denoiser.package_hash.removeprefix("sha256:"),
+        card_schema=str(card.schema_version),
+        architecture=f"{card.architecture}({card.encoder})",
+        normalisation=card.normalization.model_dump(mode="json"),
+        device=str(denoiser.device),
+        precision=denoiser.path_name.split(" ", 1)[-1],
+    )
+    meta = store.metadata.model_copy(update={"model": provenance})
+    record_fields = set(FrameRecord.model_fields)
+    rows = {row.index: row for row in store.frames}
+    with AcquisitionWriter(
+        out, meta, store.frame_shape, store.raw.dtype, overwrite=overwrite
+    ) as writer:
+        for i in range(result.shape[0]):
+            row = rows.get(i)
+            record = (
+                FrameRecord.model_validate(row.model_dump(include=record_fields))
+                if row is not None
+                else None
+            )
+            index = writer.append_raw(np.asarray(store.raw[i]), record)
+            writer.write_denoised(index, result[i])

@@ -1,0 +1,114 @@
+"""The denoiser: model packages, dose-aware normalisation and the inference engine.
+
+``load_model(name_or_path, device="auto")`` returns a :class:`Denoiser`; see
+:mod:`tem_acq.denoise.package` for the package format and
+:mod:`tem_acq.denoise.normalization` for the normalisation shared with training.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tem_acq.denoise.card import SCHEMA_VERSION, ModelCard, QualityRow, TrainingData
+from tem_acq.denoise.engine import FAST_PATH_TOLERANCE, Denoiser, PathName, select_device
+from tem_acq.denoise.normalization import (
+    DoseNormalization,
+    counts_to_electrons,
+    dose_scale,
+    from_network,
+    to_network,
+)
+from tem_acq.denoise.package import (
+    FAST_CONFIG,
+    PAPER_CONFIG,
+    LoadedPackage,
+    build_model,
+    compute_package_hash,
+    iter_packages,
+    load_package,
+    model_config,
+    model_search_dirs,
+    new_package,
+    rehash_package,
+    resolve_package,
+    save_package,
+)
+
+__all__ = [
+    "FAST_CONFIG",
+    "FAST_PATH_TOLERANCE",
+    "PAPER_CONFIG",
+    "SCHEMA_VERSION",
+    "Denoiser",
+    "DoseNormalization",
+    "LoadedPackage",
+    "ModelCard",
+    "PathName",
+    "QualityRow",
+    "TrainingData",
+    "build_model",
+    "compute_package_hash",
+    "counts_to_electrons",
+    "dose_scale",
+    "from_network",
+    "iter_packages",
+    "load_model",
+    "load_package",
+    "model_config",
+    "model_search_dirs",
+    "new_package",
+    "rehash_package",
+    "resolve_package",
+    "save_package",
+    "select_device",
+    "to_network",
+]
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] = "default",
+    device: str | Any = "auto",
+    *,
+    path: PathName = "auto",
+    compile: bool = False,
+    batch_size: int | None = None,
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+) -> Denoiser:
+    """Load a model package and return a :class:`Denoiser` for it.
+
+    Parameters
+    ----------
+    name_or_path
+        A package folder, or a package name looked up in ``$TEM_ACQ_MODELS``,
+        ``~/.local/share/tem-acq/models`` and the shipped ``models/`` folder (in that order).
+    device
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    path
+        Execution path: ``"auto"`` picks the fastest one that matches eager float32 within
+        :data:`FAST_PATH_TOLERANCE` on these weights; or ``"eager"``, ``"channels_last"``,
+        ``"bf16"`` (CPU), ``"fp16"`` (CUDA), still checked, falling back to eager.
+    compile
+        Also try ``torch.compile`` (5-40 s per input shape at warm-up; worth it for live use).
+    batch_size
+        Frames or tiles per network call (default 8 on CUDA, 1 on CPU).
+    tile_size, tile_overlap
+        Frames larger than ``tile_size`` (default 2560) are denoised in blended tiles; the
+        default overlap (twice the receptive-field radius plus a blend zone) makes the tiled
+        output equal the untiled one up to float rounding.
+
+    Returns
+    -------
+    The denoiser; call ``warmup(shape)`` before the first real frame.
+    """
+    package = load_package(resolve_package(name_or_path))
+    return Denoiser(
+        package,
+        device,
+        path=path,
+        compile=compile,
+        batch_size=batch_size,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+    )

@@ -1,0 +1,163 @@
+"""Denoiser benchmark: plain eager float32 versus the engine's best path, in the same run.
+
+Both run the full :meth:`Denoiser.denoise_batch` (normalisation, padding, network, transfer
+back), alternating call by call so that load from other processes hits both alike; the ratio
+of their medians is the number to trust on a shared machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tem_acq.denoise.engine import Denoiser, select_device
+from tem_acq.denoise.package import LoadedPackage, load_package, new_package, resolve_package
+
+
+def device_name(device: Any) -> str:
+    """Human name of a torch device: the GPU's name, or the CPU model and thread count."""
+    import torch
+
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs"
+
+
+def _stats(times_s: list[float], batch: int) -> dict[str, float]:
+    ms = np.asarray(times_s) * 1e3
+    p50, p95 = (float(v) for v in np.percentile(ms, [50, 95]))
+    return {
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p50_ms_per_frame": p50 / batch,
+        "frames_per_s": 1e3 * batch / float(statistics.median(ms)),
+    }
+
+
+def _package(encoder: str, model: str | None, tmp: Path) -> LoadedPackage:
+    if model is not None:
+        return load_package(resolve_package(model))
+    if encoder in ("fast", "paper"):
+        new_package(tmp / encoder, fast=encoder == "fast")
+    else:
+        new_package(tmp / "pkg", encoder=encoder)
+    return load_package(next(p for p in tmp.iterdir() if p.is_dir()))
+
+
+def bench_denoise(
+    *,
+    encoder: str = "fast",
+    model: str | None = None,
+    size: int = 512,
+    device: str = "auto",
+    batch: int = 1,
+    repeats: int = 10,
+    compile: bool = True,
+) -> dict[str, Any]:
+    """Time eager float32 and the best path on ``batch`` frames of ``size`` x ``size``.
+
+    Parameters
+    ----------
+    encoder
+        ``"fast"`` (the fast configuration), ``"paper"`` (resnet18 U-Net) or an smp encoder
+        name (fresh weights); ignored when ``model`` is given.
+    model
+        A package name or folder to benchmark instead (its trained weights decide which
+        reduced-precision paths pass the tolerance check).
+    size, batch
+        Frame size and frames per call.
+    device
+        ``auto``, ``cpu``, ``cuda``...
+    repeats
+        Timed calls of each path (after warm-up).
+    compile
+        Let the best path try ``torch.compile``.
+
+    Returns
+    -------
+    A JSON-ready dict: both paths' p50/p95 latency per call and per frame, frames per second,
+    the speed-up, the active path and the paths tried with their errors.
+    """
+    dev = select_device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        pkg = _package(encoder, model, Path(tmp))
+    eager = Denoiser(pkg, dev, path="eager", batch_size=batch)
+    best = Denoiser(pkg, dev, path="auto", compile=compile, batch_size=batch)
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(5.0 * 44.0, size=(batch, size, size)).astype(np.uint16)
+    t0 = time.perf_counter()
+    best.warmup(frames.shape)
+    warmup_s = time.perf_counter() - t0
+    eager.warmup(frames.shape)
+    times: dict[str, list[float]] = {"eager": [], "best": []}
+    for _ in range(repeats):
+        for name, den in (("eager", eager), ("best", best)):
+            t = time.perf_counter()
+            den.denoise_batch(frames, 44.0)
+            times[name].append(time.perf_counter() - t)
+    e, b = _stats(times["eager"], batch), _stats(times["best"], batch)
+    return {
+        "model": pkg.card.name if model else encoder,
+        "architecture": pkg.card.summary(),
+        "parameters": sum(p.numel() for p in pkg.model.parameters()),
+        "size": size,
+        "batch": batch,
+        "repeats": repeats,
+        "device": str(dev),
+        "device_name": device_name(dev),
+        "eager": e,
+        "best": b,
+        "best_path": best.path_name,
+        "speedup": e["p50_ms"] / b["p50_ms"],
+        "warmup_s": warmup_s,
+        "paths_tried": [
+            {
+                "name": t.name,
+                "ok": t.ok,
+                "rel_rms": t.rel_rms,
+                "rel_max": t.rel_max,
+                "ms": None if np.isnan(t.ms) else t.ms,
+                "note": t.note,
+            }
+            for t in best.selection
+        ],
+    }
+
+
+def format_result(r: dict[str, Any]) -> str:
+    """Readable lines for one :func:`bench_denoise` result."""
+    lines = [
+        f"{r['architecture']} ({r['parameters'] / 1e6:.2f} M params), {r['size']}x{r['size']}, "
+        f"batch {r['batch']}, {r['device_name']}",
+        f"  eager fp32: p50 {r['eager']['p50_ms']:.1f} ms, p95 {r['eager']['p95_ms']:.1f} ms "
+        f"per call; {r['eager']['p50_ms_per_frame']:.1f} ms/frame, "
+        f"{r['eager']['frames_per_s']:.1f} frames/s",
+        f"  best ({r['best_path']}): p50 {r['best']['p50_ms']:.1f} ms, "
+        f"p95 {r['best']['p95_ms']:.1f} ms per call; {r['best']['p50_ms_per_frame']:.1f} "
+        f"ms/frame, {r['best']['frames_per_s']:.1f} frames/s",
+        f"  speed-up {r['speedup']:.2f}x (warm-up {r['warmup_s']:.1f} s)",
+    ]
+    for t in r["paths_tried"]:
+        ms = "" if t["ms"] is None else f"{t['ms']:.1f} ms"
+        status = "ok" if t["ok"] else "rejected"
+        lines.append(
+            f"    path {t['name']:<24} {status:<8} rel RMS {t['rel_rms']:.2g} "
+            f"rel max {t['rel_max']:.2g} {ms} {t['note']}".rstrip()
+        )
+    return "\n".join(lines)

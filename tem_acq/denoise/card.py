@@ -1,0 +1,229 @@
+"""The model card (``card.json``): what a model package is, for what data, and how good it is.
+
+The card is a versioned pydantic model that forbids unknown fields, so a typo or a card written
+by a newer tem-acq is reported instead of silently ignored. ``schema_version`` is checked
+before validation so that a card from a newer schema gets a clear "upgrade tem-acq" error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tem_acq.denoise.normalization import DoseNormalization
+from tem_acq.errors import ModelPackageError
+
+#: The card schema this tem-acq writes and the newest it reads.
+SCHEMA_VERSION = 1
+
+#: What a denoised frame contains (the card states it so readers need not guess).
+OUTPUT_MEANING = (
+    "expected electrons per pixel at the input frame's dose (e-/px, float32): "
+    "network output times the input's dose scale"
+)
+
+Sha256 = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+Detector = Literal["counting", "integrating"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingData(_Strict):
+    """Provenance of the data a model was trained on.
+
+    Attributes
+    ----------
+    description
+        What the data is (simulated specimen kinds, real pairs, microscope...).
+    sha256
+        Hash of the training data set (e.g. of the pairs store's manifest), ``sha256:<hex>``.
+    source
+        Where it came from (store path, simulator version and seed, URL of a public set).
+    n_pairs
+        Number of (short, long) training pairs, when known.
+    """
+
+    description: str
+    sha256: Sha256
+    source: str = ""
+    n_pairs: int | None = Field(default=None, ge=0)
+
+
+class QualityRow(_Strict):
+    """One measured quality number, with the baselines measured beside it.
+
+    Attributes
+    ----------
+    image_kind
+        E.g. ``"low magnification"``, ``"atomic resolution, uncorrected"``.
+    detector
+        The detector model of the test frames.
+    dose_e_per_px
+        Dose of the test frames.
+    metric
+        E.g. ``"psnr_db"``, ``"ssim"``, ``"psnr_edge_db"``, ``"mean_error_pct"``.
+    value
+        The model's value.
+    raw, gaussian
+        The same metric for the raw input and the oracle Gaussian filter, when measured.
+    """
+
+    image_kind: str
+    detector: Detector
+    dose_e_per_px: float = Field(gt=0)
+    metric: str
+    value: float
+    raw: float | None = None
+    gaussian: float | None = None
+
+
+class ModelCard(_Strict):
+    """Everything tem-acq and its users need to know about a model package.
+
+    Attributes
+    ----------
+    schema_version
+        Card schema version (:data:`SCHEMA_VERSION`).
+    name
+        Package name (what ``load_model(name)`` resolves).
+    description
+        Free text.
+    architecture
+        smp model class (only ``"Unet"`` is supported).
+    encoder
+        smp encoder name (``"resnet18"``, ``"tu-mobilenetv3_small_100"``...).
+    architecture_kwargs
+        The remaining smp constructor arguments (``encoder_depth``, ``decoder_channels``...),
+        identical to those in ``config.json``.
+    normalization
+        The dose-aware normalisation the model was trained with.
+    output
+        What the denoised values mean.
+    dose_range_e_per_px
+        Range of input doses (e-/px per frame) it was trained for.
+    detectors
+        Detector kind(s) of the training data.
+    pixel_size_nm_range
+        Range of pixel sizes (nm) of the training data; ``None`` when untrained or unknown.
+    training_data
+        Provenance of the training data (required when ``trained``).
+    quality
+        Measured quality table (empty when untrained).
+    trained
+        ``False`` for freshly initialised weights (outputs are meaningless).
+    weights_dtype
+        dtype of the floating-point weights on disk (loaded into float32 either way).
+    package_hash
+        ``sha256:<hex>`` over ``config.json`` and ``model.safetensors`` (see
+        :func:`tem_acq.denoise.package.compute_package_hash`); stores record it as provenance.
+    tem_acq_version
+        Version of tem-acq that wrote the card.
+    """
+
+    schema_version: Literal[1] = 1
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    architecture: Literal["Unet"] = "Unet"
+    encoder: str
+    architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
+    normalization: DoseNormalization = Field(default_factory=DoseNormalization)
+    output: str = OUTPUT_MEANING
+    dose_range_e_per_px: tuple[float, float]
+    detectors: list[Detector] = Field(min_length=1)
+    pixel_size_nm_range: tuple[float, float] | None = None
+    training_data: TrainingData | None = None
+    quality: list[QualityRow] = Field(default_factory=list)
+    trained: bool
+    weights_dtype: Literal["float32", "float16", "bfloat16"]
+    package_hash: Sha256
+    tem_acq_version: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        lo, hi = self.dose_range_e_per_px
+        if not 0 < lo <= hi:
+            raise ValueError(f"dose_range_e_per_px must satisfy 0 < min <= max, got {lo}, {hi}")
+        if self.pixel_size_nm_range is not None:
+            plo, phi = self.pixel_size_nm_range
+            if not 0 < plo <= phi:
+                raise ValueError("pixel_size_nm_range must satisfy 0 < min <= max")
+        if not self.trained and self.quality:
+            raise ValueError("an untrained model cannot have a quality table")
+        if self.trained and self.training_data is None:
+            raise ValueError("a trained model needs training_data (provenance and sha256)")
+        return self
+
+    def summary(self) -> str:
+        """One line for listings: encoder, training state, dose range, short hash."""
+        lo, hi = self.dose_range_e_per_px
+        state = "trained" if self.trained else "UNTRAINED"
+        kw = self.architecture_kwargs
+        depth = kw.get("encoder_depth", 5)
+        dec = ",".join(str(c) for c in kw.get("decoder_channels", ()))
+        return (
+            f"{self.architecture}({self.encoder}, depth {depth}, decoder {dec}) {state}, "
+            f"{lo:g}-{hi:g} e-/px, {'+'.join(self.detectors)}, "
+            f"{self.package_hash.removeprefix('sha256:')[:12]}"
+        )
+
+
+def read_card(path: Path) -> ModelCard:
+    """Read and validate ``card.json``.
+
+    Parameters
+    ----------
+    path
+        The card file.
+
+    Returns
+    -------
+    The validated card.
+
+    Raises
+    ------
+    ModelPackageError
+        Missing or unreadable file, invalid JSON, a newer schema, or invalid fields.
+    """
+    if not path.is_file():
+        raise ModelPackageError(
+            f"model package {path.parent} has no card.json; a package needs config.json, "
+            "model.safetensors and card.json (create one with `tem-acq model new`)"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelPackageError(
+            f"{path} is not valid JSON ({exc}); restore the package from its source"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ModelPackageError(f"{path} must hold a JSON object; restore it from its source")
+    version = raw.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelPackageError(
+            f"{path} has no integer schema_version; it is not a tem-acq model card"
+        )
+    if version > SCHEMA_VERSION:
+        raise ModelPackageError(
+            f"{path} uses card schema {version}, newer than this tem-acq reads "
+            f"(up to {SCHEMA_VERSION}); upgrade tem-acq (pip install -U tem-acq)"
+        )
+    try:
+        return ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(card)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ModelPackageError(
+            f"{path} is not a valid model card: {problems}; fix the field(s) or re-create the "
+            "package"
+        ) from exc
+
+
+def write_card(card: ModelCard, path: Path) -> None:
+    """Write ``card.json`` (indented, stable key order)."""
+    path.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")

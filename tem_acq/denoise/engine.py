@@ -1,0 +1,670 @@
+"""The inference engine: raw counts in, electrons per pixel out, as fast as the device allows.
+
+One :class:`Denoiser` wraps a loaded model package. Per batch it converts counts to electrons,
+divides each frame by its dose scale (:mod:`tem_acq.denoise.normalization`), pads to the
+U-Net's multiple (reflect), runs the network (tiled with blended overlaps for large frames),
+crops back and multiplies by the scale again.
+
+Execution paths (``path=``): ``eager`` (float32, the reference), ``channels_last`` (float32),
+``bf16`` (CPU bfloat16 autocast + channels_last; only on CPUs with native bf16), ``fp16``
+(CUDA half precision + channels_last); ``compile=True`` adds ``torch.compile`` on top of the
+chosen one for the warmed-up shape. Every path other than ``eager`` is used only after its
+output matched eager float32 **on the loaded weights** within :data:`FAST_PATH_TOLERANCE`, and
+``auto`` keeps the fastest path that passed, measured at the warm-up shape; otherwise the engine
+falls back to eager and says why (:attr:`Denoiser.selection`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from tem_acq.denoise.card import ModelCard
+from tem_acq.denoise.normalization import (
+    DoseNormalization,
+    dose_scale,
+    from_network,
+    to_network,
+)
+from tem_acq.denoise.tiling import axis_plan, ramp, receptive_radius
+from tem_acq.errors import TemAcqError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tem_acq.denoise.package import LoadedPackage
+
+log = logging.getLogger(__name__)
+
+PathName = Literal["auto", "eager", "channels_last", "bf16", "fp16"]
+PATHS: tuple[str, ...] = ("auto", "eager", "channels_last", "bf16", "fp16")
+
+#: A fast path is accepted when, on a synthetic 5 e-/px Poisson frame and the loaded weights,
+#: its output differs from eager float32 by at most these fractions: RMS difference / RMS of
+#: the reference, and max |difference| / max |reference|. In network units the reference is
+#: about 1 (the frame mean), so 1 % RMS is 1 % of the dose, far below the shot noise (45 % at
+#: 5 e-/px).
+FAST_PATH_TOLERANCE = {"rel_rms": 1e-2, "rel_max": 5e-2}
+
+#: A fast path must beat eager by this factor at warm-up to be kept (timings are noisy).
+MIN_SPEEDUP = 1.05
+
+
+@dataclass
+class PathTrial:
+    """One execution path as tried at warm-up.
+
+    Attributes
+    ----------
+    name
+        The path (``"bf16+channels_last"``, ...).
+    ok
+        Whether it passed the tolerance check (eager always does).
+    rel_rms, rel_max
+        Its difference from eager float32 (see :data:`FAST_PATH_TOLERANCE`).
+    ms
+        Median milliseconds per network call at the warm-up shape (``nan`` if not timed).
+    note
+        Why it was rejected, if it was.
+    """
+
+    name: str
+    ok: bool
+    rel_rms: float = 0.0
+    rel_max: float = 0.0
+    ms: float = math.nan
+    note: str = ""
+
+
+@dataclass
+class _Runner:
+    name: str
+    module: Any
+    dtype: Any  # torch dtype of the network input
+    channels_last: bool
+    autocast: Callable[[], AbstractContextManager[Any]]
+    shape: tuple[int, ...] | None = None  # compiled for this input shape only
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        x = x.to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            y = self.module(x)
+        return y.float().contiguous()
+
+
+def select_device(device: str | Any = "auto") -> torch.device:
+    """Resolve ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+
+    Raises
+    ------
+    TemAcqError
+        Unknown device string, or CUDA asked for but not available.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise TemAcqError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise TemAcqError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise TemAcqError(f"device {device!r} asked for but CUDA is not available; use cpu")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise TemAcqError(
+            f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s); "
+            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
+        )
+    return dev
+
+
+def check_frames(frames: Any) -> np.ndarray:
+    """Validate raw frames: numeric, (y, x) or (n, y, x), non-empty, finite.
+
+    Parameters
+    ----------
+    frames
+        Anything ``np.asarray`` takes.
+
+    Returns
+    -------
+    The frames as an array (not copied when already one).
+
+    Raises
+    ------
+    TemAcqError
+        Naming the problem (dtype, shape, emptiness, first NaN/inf and where it is).
+    """
+    arr = np.asarray(frames)
+    if arr.dtype.kind not in "iuf":
+        raise TemAcqError(f"frames must be integer or floating-point counts, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise TemAcqError(
+            f"expected one frame (y, x) or a stack (n, y, x), got an array of shape {arr.shape}"
+        )
+    if arr.size == 0:
+        raise TemAcqError(f"frames are empty (shape {arr.shape})")
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = np.argwhere(~finite)
+            where = (
+                f"frame {int(bad[0][0])}" if arr.ndim == 3 else "the frame"
+            ) + f" at pixel {tuple(int(i) for i in bad[0][-2:])}"
+            raise TemAcqError(
+                f"frames contain {len(bad)} NaN/inf value(s), first in {where}; "
+                "replace them (e.g. with the frame's median) before denoising"
+            )
+    return arr
+
+
+def _check_cpe(counts_per_electron: Any, n: int) -> np.ndarray:
+    """Counts per electron as a float32 array of shape (n,): scalar or one per frame."""
+    cpe = np.asarray(counts_per_electron, dtype=np.float64)
+    if cpe.ndim == 0:
+        cpe = np.full(n, float(cpe))
+    if cpe.shape != (n,):
+        raise TemAcqError(
+            f"counts_per_electron must be one number or one per frame ({n}), got shape {cpe.shape}"
+        )
+    if not (np.isfinite(cpe).all() and (cpe > 0).all()):
+        raise TemAcqError(
+            f"counts_per_electron must be a finite number > 0 (the camera's counts per "
+            f"electron), got {counts_per_electron!r}"
+        )
+    return cpe.astype(np.float32)
+
+
+def _synthetic_check_input(shape: tuple[int, ...], seed: int = 1234) -> np.ndarray:
+    """A deterministic 5 e-/px Poisson frame with smooth structure, in network units."""
+    n, h, w = shape
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    clean = 1.0 + 0.3 * np.sin(2 * np.pi * xx / 37.0) * np.cos(2 * np.pi * yy / 53.0)
+    clean += 0.5 * np.exp(-(((yy - h / 3) ** 2 + (xx - w / 2) ** 2) / (2 * (min(h, w) / 8) ** 2)))
+    electrons = rng.poisson(5.0 * clean, size=(n, h, w)).astype(np.float32)
+    return np.asarray(to_network(electrons, dose_scale(electrons)), dtype=np.float32)
+
+
+class Denoiser:
+    """A model package ready to denoise raw TEM frames.
+
+    Create one with :func:`tem_acq.load_model`. Not thread-safe: call it from one thread.
+
+    Attributes
+    ----------
+    card
+        The package's :class:`~tem_acq.denoise.card.ModelCard`.
+    package_hash
+        ``sha256:<hex>`` of the package (record it as provenance).
+    device
+        The torch device the network runs on.
+    source
+        The package folder.
+    batch_size
+        Frames (or tiles) per network call.
+    tile_size
+        Frames larger than this (after padding) are processed in tiles of at most this size,
+        overlapping by :attr:`tile_overlap` and blended (see :mod:`tem_acq.denoise.tiling`).
+    selection
+        The paths tried at warm-up, with their errors and timings.
+    """
+
+    def __init__(
+        self,
+        package: LoadedPackage,
+        device: str | Any = "auto",
+        *,
+        path: PathName = "auto",
+        compile: bool = False,
+        batch_size: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+    ) -> None:
+        import torch
+
+        if path not in PATHS:
+            raise TemAcqError(f"unknown path {path!r}; use one of {', '.join(PATHS)}")
+        self.card: ModelCard = package.card
+        self.package_hash: str = package.package_hash
+        self.source = package.path
+        self.device = select_device(device)
+        self.normalization: DoseNormalization = package.card.normalization
+        depth = int(package.card.architecture_kwargs.get("encoder_depth", 5))
+        #: Input sizes must be multiples of this (the U-Net's total stride).
+        self.multiple = 2**depth
+        cuda = self.device.type == "cuda"
+        self.batch_size = int(batch_size or (8 if cuda else 1))
+        if self.batch_size < 1:
+            raise TemAcqError(f"batch_size must be >= 1, got {batch_size}")
+        # 2560 splits a 4096 frame into 2 x 2 tiles even with the paper model's overlap.
+        tile = int(tile_size or 2560)
+        self.tile_size = max(4 * self.multiple, tile // self.multiple * self.multiple)
+        max_overlap = self.tile_size // 2 - self.multiple
+        if tile_overlap is not None and not 0 <= tile_overlap <= max_overlap:
+            raise TemAcqError(
+                f"tile_overlap ({tile_overlap}) must be between 0 and half the tile size minus "
+                f"{self.multiple} ({self.tile_size // 2 - self.multiple}); raise tile_size"
+            )
+        self._overlap_arg = tile_overlap
+        self._overlap: int | None = None
+        self._rf: int | None = None
+        self._requested_path: str = path
+        self._compile = bool(compile)
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
+        self._eager = _Runner(
+            "eager", package.model.to(self.device).eval(), torch.float32, False, nullcontext
+        )
+        self._runner: _Runner = self._eager
+        self._fallback: _Runner = self._eager  # same path, uncompiled: for other shapes
+        self._selected = path == "eager" and not compile
+        self.selection: list[PathTrial] = []
+        self._warm_shapes: set[tuple[int, ...]] = set()
+
+    # --- paths ---------------------------------------------------------------------------
+
+    @property
+    def path_name(self) -> str:
+        """The active execution path, e.g. ``"cpu bf16+channels_last"``."""
+        if not self._selected:
+            return f"{self.device} pending (selected at warmup / first frame)"
+        return f"{self.device} {self._runner.name}"
+
+    def _candidates(self) -> list[_Runner]:
+        import torch
+
+        cands: list[_Runner] = []
+        req = self._requested_path
+        model = self._eager.module
+
+        def cl_copy(dtype: Any = torch.float32) -> Any:
+            return copy.deepcopy(model).to(dtype=dtype, memory_format=torch.channels_last)
+
+        if self.device.type == "cpu":
+            if req in ("auto", "channels_last"):
+                cands.append(_Runner("channels_last", cl_copy(), torch.float32, True, nullcontext))
+            if req in ("auto", "bf16"):
+                if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                    cands.append(
+                        _Runner(
+                            "bf16+channels_last",
+                            cl_copy(),
+                            torch.float32,
+                            True,
+                            lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+                        )
+                    )
+                else:
+                    self.selection.append(
+                        PathTrial("bf16+channels_last", False, note="no native bf16 on this CPU")
+                    )
+        else:
+            if req in ("auto", "channels_last"):
+                cands.append(_Runner("channels_last", cl_copy(), torch.float32, True, nullcontext))
+            if req in ("auto", "fp16"):
+                cands.append(
+                    _Runner(
+                        "fp16+channels_last",
+                        cl_copy(torch.float16),
+                        torch.float16,
+                        True,
+                        nullcontext,
+                    )
+                )
+        if req not in ("auto", "eager") and not cands:
+            self.selection.append(
+                PathTrial(req, False, note=f"path {req!r} does not exist on {self.device.type}")
+            )
+        return cands
+
+    def _time(self, runner: Callable[[Any], Any], x: torch.Tensor, repeats: int = 3) -> float:
+        import torch
+
+        times = []
+        for i in range(repeats + 1):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t0 = time.perf_counter()
+            runner(x)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            if i:  # the first call warms caches and allocators
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1e3
+
+    @staticmethod
+    def _compare(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+        d = (y - ref).double()
+        r = ref.double()
+        rms = float(d.square().mean().sqrt() / r.square().mean().sqrt().clamp_min(1e-12))
+        mx = float(d.abs().max() / r.abs().max().clamp_min(1e-12))
+        return rms, mx
+
+    def _try(self, runner: _Runner, x: torch.Tensor, ref: torch.Tensor) -> PathTrial:
+        try:
+            y = runner(x)
+        except Exception as exc:  # a path that cannot run here is simply not used
+            return PathTrial(runner.name, False, note=f"failed: {type(exc).__name__}: {exc}")
+        rms, mx = self._compare(y, ref)
+        ok = rms <= FAST_PATH_TOLERANCE["rel_rms"] and mx <= FAST_PATH_TOLERANCE["rel_max"]
+        # Timed (when choosing) even when rejected, so reports show what it would have given.
+        ms = self._time(runner, x) if self._requested_path == "auto" else math.nan
+        trial = PathTrial(runner.name, ok, rms, mx, ms=ms)
+        if not ok:
+            trial.note = (
+                f"differs from eager fp32 by rel RMS {rms:.2g}, rel max {mx:.2g} "
+                f"(tolerance {FAST_PATH_TOLERANCE['rel_rms']:g}, "
+                f"{FAST_PATH_TOLERANCE['rel_max']:g})"
+            )
+        return trial
+
+    def _select(self, net_shape: tuple[int, ...]) -> None:
+        """Pick the execution path at this network input shape (n, 1, y, x)."""
+        import torch
+
+        n, _, h, w = net_shape
+        x = torch.from_numpy(_synthetic_check_input((n, h, w))).unsqueeze(1).to(self.device)
+        with torch.inference_mode():
+            ref = self._eager(x)
+            forced = self._requested_path != "auto"
+            eager = PathTrial("eager", True, ms=math.nan if forced else self._time(self._eager, x))
+            self.selection.append(eager)
+            best, best_ms = self._eager, eager.ms
+            for runner in self._candidates():
+                trial = self._try(runner, x, ref)
+                self.selection.append(trial)
+                if trial.ok and (forced or trial.ms * MIN_SPEEDUP < best_ms):
+                    best, best_ms = runner, trial.ms
+            if self._compile:
+                try:
+                    compiled = self._compiled(best, net_shape)
+                except Exception as exc:  # no compiler, unsupported op...: stay uncompiled
+                    trial = PathTrial(best.name + "+compile", False, note=f"failed: {exc}")
+                else:
+                    trial = self._try(compiled, x, ref)
+                self.selection.append(trial)
+                if trial.ok and (forced or trial.ms * MIN_SPEEDUP < best_ms):
+                    self._fallback = best
+                    best = compiled
+        self._runner = best
+        if best is not self._fallback and best.shape is None:
+            self._fallback = best
+        self._selected = True
+        rejected = [t for t in self.selection if not t.ok]
+        log.info("denoiser path: %s", self.path_name)
+        for t in rejected:
+            log.info("path %s not used: %s", t.name, t.note)
+
+    def _compiled(self, base: _Runner, shape: tuple[int, ...]) -> _Runner:
+        """``torch.compile`` of a path, compiled now for one input shape."""
+        import torch
+
+        module = torch.compile(base.module, dynamic=False)
+        runner = _Runner(
+            base.name + "+compile", module, base.dtype, base.channels_last, base.autocast, shape
+        )
+        import torch._dynamo.config as dynamo_config
+
+        # smp models share one forward() code object, so dynamo's per-code recompile limit
+        # (8) counts every model compiled in this process: past it, it silently runs eager.
+        ctx: AbstractContextManager[Any] = dynamo_config.patch(
+            recompile_limit=max(64, dynamo_config.recompile_limit)
+        )
+        with ctx, torch.inference_mode():
+            if self.device.type == "cpu":
+                import torch._inductor.config as inductor_config
+
+                # Freezing folds the weights into the graph (the big win on a CPU).
+                with inductor_config.patch(freezing=True):
+                    runner(torch.zeros(shape, device=self.device))
+                return runner
+            runner(torch.zeros(shape, device=self.device))  # compiles here, not on a frame
+        return runner
+
+    # --- frames -> network ---------------------------------------------------------------
+
+    def _net_shape(self, h: int, w: int, n: int) -> tuple[int, int, int, int]:
+        m = self.multiple
+        hp, wp = -(-h // m) * m, -(-w // m) * m
+        if max(hp, wp) > self.tile_size:
+            th, _ = axis_plan(hp, self.tile_size, self.tile_overlap, m)
+            tw, _ = axis_plan(wp, self.tile_size, self.tile_overlap, m)
+            return (self.batch_size, 1, th, tw)
+        return (min(n, self.batch_size), 1, hp, wp)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on (b, 1, y, x), using the compiled graph where it applies."""
+        import torch
+
+        runner = self._runner
+        if runner.shape is None:
+            return runner(x)
+        b = x.shape[0]
+        if tuple(x.shape[1:]) != runner.shape[1:] or b > runner.shape[0]:
+            return self._fallback(x)
+        if b < runner.shape[0]:  # pad the batch rather than trigger a recompile
+            pad = x[-1:].expand(runner.shape[0] - b, *x.shape[1:])
+            return runner(torch.cat([x, pad]))[:b]
+        return runner(x)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if not (ph or pw):
+            return x
+        # Reflect keeps the noise statistics at the border; tiny frames cannot reflect.
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+    @property
+    def receptive_radius(self) -> int | None:
+        """The network's receptive-field radius in pixels (``None``: global), probed once."""
+        if self._overlap is None:
+            self._plan_overlap()
+        return self._rf
+
+    @property
+    def tile_overlap(self) -> int:
+        """Minimum overlap of neighbouring tiles.
+
+        By default twice the receptive-field radius plus a blend zone, so that the tiled
+        output equals the untiled one up to float rounding.
+        """
+        if self._overlap is None:
+            self._plan_overlap()
+        assert self._overlap is not None
+        return self._overlap
+
+    def _plan_overlap(self) -> None:
+        m = self.multiple
+        self._rf = receptive_radius(self._eager.module, m)
+        if self._rf is not None:
+            self._rf = -(-self._rf // m) * m
+        limit = (self.tile_size // 2 - m) // m * m
+        if self._overlap_arg is not None:
+            self._overlap = -(-self._overlap_arg // m) * m
+        elif self._rf is None:
+            self._overlap = min(256, limit)
+            log.warning(
+                "model %s has a global receptive field (e.g. squeeze-excitation): tiled frames "
+                "only approximate untiled ones",
+                self.card.name,
+            )
+        else:
+            self._overlap = min(2 * self._rf + 2 * m, limit)
+            if self._overlap < 2 * self._rf:
+                log.warning(
+                    "tile_size %d is too small for exact tiling (receptive radius %d px); "
+                    "tiles are blended but may differ slightly from untiled output",
+                    self.tile_size,
+                    self._rf,
+                )
+        self._overlap = min(self._overlap, limit)
+
+    def _run_tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """Network over (b, 1, y, x) padded frames in blended overlapping tiles."""
+        import torch
+
+        b, _, h, w = x.shape
+        v, m = self.tile_overlap, self.multiple
+        th, ys = axis_plan(h, self.tile_size, v, m)
+        tw, xs = axis_plan(w, self.tile_size, v, m)
+        out = torch.zeros_like(x)
+        weight = torch.zeros((1, 1, h, w), device=x.device)
+        wy = {y0: ramp(th, y0 > 0, y0 + th < h, v, self._rf, x.device) for y0 in ys}
+        wx = {x0: ramp(tw, x0 > 0, x0 + tw < w, v, self._rf, x.device) for x0 in xs}
+        for y0 in ys:
+            for x0 in xs:
+                weight[0, 0, y0 : y0 + th, x0 : x0 + tw] += wy[y0][:, None] * wx[x0][None, :]
+        jobs = [(i, y0, x0) for i in range(b) for y0 in ys for x0 in xs]
+        for k in range(0, len(jobs), self.batch_size):
+            chunk = jobs[k : k + self.batch_size]
+            tiles = torch.stack([x[i, :, y0 : y0 + th, x0 : x0 + tw] for i, y0, x0 in chunk])
+            y = self._forward(tiles)
+            for (i, y0, x0), t in zip(chunk, y, strict=True):
+                out[i, :, y0 : y0 + th, x0 : x0 + tw] += t * (wy[y0][:, None] * wx[x0][None, :])
+        return out / weight
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, y, x) normalised frames -> (b, y, x) network output, padded/tiled as needed."""
+        h, w = x.shape[-2:]
+        xp = self._pad(x.unsqueeze(1))
+        if max(xp.shape[-2:]) > self.tile_size:
+            y = self._run_tiled(xp)
+        else:
+            y = self._forward(xp)
+        return y[:, 0, :h, :w]
+
+    # --- public ----------------------------------------------------------------------------
+
+    def warmup(self, shape: Sequence[int]) -> None:
+        """Select the execution path and run the network once at this frame shape.
+
+        Call it before the first real frame so that path selection, cuDNN autotuning and
+        (with ``compile=True``) compilation do not delay it.
+
+        Parameters
+        ----------
+        shape
+            ``(y, x)`` or ``(n, y, x)``: the frames (and batch) that will come.
+        """
+        import torch
+
+        shape = tuple(int(s) for s in shape)
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise TemAcqError(f"warmup shape must be (y, x) or (n, y, x), got {shape}")
+        n, h, w = (1, *shape) if len(shape) == 2 else shape
+        net_shape = self._net_shape(h, w, n)
+        if not self._selected:
+            self._select(net_shape)
+        if net_shape not in self._warm_shapes:
+            with torch.inference_mode():
+                self._forward(torch.zeros(net_shape, device=self.device))
+            self._warm_shapes.add(net_shape)
+
+    def denoise_batch(
+        self, frames: Any, counts_per_electron: float | Sequence[float] | np.ndarray = 1.0
+    ) -> np.ndarray:
+        """Denoise frames that are waiting, in one pass; the live pipeline's per-batch call.
+
+        Parameters
+        ----------
+        frames
+            An ``(n, y, x)`` array or a sequence of equally shaped ``(y, x)`` frames of raw
+            counts (any integer or float dtype).
+        counts_per_electron
+            One number, or one per frame.
+
+        Returns
+        -------
+        ``(n, y, x)`` float32 expected electrons per pixel.
+        """
+        if isinstance(frames, (list, tuple)):
+            frames = np.stack([np.asarray(f) for f in frames]) if frames else np.empty((0,))
+        arr = check_frames(frames)
+        if arr.ndim == 2:
+            arr = arr[None]
+        return self._denoise(arr, _check_cpe(counts_per_electron, arr.shape[0]))
+
+    def denoise(
+        self,
+        frames: Any,
+        *,
+        counts_per_electron: float | Sequence[float] | np.ndarray = 1.0,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Denoise one frame or a stack of raw camera frames.
+
+        Parameters
+        ----------
+        frames
+            ``(y, x)`` or ``(n, y, x)`` raw counts, any integer or float dtype.
+        counts_per_electron
+            The camera's conversion factor (one number, or one per frame). With the default 1
+            the output is in counts rather than electrons.
+        progress
+            Called with the number of frames finished after each batch.
+
+        Returns
+        -------
+        float32 array of the input's shape: the expected electrons per pixel at each frame's
+        dose (mean preserved per frame when the card's normalisation says so).
+
+        Raises
+        ------
+        TemAcqError
+            Wrong dimensionality or dtype, empty input, NaN/inf values, bad counts_per_electron.
+        """
+        arr = check_frames(frames)
+        single = arr.ndim == 2
+        stack = arr[None] if single else arr
+        cpe = _check_cpe(counts_per_electron, stack.shape[0])
+        out = np.empty(stack.shape, dtype=np.float32)
+        step = self.batch_size
+        for i in range(0, stack.shape[0], step):
+            out[i : i + step] = self._denoise(stack[i : i + step], cpe[i : i + step])
+            if progress is not None:
+                progress(min(i + step, stack.shape[0]))
+        return out[0] if single else out
+
+    def _denoise(self, stack: np.ndarray, cpe: np.ndarray) -> np.ndarray:
+        import torch
+
+        n, h, w = stack.shape
+        if not self._selected:
+            self.warmup((n, h, w))
+        norm = self.normalization
+        # Integer counts become float32 on the host; normalisation runs on the device.
+        counts = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
+        with torch.inference_mode():
+            counts = counts.to(self.device, non_blocking=True)
+            electrons = counts / torch.from_numpy(cpe).to(self.device)[:, None, None]
+            scale = dose_scale(electrons, norm)
+            x = to_network(electrons, scale)
+            outs = [self._network(x[i : i + self.batch_size]) for i in range(0, n, self.batch_size)]
+            y = torch.cat(outs)
+            d = from_network(y, scale, norm, network_input=x)
+            return d.float().cpu().numpy()
+
+    def __repr__(self) -> str:
+        return f"Denoiser({self.card.name!r}, {self.card.summary()}, path={self.path_name!r})"

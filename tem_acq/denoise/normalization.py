@@ -1,0 +1,188 @@
+"""Dose-aware normalisation: the one definition shared by training and inference.
+
+Katsuno et al. stretched every image between its 1st and 80th percentiles, which saturates the
+brightest 20 % and throws the dose away. tem-acq works in physical units instead:
+
+1. **counts → electrons**: ``e = counts / counts_per_electron`` (the camera's conversion
+   factor; 44 counts per electron for the Gatan OneView frames of the paper).
+2. **dose scale** per frame: ``s = max(mean(e), min_scale)``, the frame's mean electrons per
+   pixel, floored at ``min_scale`` e-/px so that an empty (dark or blanked) frame does not
+   divide by zero.
+3. **network input**: ``x = e / s``; every frame then has a mean of about 1 whatever its dose
+   or exposure, so one model serves a range of doses. The noise still tells the network the
+   dose (Poisson noise has relative spread ``1/sqrt(s)``).
+4. **network output → electrons**: ``d = y * s``: the estimate of the *expected* electrons per
+   pixel at the input frame's dose. With ``preserve_mean`` (default), the output is first
+   shifted so its mean equals the input's, ``y' = y + mean(x) - mean(y)``: the observed
+   electron total is the unbiased estimate of the expected total (Poisson), so a denoiser must
+   not change it; the shift is additive so that it stays stable for near-empty frames.
+
+Training uses the same functions: the input is ``to_network(short_e, s)`` with ``s`` from the
+short exposure, and the target is the long exposure *rescaled to the short exposure's dose*
+(``long_e * dose_short / dose_long``) divided by the **same** ``s``. The loss is computed in
+network units; inference then multiplies by ``s`` again.
+
+Every function accepts NumPy arrays or torch tensors of shape ``(..., y, x)`` (a frame or a
+stack) and returns the same kind; scales have shape ``(..., 1, 1)`` so they broadcast per frame.
+This module does not import torch, so data loaders can use it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+ArrayT = TypeVar("ArrayT")
+
+
+class DoseNormalization(BaseModel):
+    """How raw frames become network inputs and network outputs become electrons.
+
+    Stored in every model card so that a model is always run with the normalisation it was
+    trained with.
+
+    Attributes
+    ----------
+    kind
+        ``"dose"``: counts → electrons → divided by the frame's mean electrons per pixel.
+    min_scale
+        Floor of the dose scale in e-/px (guards empty frames against division by zero).
+    preserve_mean
+        Shift the output so each frame's mean electrons per pixel equals the input's.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["dose"] = "dose"
+    min_scale: float = Field(default=0.05, gt=0.0)
+    preserve_mean: bool = True
+
+    def scale(self, electrons: ArrayT) -> ArrayT:
+        """Per-frame dose scale; see :func:`dose_scale`."""
+        return dose_scale(electrons, self)
+
+    def to_network(self, electrons: ArrayT, scale: ArrayT) -> ArrayT:
+        """Network input; see :func:`to_network`."""
+        return to_network(electrons, scale)
+
+    def from_network(
+        self, output: ArrayT, scale: ArrayT, network_input: ArrayT | None = None
+    ) -> ArrayT:
+        """Electrons per pixel from the network output; see :func:`from_network`."""
+        return from_network(output, scale, self, network_input=network_input)
+
+
+def _is_torch(x: Any) -> bool:
+    # Duck-typed so this module never imports torch itself.
+    return type(x).__module__.split(".", 1)[0] == "torch"
+
+
+def _mean_yx(x: Any) -> Any:
+    """Mean over the last two axes, kept as ``(..., 1, 1)``."""
+    if _is_torch(x):
+        return x.mean(dim=(-2, -1), keepdim=True)
+    # float64 accumulation: a 4096x4096 float32 sum loses digits otherwise.
+    return np.mean(x, axis=(-2, -1), keepdims=True, dtype=np.float64).astype(
+        np.result_type(x.dtype, np.float32)
+    )
+
+
+def counts_to_electrons(counts: ArrayT, counts_per_electron: float) -> ArrayT:
+    """Convert camera counts to electrons.
+
+    Parameters
+    ----------
+    counts
+        Raw frame(s) in camera counts (dark-subtracted, gain-normalised), shape ``(..., y, x)``.
+        Integer arrays are converted to float32.
+    counts_per_electron
+        The camera's conversion factor (counts one electron produces on average), > 0.
+
+    Returns
+    -------
+    Same kind as ``counts``, floating point: electrons per pixel.
+    """
+    if not counts_per_electron > 0:
+        raise ValueError(f"counts_per_electron must be > 0, got {counts_per_electron}")
+    c: Any = counts
+    if _is_torch(c):
+        c = c if c.is_floating_point() else c.float()
+        return c / counts_per_electron
+    arr = np.asarray(c)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+    return arr / arr.dtype.type(counts_per_electron)
+
+
+def dose_scale(electrons: ArrayT, norm: DoseNormalization | None = None) -> ArrayT:
+    """The per-frame dose scale ``s = max(mean(e), min_scale)`` in e-/px.
+
+    Parameters
+    ----------
+    electrons
+        Frame(s) in electrons per pixel, shape ``(..., y, x)``.
+    norm
+        The normalisation (for ``min_scale``); the default one when omitted.
+
+    Returns
+    -------
+    Scale of shape ``(..., 1, 1)``, same kind as the input.
+    """
+    norm = norm or DoseNormalization()
+    m = _mean_yx(electrons)
+    if _is_torch(m):
+        return m.clamp(min=norm.min_scale)
+    return np.maximum(m, m.dtype.type(norm.min_scale))
+
+
+def to_network(electrons: ArrayT, scale: ArrayT) -> ArrayT:
+    """Network input ``x = e / s``.
+
+    Parameters
+    ----------
+    electrons
+        Frame(s) in electrons per pixel, shape ``(..., y, x)``; for training targets, the long
+        exposure already rescaled to the short exposure's dose.
+    scale
+        The dose scale of the *input* frame(s) from :func:`dose_scale`, shape ``(..., 1, 1)``.
+
+    Returns
+    -------
+    Normalised frame(s) with a mean near 1.
+    """
+    e: Any = electrons
+    return e / scale
+
+
+def from_network(
+    output: ArrayT,
+    scale: ArrayT,
+    norm: DoseNormalization | None = None,
+    *,
+    network_input: ArrayT | None = None,
+) -> ArrayT:
+    """Electrons per pixel ``d = y * s`` from the network output.
+
+    Parameters
+    ----------
+    output
+        The network's output ``y`` (linear, in network units), shape ``(..., y, x)``.
+    scale
+        The dose scale the input was divided by, shape ``(..., 1, 1)``.
+    norm
+        The normalisation; with ``preserve_mean`` and ``network_input`` given, each frame's
+        output is shifted so that its mean equals the input's mean (see the module docstring).
+    network_input
+        The network input ``x`` (needed for ``preserve_mean``; without it no shift is made).
+
+    Returns
+    -------
+    The estimate of the expected electrons per pixel at the input's dose, same kind as input.
+    """
+    norm = norm or DoseNormalization()
+    y: Any = output
+    if norm.preserve_mean and network_input is not None:
+        y = y + (_mean_yx(network_input) - _mean_yx(y))
+    return y * scale
