@@ -30,7 +30,10 @@ TAG_PREFIX = "TEM-"
 
 @dataclass(frozen=True)
 class FrameInfo:
-    """What the camera knows about one frame it produced: enough to re-render its ground truth."""
+    """What the camera knows about one frame it produced: enough to re-render its ground truth.
+
+    ``t_s`` is the start of the exposure on the simulator's drift clock.
+    """
 
     frame_id: int
     exposure_ms: float
@@ -214,10 +217,10 @@ class SimulatedTEMCamera(CameraDevice):
         # micrometres -> specimen pixels (unbinned): 1 um = 1e4 A
         px = sim.pixel_size_A
         stage_px = (stage_um[0] * 1e4 / px, stage_um[1] * 1e4 / px)
-        # the drift clock reads the middle of the exposure
-        t_mid = frame_end - exposure_s / 2 - self._t0
+        # the simulator averages drift over the exposure starting at t
+        t_start = frame_end - exposure_s - self._t0
         buf[...] = sim.render(
-            exposure_s=exposure_s, stage_xy_px=stage_px, t=t_mid, binning=self._binning
+            exposure_s=exposure_s, stage_xy_px=stage_px, t=t_start, binning=self._binning
         )
         info = FrameInfo(
             frame_id=frame_id,
@@ -225,7 +228,7 @@ class SimulatedTEMCamera(CameraDevice):
             binning=self._binning,
             stage_xy_um=stage_um,
             stage_xy_px=stage_px,
-            t_s=t_mid,
+            t_s=t_start,
             dose_e_per_px=self.nominal_dose_e_per_px(),
         )
         self.frame_log.append(info)

@@ -20,6 +20,12 @@ from tem_acq.errors import AcquisitionError
 
 
 def register(subparsers: Any) -> None:
+    """Add the ``acquire`` and ``collect-pairs`` subcommands."""
+    register_acquire(subparsers)
+    register_collect_pairs(subparsers)
+
+
+def register_acquire(subparsers: Any) -> None:
     """Add the ``acquire`` subcommand."""
     p = subparsers.add_parser(
         "acquire",
@@ -64,6 +70,103 @@ def register(subparsers: Any) -> None:
     real.add_argument("--counts-per-electron", type=float, default=None)
     real.add_argument("--voltage-kV", type=float, default=200.0)
     p.set_defaults(func=run_acquire)
+
+
+def register_collect_pairs(subparsers: Any) -> None:
+    """Add the ``collect-pairs`` subcommand."""
+    p = subparsers.add_parser(
+        "collect-pairs",
+        help="collect short/long exposure pairs over many fields for training",
+        description=(
+            "For each field: K short exposures and one long exposure (or the sum of M short "
+            "frames), through real pycro-manager events, written to a pairs store with "
+            "registration shifts and quality flags. Resumable with --resume."
+        ),
+    )
+    p.add_argument("--out", required=True, type=Path, help="pairs store path (*.ome.zarr)")
+    p.add_argument("--simulated", action="store_true", help="use the simulated TEM")
+    p.add_argument("--fields", type=int, default=6, help="number of fields (default 6)")
+    p.add_argument("--n-short", type=int, default=2, help="short exposures per field")
+    p.add_argument("--short-exposure-ms", type=float, default=2.0)
+    p.add_argument("--long-exposure-ms", type=float, default=400.0)
+    p.add_argument(
+        "--long-mode",
+        choices=("exposure", "sum"),
+        default="exposure",
+        help="one long exposure, or the sum of short frames (long/short of them)",
+    )
+    p.add_argument("--long-order", choices=("after", "before"), default="after")
+    p.add_argument("--settle-s", type=float, default=0.0, help="wait after each stage move")
+    p.add_argument("--max-shift-px", type=float, default=2.0, help="flag pairs drifting more")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted collection")
+    sim = p.add_argument_group("simulated microscope (--simulated)")
+    sim.add_argument("--size", type=int, default=512)
+    sim.add_argument("--dose-rate", type=float, default=2500.0)
+    sim.add_argument("--detector", choices=("counting", "integrating"), default="counting")
+    sim.add_argument("--specimen", choices=("nanoparticles", "atomic"), default="nanoparticles")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--drift", type=float, default=0.0, help="stage drift along x (px/s)")
+    p.set_defaults(func=run_collect_pairs)
+
+
+def run_collect_pairs(args: argparse.Namespace) -> int:
+    """Collect pairs as ``args`` say; returns the exit code."""
+    from acquisition_hooks.pairs import PairPlan, collect_pairs
+    from acquisition_hooks.session import simulated_microscope
+
+    if not args.simulated:
+        raise AcquisitionError(
+            "collect-pairs drives the stage and camera itself; on a real microscope use "
+            "acquisition_hooks.pairs.PairCollector from your acquisition script (see the "
+            "README), or pass --simulated"
+        )
+    try:
+        plan = PairPlan(
+            fields=args.fields,
+            n_short=args.n_short,
+            short_exposure_ms=args.short_exposure_ms,
+            long_exposure_ms=args.long_exposure_ms,
+            long_mode=args.long_mode,
+            long_order=args.long_order,
+            settle_s=args.settle_s,
+            max_shift_px=args.max_shift_px,
+        )
+    except ValueError as exc:
+        raise AcquisitionError(f"invalid collection plan: {exc}") from None
+    with (
+        simulated_microscope(
+            dose_rate=args.dose_rate,
+            detector=args.detector,
+            specimen=args.specimen,
+            seed=args.seed,
+            size=args.size,
+            drift_px_per_s=args.drift,
+            exposure_ms=args.short_exposure_ms,
+        ) as scope,
+        _field_progress(args.fields) as on_field,
+    ):
+        collect_pairs(
+            scope, plan, args.out, overwrite=args.overwrite, resume=args.resume, on_field=on_field
+        )
+    from tem_acq.store import open_pairs
+
+    info = open_pairs(args.out).info()
+    print(f"collected {info['pairs']} pairs from {args.fields} fields into {args.out}")
+    return 0
+
+
+@contextmanager
+def _field_progress(total: int) -> Iterator[Any]:
+    """A progress bar over fields on a terminal; a no-op callback otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("collecting pairs", total=total)
+        yield lambda field: bar.advance(task)
 
 
 def run_acquire(args: argparse.Namespace) -> int:
@@ -133,6 +236,7 @@ def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
         core = Core()
         pixel_um = float(core.get_pixel_size_um())
         camera = str(core.get_camera_device())
+        frame_shape = (int(core.get_image_height()), int(core.get_image_width()))
     except Exception as exc:
         raise AcquisitionError(
             "no Micro-Manager found: start Micro-Manager with its pycro-manager server "
@@ -150,6 +254,7 @@ def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
         "counts_per_electron": args.counts_per_electron,
         "voltage_kV": args.voltage_kV,
         "camera": camera,
+        "frame_shape": frame_shape,
     }
 
 

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``info`` subcommand."""
     parser = subparsers.add_parser(
         "info",
-        help="summarise an acquisition store",
+        help="summarise an acquisition or pairs store",
         description=(
             "Summarise an acquisition store: frames, geometry, exposure and dose, denoised and "
             "skipped frames, denoise latency, model, errors, and whether it was closed cleanly."
@@ -24,14 +24,50 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary; a bad path raises StoreError (the CLI prints it and exits 2)."""
-    from tem_acq.store import open_store
+    from tem_acq.store import open_pairs, open_store, store_kind
 
-    info = open_store(args.store).info()
-    if args.json:
-        print(json.dumps(info, indent=2))
+    if store_kind(args.store) == "pairs":
+        info = open_pairs(args.store).info()
+        text = format_pairs_info
     else:
-        print(format_info(info))
+        info = open_store(args.store).info()
+        text = format_info
+    print(json.dumps(info, indent=2) if args.json else text(info))
     return 0
+
+
+def format_pairs_info(info: dict[str, Any]) -> str:
+    """Render :meth:`PairsStore.info` as aligned text lines."""
+    shift = (
+        "none"
+        if info["shift_px_median"] is None
+        else f"median {info['shift_px_median']:.2f} px, max {info['shift_px_max']:.2f} px"
+    )
+    flags = ", ".join(f"{k}: {v}" for k, v in info["flags"].items()) or "none"
+    lines = [
+        ("store", info["path"]),
+        ("kind", f"pairs (schema {info['schema_version']}), created {info['created']}"),
+        ("status", "complete" if info["complete"] else "INCOMPLETE (resume with --resume)"),
+        ("pairs", f"{info['pairs']} from {info['fields']} fields, {info['n_short']} per field"),
+        ("frames", " x ".join(str(n) for n in info["shape"]) + f" {info['dtype']}"),
+        (
+            "exposures",
+            f"{info['exposure_ms']:g} ms short, {info['long_exposure_ms']:g} ms long "
+            f"({info['long_mode']})",
+        ),
+        (
+            "dose",
+            f"{info['measured_dose_e_per_px'] or 0:.3g} e-/px short, "
+            f"{info['measured_long_dose_e_per_px'] or 0:.4g} e-/px long (measured)",
+        ),
+        ("pixel size", f"{info['pixel_size_A']:.4g} A"),
+        ("registration", shift),
+        ("flagged", flags),
+        ("ground truth", "yes (simulated)" if info["truth"] else "no"),
+        ("errors", str(len(info["errors"])) if info["errors"] else "none"),
+    ]
+    width_key = max(len(key) for key, _ in lines)
+    return "\n".join(f"{key:<{width_key}}  {value}" for key, value in lines)
 
 
 def format_info(info: dict[str, Any]) -> str:

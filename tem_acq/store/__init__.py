@@ -61,6 +61,15 @@ from tem_acq.store.metadata import (
     collect_software_versions,
     validate_metadata,
 )
+from tem_acq.store.pairs import (
+    PairRecord,
+    PairRow,
+    PairsMetadata,
+    PairsStore,
+    PairsWriter,
+    open_pairs,
+    store_kind,
+)
 from tem_acq.store.reader import AcquisitionStore, open_store
 from tem_acq.store.writer import MAX_SHARD_FRAMES, AcquisitionWriter
 
@@ -76,8 +85,15 @@ __all__ = [
     "FrameRow",
     "Instrument",
     "ModelProvenance",
+    "PairRecord",
+    "PairRow",
+    "PairsMetadata",
+    "PairsStore",
+    "PairsWriter",
     "SoftwareVersions",
     "collect_software_versions",
+    "open_pairs",
     "open_store",
+    "store_kind",
     "validate_metadata",
 ]

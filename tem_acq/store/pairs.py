@@ -1,0 +1,700 @@
+"""Pairs stores: short and long exposures of the same fields, for training and evaluation.
+
+Layout (OME-Zarr 0.5, zarr v3)::
+
+    pairs.ome.zarr/
+    ├── zarr.json              bioformats2raw.layout 3 collection; attributes["tem_acq"]:
+    │                          PairsMetadata (schema_version, kind="pairs", ...)
+    ├── OME/zarr.json          "series": ["low", "high"(, "truth")]; OME/METADATA.ome.xml
+    ├── low/0                  (pair, y, x) uint16: the short exposure of each pair (raw counts)
+    ├── high/0                 (pair, y, x) float32: the field's long exposure in counts, summed
+    │                          over bins to the short frame's grid (never interpolated)
+    ├── truth/0                (pair, y, x) float32, simulated stores only: the noise-free
+    │                          expected electrons per pixel of the short frame
+    └── tem_acq_log.jsonl      per-pair table (one row per pair) and events
+
+The leading axis is a custom ``pair`` axis (NGFF allows one custom axis); y and x are in
+angstrom. Row ``i`` of the table describes pair ``i`` of every array; a field's K pairs share
+its long exposure (repeated in ``high`` so that ``low[i]``/``high[i]`` always pair up).
+
+Crash safety and resuming: a field is written whole: its frames first (fsynced), then its rows
+in one fsynced append. Rows are the commit: a reader counts only pairs with a row, and a writer
+resuming an interrupted collection truncates the arrays to them and continues at the first
+field not in the table. A crash therefore loses at most the field being written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import (
+    AwareDatetime,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from yaozarrs import v05
+
+from tem_acq.errors import StoreError
+from tem_acq.store._files import EventLog, fsync_dir, write_json_atomic
+from tem_acq.store.layout import BLOSC_SETTINGS, EVENT_LOG, LEVEL, OME_XML, ome_xml
+from tem_acq.store.metadata import (
+    SCHEMA_VERSION,
+    AcquisitionProtocol,
+    Camera,
+    Instrument,
+    SoftwareVersions,
+    _check_schema_version,
+    _Model,
+    _now,
+    collect_software_versions,
+    format_validation_error,
+)
+from tem_acq.store.reader import _read_root
+
+if TYPE_CHECKING:
+    import zarr
+
+LOW, HIGH, TRUTH = "low", "high", "truth"
+_DTYPES: dict[str, np.dtype[Any]] = {
+    LOW: np.dtype("uint16"),
+    HIGH: np.dtype("float32"),
+    TRUTH: np.dtype("float32"),
+}
+
+
+class PairsMetadata(_Model):
+    """Metadata of a pairs store (``kind="pairs"``).
+
+    Attributes
+    ----------
+    instrument, camera
+        The microscope and camera (pixel size and counts per electron are required).
+    short_exposure_ms, long_exposure_ms
+        Exposure of the short frames and of the long exposure (in ``"sum"`` mode: the total).
+    long_mode
+        ``"exposure"`` (one long exposure) or ``"sum"`` (short frames summed).
+    n_short
+        Short exposures (pairs) per field.
+    long_order
+        Whether the long exposure was taken ``"after"`` or ``"before"`` the shorts.
+    dose_rate_e_per_px_per_s
+        Electrons per (short-frame) pixel per second, if known; the nominal doses follow.
+    short_dose_e_per_px, long_dose_e_per_px, short_dose_e_per_A2, long_dose_e_per_A2
+        Nominal doses (derived from the dose rate when given).
+    planned_fields
+        How many fields the collection was planned for (``complete`` means all of them).
+    """
+
+    schema_version: str = SCHEMA_VERSION
+    kind: Literal["pairs"] = "pairs"
+    created: AwareDatetime = Field(default_factory=_now)
+    instrument: Instrument
+    camera: Camera
+    short_exposure_ms: float = Field(gt=0)
+    long_exposure_ms: float = Field(gt=0)
+    long_mode: Literal["exposure", "sum"] = "exposure"
+    n_short: int = Field(ge=1)
+    long_order: Literal["after", "before"] = "after"
+    dose_rate_e_per_px_per_s: float | None = Field(default=None, gt=0)
+    short_dose_e_per_px: float | None = Field(default=None, gt=0)
+    long_dose_e_per_px: float | None = Field(default=None, gt=0)
+    short_dose_e_per_A2: float | None = Field(default=None, gt=0)
+    long_dose_e_per_A2: float | None = Field(default=None, gt=0)
+    planned_fields: int | None = Field(default=None, ge=1)
+    software: SoftwareVersions = Field(default_factory=collect_software_versions)
+    protocol: AcquisitionProtocol = Field(default_factory=AcquisitionProtocol)
+    description: str | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _readable_version(cls, value: str) -> str:
+        return _check_schema_version(value)
+
+    @model_validator(mode="after")
+    def _derive_doses(self) -> PairsMetadata:
+        rate = self.dose_rate_e_per_px_per_s
+        if rate is not None:
+            self.short_dose_e_per_px = (
+                self.short_dose_e_per_px or rate * self.short_exposure_ms / 1e3
+            )
+            self.long_dose_e_per_px = self.long_dose_e_per_px or rate * self.long_exposure_ms / 1e3
+        area = self.instrument.pixel_size_A**2
+        if self.short_dose_e_per_px is not None:
+            self.short_dose_e_per_A2 = self.short_dose_e_per_px / area
+        if self.long_dose_e_per_px is not None:
+            self.long_dose_e_per_A2 = self.long_dose_e_per_px / area
+        return self
+
+    @property
+    def frame_interval_s(self) -> float:
+        """OME-XML wants a time increment; pairs have none, so the short exposure stands in."""
+        return self.short_exposure_ms / 1000.0
+
+    def comparable(self) -> dict[str, Any]:
+        """The fields that must agree for a collection to resume into an existing store."""
+        return self.model_dump(
+            mode="json", exclude={"created", "software", "description", "schema_version"}
+        )
+
+
+class PairRecord(_Model):
+    """One row of the per-pair table, as the collector knows it when writing a field.
+
+    Attributes
+    ----------
+    field, pair_in_field
+        Which field and which of its short frames.
+    stage_x_um, stage_y_um
+        Stage position of the field.
+    low_exposure_ms, high_exposure_ms
+        Exposures of the short frame and of the long exposure.
+    low_dose_e_per_px, high_dose_e_per_px
+        Measured doses (frame mean over counts per electron).
+    counts_per_electron
+        The camera's conversion factor.
+    low_timestamp, high_timestamp
+        When the short frame and the long exposure arrived (ISO 8601, UTC).
+    order
+        Whether the long exposure came ``"after"`` or ``"before"`` the shorts.
+    shift_dy_px, shift_dx_px
+        Registration of high to low: ``high(y, x) ≈ low(y - dy, x - dx)``.
+    shift_significance
+        Correlation peak height in background standard deviations
+        (:class:`tem_acq.registration.Registration`).
+    flag
+        ``None`` for a good pair; ``"drift"`` when the shift exceeded the limit;
+        ``"saturated"`` when a frame hit the camera's maximum; ``"low_contrast"`` when the
+        field had too little contrast to register (treat its shift as zero).
+    """
+
+    field: int = Field(ge=0)
+    pair_in_field: int = Field(ge=0)
+    stage_x_um: float | None = None
+    stage_y_um: float | None = None
+    low_exposure_ms: float = Field(gt=0)
+    high_exposure_ms: float = Field(gt=0)
+    low_dose_e_per_px: float = Field(ge=0)
+    high_dose_e_per_px: float = Field(ge=0)
+    low_dose_e_per_A2: float | None = Field(default=None, ge=0)
+    high_dose_e_per_A2: float | None = Field(default=None, ge=0)
+    counts_per_electron: float = Field(gt=0)
+    low_timestamp: str | None = None
+    high_timestamp: str | None = None
+    order: Literal["after", "before"] = "after"
+    shift_dy_px: float
+    shift_dx_px: float
+    shift_significance: float | None = None
+    flag: Literal["drift", "saturated", "low_contrast"] | None = None
+    extra: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class PairRow(PairRecord):
+    """A stored row: the record plus its pair index."""
+
+    index: int = Field(ge=0)
+
+
+def _image_group_doc(name: str, pixel_size_A: float) -> dict[str, Any]:
+    image = v05.Image(
+        multiscales=[
+            v05.Multiscale(
+                name=name,
+                axes=[
+                    v05.CustomAxis(name="pair"),
+                    v05.SpaceAxis(name="y", unit="angstrom"),
+                    v05.SpaceAxis(name="x", unit="angstrom"),
+                ],
+                datasets=[
+                    v05.Dataset(
+                        path=LEVEL,
+                        coordinateTransformations=[
+                            v05.ScaleTransformation(scale=[1.0, pixel_size_A, pixel_size_A])
+                        ],
+                    )
+                ],
+            )
+        ]
+    )
+    return _group({"ome": image})
+
+
+def _group(attributes: dict[str, Any]) -> dict[str, Any]:
+    doc = v05.OMEZarrGroupJSON(attributes=attributes)  # type: ignore[arg-type]
+    return doc.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _create_array(path: Path, name: str, frame_shape: tuple[int, int]) -> zarr.Array:
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    return zarr.create_array(
+        store=str(path / name / LEVEL),
+        shape=(0, *frame_shape),
+        chunks=(1, *frame_shape),
+        dtype=_DTYPES[name],
+        compressors=BloscCodec(shuffle="bitshuffle", **BLOSC_SETTINGS["zstd"]),
+        fill_value=0,
+        dimension_names=("pair", "y", "x"),
+        zarr_format=3,
+    )
+
+
+def _open_array(path: Path, name: str) -> zarr.Array:
+    import zarr
+
+    try:
+        return zarr.open_array(store=str(path / name / LEVEL), mode="r+")
+    except Exception as exc:  # zarr raises several types for missing or broken metadata
+        raise StoreError(f"{path} has no readable {name}/{LEVEL} array ({exc}): damaged") from None
+
+
+def _parse_metadata(attrs: Mapping[str, Any], where: str) -> PairsMetadata:
+    raw = attrs.get("tem_acq")
+    if not isinstance(raw, Mapping):
+        raise StoreError(f"{where} is a zarr store but not a tem-acq store (no 'tem_acq' metadata)")
+    kind = raw.get("kind")
+    if kind != "pairs":
+        raise StoreError(
+            f"{where} is a tem-acq {kind!r} store, not a pairs store: open it with open_store "
+            "(tem-acq info works on both)"
+        )
+    try:
+        return PairsMetadata.model_validate(raw)
+    except ValidationError as exc:
+        raise StoreError(
+            f"{where}: invalid pairs metadata: {format_validation_error(exc)}"
+        ) from None
+
+
+def _read_rows(path: Path, limit: int | None = None) -> tuple[list[PairRow], bool, list[str]]:
+    """Rows (deduplicated by index, in order), whether the last close was complete, errors."""
+    rows: dict[int, PairRow] = {}
+    complete = False
+    errors: list[str] = []
+    log = path / EVENT_LOG
+    if not log.is_file():
+        return [], False, [f"{EVENT_LOG} is missing"]
+    for number, line in enumerate(log.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            errors.append(f"{EVENT_LOG} line {number} is damaged (ignored)")
+            continue
+        kind = event.get("event")
+        if kind == "pair":
+            row = PairRow.model_validate({**event["record"], "index": event["index"]})
+            rows[row.index] = row
+        elif kind == "closed":
+            complete = bool(event.get("complete"))
+        elif kind == "resumed":
+            complete = False
+        elif kind == "error":
+            errors.append(str(event.get("message")))
+    ordered = [rows[i] for i in range(len(rows)) if i in rows]
+    if limit is not None:
+        ordered = ordered[:limit]
+    return ordered, complete, errors
+
+
+class PairsWriter:
+    """Write a pairs store a field at a time (see the module docstring for the guarantees).
+
+    Parameters
+    ----------
+    path
+        The store's directory.
+    metadata
+        The collection's metadata.
+    frame_shape
+        (height, width) of the short frames (``high`` is on the same grid).
+    truth
+        Also store the noise-free ``truth`` image (simulated collections).
+    overwrite
+        Replace an existing store.
+    resume
+        Continue an existing store made with the same settings (its fields are kept);
+        creates the store when there is none.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        metadata: PairsMetadata,
+        frame_shape: tuple[int, int],
+        *,
+        truth: bool = False,
+        overwrite: bool = False,
+        resume: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.metadata = metadata
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self._names = [LOW, HIGH, *([TRUTH] if truth else [])]
+        if self.path.exists() and resume:
+            self._arrays, rows = self._reopen()
+        else:
+            if self.path.exists():
+                if not overwrite:
+                    raise StoreError(
+                        f"{self.path} already exists: pass overwrite=True (--overwrite) to "
+                        "replace it, resume=True (--resume) to continue it, or choose another "
+                        "path"
+                    )
+                _remove_store(self.path)
+            self._arrays = self._create()
+            rows = []
+        self._pairs = len(rows)
+        self.completed_fields: set[int] = {r.field for r in rows}
+        self._log = EventLog(self.path / EVENT_LOG)
+        if resume and rows:
+            self._log.append([json.dumps({"event": "resumed", "time": _utc(), "pairs": len(rows)})])
+        self._closed = False
+
+    def _create(self) -> dict[str, zarr.Array]:
+        if not self.path.parent.is_dir():
+            raise StoreError(f"the folder {self.path.parent} does not exist: create it first")
+        self.path.mkdir()
+        write_json_atomic(
+            self.path / "zarr.json",
+            _group(
+                {
+                    "ome": v05.Bf2Raw(bioformats2raw_layout=3),  # type: ignore[call-arg]
+                    "tem_acq": self.metadata.model_dump(mode="json"),
+                }
+            ),
+        )
+        (self.path / "OME").mkdir()
+        write_json_atomic(
+            self.path / "OME" / "zarr.json", _group({"ome": v05.Series(series=self._names)})
+        )
+        arrays = {}
+        for name in self._names:
+            (self.path / name).mkdir()
+            write_json_atomic(
+                self.path / name / "zarr.json",
+                _image_group_doc(name, self.metadata.instrument.pixel_size_A),
+            )
+            arrays[name] = _create_array(self.path, name, self.frame_shape)
+        self._write_xml(0)
+        fsync_dir(self.path)
+        return arrays
+
+    def _reopen(self) -> tuple[dict[str, zarr.Array], list[PairRow]]:
+        root = _read_root(self.path)
+        existing = _parse_metadata(root.get("attributes") or {}, str(self.path))
+        if existing.comparable() != self.metadata.comparable():
+            differ = sorted(
+                k
+                for k, v in self.metadata.comparable().items()
+                if existing.comparable().get(k) != v
+            )
+            raise StoreError(
+                f"cannot resume {self.path}: it was collected with other settings "
+                f"({', '.join(differ)} differ); use the same settings or a new store"
+            )
+        self.metadata = existing
+        arrays = {name: _open_array(self.path, name) for name in self._names}
+        if arrays[LOW].shape[1:] != self.frame_shape:
+            raise StoreError(
+                f"cannot resume {self.path}: its frames are {arrays[LOW].shape[1:]}, "
+                f"not {self.frame_shape}"
+            )
+        rows, _, _ = _read_rows(self.path)
+        for array in arrays.values():
+            # frames written after the last committed row belong to an unfinished field
+            if array.shape[0] != len(rows):
+                array.resize((len(rows), *self.frame_shape))
+        return arrays, rows
+
+    @property
+    def pairs(self) -> int:
+        """Pairs committed so far."""
+        return self._pairs
+
+    def append_field(
+        self,
+        field: int,
+        *,
+        low: np.ndarray,
+        high: np.ndarray,
+        records: Sequence[PairRecord],
+        truth: np.ndarray | None = None,
+    ) -> None:
+        """Write the K pairs of one field: frames first (fsynced), then their rows (the commit).
+
+        Raises
+        ------
+        StoreError
+            If the shapes disagree, the field is already in the store, truth is missing (or
+            given to a store without it), or writing fails (the store keeps its earlier fields).
+        """
+        if self._closed:
+            raise StoreError(f"the writer of {self.path} is closed")
+        if field in self.completed_fields:
+            raise StoreError(f"field {field} is already in {self.path}")
+        k = len(records)
+        stacks = {LOW: low, HIGH: high}
+        if TRUTH in self._names:
+            if truth is None:
+                raise StoreError("this pairs store keeps ground truth: pass truth for each pair")
+            stacks[TRUTH] = truth
+        elif truth is not None:
+            raise StoreError("this pairs store was created without truth=True")
+        for name, stack in stacks.items():
+            if stack.shape != (k, *self.frame_shape):
+                raise StoreError(
+                    f"{name} must be ({k}, {self.frame_shape[0]}, {self.frame_shape[1]}) for "
+                    f"{k} records, got {stack.shape}"
+                )
+        start, stop = self._pairs, self._pairs + k
+        area = self.metadata.instrument.pixel_size_A**2
+        lines = []
+        for i, record in enumerate(records):
+            if record.field != field:
+                raise StoreError(f"record {i} is for field {record.field}, not {field}")
+            row = record.model_copy(
+                update={
+                    "low_dose_e_per_A2": record.low_dose_e_per_px / area,
+                    "high_dose_e_per_A2": record.high_dose_e_per_px / area,
+                }
+            )
+            lines.append(f'{{"event":"pair","index":{start + i},"record":{row.model_dump_json()}}}')
+        try:
+            for name, stack in stacks.items():
+                array = self._arrays[name]
+                array.resize((stop, *self.frame_shape))
+                array[start:stop] = stack.astype(_DTYPES[name], copy=False)
+                _fsync_chunks(self.path / name / LEVEL, start, stop)
+            self._log.append(lines)
+        except OSError as exc:
+            raise StoreError(
+                f"could not write field {field} to {self.path} ({exc.strerror or exc}); the "
+                f"{start} pairs before it are safe; resume the collection once fixed"
+            ) from exc
+        self._pairs = stop
+        self.completed_fields.add(field)
+
+    def close(self, *, complete: bool = True) -> None:
+        """Finish the store; ``complete=False`` leaves it resumable and reported incomplete."""
+        if self._closed:
+            return
+        planned = self.metadata.planned_fields
+        done = complete and (planned is None or len(self.completed_fields) >= planned)
+        self._write_xml(self._pairs)
+        self._log.append(
+            [
+                json.dumps(
+                    {"event": "closed", "time": _utc(), "pairs": self._pairs, "complete": done}
+                )
+            ]
+        )
+        self._log.close()
+        self._closed = True
+
+    def _write_xml(self, pairs: int) -> None:
+        images = [(name, _DTYPES[name]) for name in self._names]
+        xml = ome_xml(self.metadata, images, self.frame_shape, pairs)  # type: ignore[arg-type]
+        from tem_acq.store._files import write_atomic
+
+        write_atomic(self.path / "OME" / OME_XML, [xml])
+
+
+class PairsStore:
+    """A pairs store, read lazily.
+
+    Attributes
+    ----------
+    metadata
+        The collection's :class:`PairsMetadata`.
+    low, high
+        (pair, y, x) zarr arrays limited to the committed pairs.
+    truth
+        (pair, y, x) noise-free expected electrons of the short frames, or ``None``.
+    pairs
+        The per-pair table (:class:`PairRow`), one row per pair.
+    complete
+        True when the collection finished every planned field.
+    errors
+        Errors recorded during collection or found while reading.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import zarr
+
+        self.path = path
+        root = _read_root(path)
+        self.metadata = _parse_metadata(root.get("attributes") or {}, str(path))
+        self.pairs, self.complete, self.errors = _read_rows(path)
+        n = len(self.pairs)
+        arrays = {}
+        for name in (LOW, HIGH, TRUTH):
+            if not (path / name / LEVEL / "zarr.json").is_file():
+                continue
+            array = zarr.open_array(store=str(path / name / LEVEL), mode="r")
+            if array.shape[0] < n:
+                self.errors.append(f"{name} holds {array.shape[0]} frames for {n} rows: damaged")
+                n = array.shape[0]
+            arrays[name] = array
+        if LOW not in arrays or HIGH not in arrays:
+            raise StoreError(f"{path} lacks its low or high array: the store is damaged")
+        self.pairs = self.pairs[:n]
+        self.low = _Limited(arrays[LOW], n)
+        self.high = _Limited(arrays[HIGH], n)
+        self.truth = _Limited(arrays[TRUTH], n) if TRUTH in arrays else None
+
+    @property
+    def fields(self) -> list[int]:
+        """Fields present, in collection order."""
+        return list(dict.fromkeys(r.field for r in self.pairs))
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-ready summary (``tem-acq info``)."""
+        md = self.metadata
+        n = len(self.pairs)
+        shifts = [float(np.hypot(r.shift_dy_px, r.shift_dx_px)) for r in self.pairs]
+        flags: dict[str, int] = {}
+        for r in self.pairs:
+            if r.flag:
+                flags[r.flag] = flags.get(r.flag, 0) + 1
+        return {
+            "path": str(self.path),
+            "kind": "pairs",
+            "schema_version": md.schema_version,
+            "created": md.created.isoformat(),
+            "complete": self.complete,
+            "pairs": n,
+            "frames": n,
+            "fields": len(self.fields),
+            "planned_fields": md.planned_fields,
+            "shape": [n, *self.low.shape[1:]],
+            "dtype": str(self.low.dtype),
+            "high_dtype": str(self.high.dtype),
+            "truth": self.truth is not None,
+            "exposure_ms": md.short_exposure_ms,
+            "long_exposure_ms": md.long_exposure_ms,
+            "long_mode": md.long_mode,
+            "n_short": md.n_short,
+            "dose_e_per_px": md.short_dose_e_per_px,
+            "long_dose_e_per_px": md.long_dose_e_per_px,
+            "measured_dose_e_per_px": float(np.mean([r.low_dose_e_per_px for r in self.pairs]))
+            if n
+            else None,
+            "measured_long_dose_e_per_px": float(
+                np.mean([r.high_dose_e_per_px for r in self.pairs])
+            )
+            if n
+            else None,
+            "pixel_size_A": md.instrument.pixel_size_A,
+            "counts_per_electron": md.camera.counts_per_electron,
+            "detector": md.camera.detector_kind,
+            "shift_px_median": float(np.median(shifts)) if shifts else None,
+            "shift_px_max": float(np.max(shifts)) if shifts else None,
+            "flags": flags,
+            "simulated": md.protocol.simulated,
+            "denoised_frames": 0,
+            "skipped": 0,
+            "model": None,
+            "errors": list(self.errors),
+        }
+
+
+class _Limited:
+    """A zarr array seen only up to its committed length (the rest is an unfinished field)."""
+
+    def __init__(self, array: zarr.Array, n: int) -> None:
+        self._array = array
+        self.shape: tuple[int, ...] = (n, *array.shape[1:])
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        first, rest = key[0], key[1:]
+        if isinstance(first, int | np.integer):
+            if not -self.shape[0] <= first < self.shape[0]:
+                raise IndexError(f"pair {first} out of range for {self.shape[0]} pairs")
+            first = int(first) % self.shape[0]
+        elif isinstance(first, slice):
+            first = slice(*first.indices(self.shape[0]))
+        else:
+            first = np.arange(self.shape[0])[first]
+        return np.asarray(self._array[(first, *rest)])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
+def open_pairs(path: str | os.PathLike[str]) -> PairsStore:
+    """Open a pairs store (also one still being collected or interrupted).
+
+    Raises
+    ------
+    StoreError
+        If the path is not a tem-acq pairs store (a clear message says what it is instead).
+    """
+    return PairsStore(Path(path))
+
+
+def store_kind(path: str | os.PathLike[str]) -> str:
+    """The ``kind`` of the tem-acq store at ``path`` (``"acquisition"`` or ``"pairs"``)."""
+    root = _read_root(Path(path))
+    meta = (root.get("attributes") or {}).get("tem_acq")
+    if not isinstance(meta, Mapping):
+        raise StoreError(
+            f"{path} is a zarr store but not a tem-acq store (no 'tem_acq' metadata in its "
+            "zarr.json): open it with zarr directly"
+        )
+    return str(meta.get("kind"))
+
+
+def _fsync_chunks(array_dir: Path, start: int, stop: int) -> None:
+    """Make the chunks of pairs ``start..stop-1`` and the array's metadata durable.
+
+    zarr-python writes chunk ``i`` to ``c/i/0/0`` (default v3 key encoding) and does not fsync.
+    """
+    paths = [array_dir / "zarr.json"] + [
+        array_dir / "c" / str(i) / "0" / "0" for i in range(start, stop)
+    ]
+    for path in paths:
+        if not path.exists():  # zarr skips chunks that are all fill value
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for directory in {p.parent for p in paths} | {p.parent.parent for p in paths[1:]}:
+        if directory.exists():
+            fsync_dir(directory)
+    if (array_dir / "c").exists():
+        fsync_dir(array_dir / "c")
+
+
+def _remove_store(path: Path) -> None:
+    import shutil
+
+    if not (path / "zarr.json").is_file():
+        raise StoreError(
+            f"{path} exists but is not a store; refusing to delete it: choose another path"
+        )
+    shutil.rmtree(path)
+
+
+def _utc() -> str:
+    return datetime.now(UTC).isoformat()
