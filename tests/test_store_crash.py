@@ -74,6 +74,8 @@ CHILD = textwrap.dedent(
                 writer.mark_skipped(j, "behind")
             else:
                 writer.write_denoised(j, np.full((height, width), j + 0.5, np.float32), 1.0)
+        if i % 23 == 22:
+            writer.flush()  # commits a partly filled shard, to be rewritten when it fills
         print(writer.frames, writer.committed_frames, flush=True)
     """
 )
@@ -111,6 +113,8 @@ def run_and_kill(
                 if kill_after_frames == 0:
                     break
                 continue
+            if not line.endswith("\n"):
+                break  # cut short by the child's death
             appended, committed = map(int, line.split())
             if appended >= kill_after_frames:
                 break
@@ -120,8 +124,9 @@ def run_and_kill(
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
         rest = child.communicate(timeout=60)[0]
-    for line in rest.splitlines():  # lines printed before the signal landed
-        if line and not line.startswith("created"):
+    for line in rest.splitlines(keepends=True):  # lines printed before the signal landed
+        # A line cut short by the kill is not trusted (the frame before it is counted).
+        if line.endswith("\n") and not line.startswith("created"):
             appended, committed = map(int, line.split())
     assert child.returncode == -signal.SIGKILL
     return path, appended, committed
@@ -140,7 +145,6 @@ def check_crashed_store(
     # appended when the signal landed) is lost.
     assert committed <= n <= appended + 1
     assert n >= appended - shard
-    assert n % shard == 0
     raw = store.raw[:]
     for i in range(n):
         np.testing.assert_array_equal(raw[i], expected_raw(i, shape), err_msg=f"frame {i}")
@@ -196,7 +200,7 @@ def test_sigkill_between_commit_steps(tmp_path: Path, step: str, nth: int, when:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("step", STEPS)
-@pytest.mark.parametrize("nth", [7, 10, 13, 18, 25])
+@pytest.mark.parametrize("nth", [7, 10, 13, 18, 25, 33, 47])
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_sigkill_at_every_commit_step(tmp_path: Path, step: str, nth: int, when: str) -> None:
     shape = (32, 40)
@@ -227,5 +231,4 @@ def test_sigkill_while_creating_leaves_no_half_store(tmp_path: Path) -> None:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
         if path.exists():
-            store = open_store(path)  # whole or absent, never half-made
-            assert store.raw.shape[0] % 4 == 0
+            open_store(path)  # whole or absent, never half-made

@@ -67,6 +67,8 @@ from tem_acq.store.metadata import (
 MAX_SHARD_FRAMES = 16
 #: Shards are kept to about this many raw bytes, so big frames get fewer frames per shard.
 _SHARD_BYTES = 32 * 2**20
+#: Raw shard files created ahead of time, in one batch per directory fsync.
+_PREALLOCATE = 16
 
 _UNRESOLVED, _DENOISED, _SKIPPED = 0, 1, 2
 
@@ -260,7 +262,7 @@ class AcquisitionWriter:
                 den_layout, self.path / DENOISED / LEVEL, array_doc(den_layout), _codec(den_layout)
             )
         self._log = EventLog(self.path / EVENT_LOG)
-        self._den_end = 0  # end of the last denoised shard written (bounds its length)
+        self._den_durable = 0  # end of the denoised shards whose files are durable
         # A few threads so that a commit's fsyncs overlap (they block, they never spin).
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tem-acq-store")
 
@@ -338,7 +340,7 @@ class AcquisitionWriter:
             elif self._flush_interval is not None and now - self._oldest_unflushed >= (
                 self._flush_interval
             ):
-                self._commit(everything=True)
+                self._flush()
             return index
 
     def write_denoised(
@@ -448,7 +450,7 @@ class AcquisitionWriter:
         """
         with self._lock:
             self._check_open()
-            self._commit(everything=True)
+            self._flush()
 
     def close(self) -> None:
         """Write everything, mark the store complete and release the files (idempotent).
@@ -463,6 +465,8 @@ class AcquisitionWriter:
             if self._closed:
                 return
             self._commit(everything=True, closing=True)
+            self._extend_denoised_length(self._committed)
+            self._remove_unused_shard_files()
             try:
                 # The OME-XML's sizes are written once, here (zarr.json is what counts before).
                 images = [(RAW, self.dtype)]
@@ -546,25 +550,33 @@ class AcquisitionWriter:
     def _commit(self, everything: bool = False, closing: bool = False) -> None:
         """Write and commit the open raw shard and the denoised shards that are ready.
 
-        One transaction in three steps, each waiting for the one before:
+        The order is what makes a crash harmless (each step waits for the one before; the
+        fsyncs within a step run in parallel on the I/O threads):
 
-        1. in parallel: every shard file, the log rows (appended) and the new zarr.json
-           documents (under temporary names), each fsynced;
-        2. rewritten shards renamed into place; the array directories fsynced;
-        3. the zarr.json documents renamed into place (raw first: the commit) and the
+        1. every shard file and the temporary zarr.json documents are written and fsynced;
+           the log rows are appended and fdatasynced too, unless a shard is being rewritten;
+        2. only when shards are rewritten (a partly filled shard, or a late denoised frame):
+           the rewritten shards are renamed into place and their directory fsynced, then the
+           log rows are appended;
+        3. the zarr.json documents are renamed into place, raw first (the commit), and the
            directories fsynced.
 
-        A failure at any step leaves what was committed before untouched and keeps everything
-        in memory for a retry; a retry may log rows again, which readers deduplicate by index.
+        A new raw shard is written in place into a file created (and made durable) in
+        advance; a new denoised shard is written in place too and counted in the denoised
+        length from the next commit on, once its directory entry is durable. Rows and events
+        beyond an array's length are ignored by readers. A failure at any step leaves what
+        was committed untouched and keeps everything in memory for a retry; a retry may log
+        rows again, which readers deduplicate by index.
 
         Parameters
         ----------
         everything
             Also write partly filled shards (flush, close, the flush interval).
         closing
-            Drop every denoised shard from memory and give ``denoised`` the raw length.
+            Drop every denoised shard from memory.
         """
         size = self.shard_frames
+        raw, den = self._raw, self._den
         chunks = self._raw_chunks
         write_raw = len(chunks) > self._raw_on_disk
         committed = self._open_shard * size + len(chunks) if write_raw else self._committed
@@ -586,57 +598,66 @@ class AcquisitionWriter:
                 if complete or evict or closing:
                     final.append(number)
                     kept -= 1
-        den = self._den
         written = [n for n in outgoing if self._pending[n].dirty] if den is not None else []
-        den_end = max([self._den_end] + [min((n + 1) * size, committed) for n in written])
         lines = self._pending_errors + self._rows
         for number in outgoing:
             lines += self._pending[number].lines
+        rewrite_raw = write_raw and self._open_shard * size < raw.length
+        rewrites = rewrite_raw or any(den is not None and n * size < den.length for n in written)
+        den_durable = max([self._den_durable] + [min((n + 1) * size, committed) for n in written])
 
-        staged: list[Any] = []
         try:
-            # 1. Data, rows and the next zarr.json documents, all fsynced, in parallel.
-            tasks: list[Callable[[], Any]] = [partial(self._log.append, lines)]
+            if write_raw and not rewrite_raw:
+                self._preallocate(self._open_shard)
+            # 1. Shards and zarr.json documents (and rows, when nothing is rewritten).
+            tasks: list[Callable[[], Any]] = []
             if write_raw:
-                tasks.append(partial(self._raw.stage_shard, self._open_shard, chunks))
-                tasks.append(partial(self._raw.stage_length, committed))
+                tasks.append(partial(raw.stage_shard, self._open_shard, chunks))
+                tasks.append(partial(raw.stage_length, committed))
             if den is not None:
                 tasks += [partial(den.stage_shard, n, self._pending[n].chunks) for n in written]
-                tasks.append(partial(den.stage_length, committed if closing else den_end))
+                tasks.append(partial(den.stage_length, min(self._den_durable, committed)))
+            if not rewrites:
+                tasks.append(partial(self._log.append, lines))
             staged = self._run(tasks)
-            renames = [r for r in staged[1:] if r is not None and len(r) == 2]
-            lengths = [r for r in staged[1:] if r is not None and len(r) == 3]
-            # 2. Rewritten shards into place; new names made durable.
-            for tmp, target in renames:
-                os.replace(tmp, target)
-            dirs = [self._raw.path] if write_raw else []
-            if den is not None and written:
-                dirs.append(den.path)
-            self._run([partial(fsync_dir, d) for d in dirs])
-            # 3. The commit: raw zarr.json first, then denoised.
+            shards = [r for r in staged if isinstance(r, tuple) and len(r) == 2]
+            lengths = [r for r in staged if isinstance(r, tuple) and len(r) == 3]
+            # 2. Rewritten shards into place, durably, before rows that describe them.
+            if rewrites:
+                try:
+                    for tmp, target in shards:
+                        os.replace(tmp, target)
+                    self._run([partial(fsync_dir, d) for d in {t.parent for _, t in shards}])
+                    self._log.append(lines)
+                except BaseException:
+                    for tmp, _, _ in lengths:
+                        tmp.unlink(missing_ok=True)
+                    raise
+            # 3. The commit: raw zarr.json first, then denoised; their directories fsynced
+            # (which also makes new denoised shards durable for the next commit's length).
             for tmp, target, _ in lengths:
                 os.replace(tmp, target)
-            self._run([partial(fsync_dir, target.parent) for _, target, _ in lengths])
+            dirs = {target.parent for _, target, _ in lengths}
+            if den is not None and written:
+                dirs.add(den.path)
+            self._run([partial(fsync_dir, d) for d in dirs])
         except OSError as exc:
-            for item in staged:
-                if item is not None and len(item) in (2, 3) and item[0].exists():
-                    item[0].unlink(missing_ok=True)
             first = self._open_shard * size
             what = f"raw frames {first}-{committed - 1}" if write_raw else "denoised frames"
             raise self._write_failed(exc, what) from exc
 
         # Everything is durable: update the bookkeeping.
         for _, target, doc in lengths:
-            array = self._raw if target.parent == self._raw.path else den
+            array = raw if target.parent == raw.path else den
             assert array is not None
             array.set_length(doc["shape"][0], doc)
+        self._den_durable = den_durable
         self._pending_errors = []
         for number in outgoing:
             self._pending[number].lines = []
             self._pending[number].dirty = False
         for number in final:
             del self._pending[number]
-        self._den_end = den_end
         if write_raw:
             self._committed = committed
             self._rows = []
@@ -647,6 +668,54 @@ class AcquisitionWriter:
                 self._raw_on_disk = 0
             else:
                 self._raw_on_disk = len(chunks)
+
+    def _flush(self) -> None:
+        self._commit(everything=True)
+        self._extend_denoised_length(min(self._den_durable, self._committed))
+
+    def _preallocate(self, shard: int) -> None:
+        """Make sure raw shard files exist (and their names are durable) from ``shard`` on.
+
+        Files are created in batches with one directory fsync, so that writing a new shard
+        needs no directory fsync of its own. Unused ones are removed at close; after a crash
+        they are empty files beyond the array's length, which no reader looks at.
+        """
+        if self._raw.shard_path(shard).exists():
+            return
+        for number in range(shard, shard + _PREALLOCATE):
+            path = self._raw.shard_path(number)
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+        fsync_dir(self._raw.path)
+
+    def _extend_denoised_length(self, length: int) -> None:
+        """Let ``denoised`` count up to ``length`` frames now rather than at the next commit.
+
+        Only for lengths whose shards are durable (after a commit wrote everything).
+        """
+        den = self._den
+        if den is None or den.length >= length:
+            return
+        try:
+            staged = den.stage_length(length)
+            if staged is not None:
+                tmp, target, doc = staged
+                os.replace(tmp, target)
+                fsync_dir(den.path)
+                den.set_length(length, doc)
+        except OSError as exc:
+            raise self._write_failed(exc, "the denoised array's length") from exc
+
+    def _remove_unused_shard_files(self) -> None:
+        """Delete preallocated raw shard files that were never written (best effort)."""
+        first_unused = -(-self._committed // self.shard_frames)
+        for number in range(first_unused, first_unused + _PREALLOCATE + 1):
+            path = self._raw.shard_path(number)
+            try:
+                if path.stat().st_size == 0:
+                    path.unlink()
+            except OSError:
+                pass
 
     def _run(self, tasks: list[Callable[[], Any]]) -> list[Any]:
         """Run tasks on the I/O threads (their fsyncs overlap); re-raise the first error."""
