@@ -1,10 +1,12 @@
 """Write an acquisition store frame by frame, crash-safely and at the speed of the disk.
 
-See :mod:`tem_acq.store` for the layout and the crash-safety guarantee. In short: frames are
-compressed as they arrive and held in memory until a shard (up to 16 frames) is full, then the
-shard is written to a temporary file, fsynced and renamed into place; the per-frame rows are
-appended to the event log and fsynced; and only then does the array's ``zarr.json`` grow to
-include the shard (written the same atomic way). That last rename is the commit.
+See :mod:`tem_acq.store` for the layout and the crash-safety guarantee. In short: each frame
+is compressed as it arrives and held in memory until its shard (up to 16 frames) is full; then
+the shard is written and fsynced, its per-frame rows are appended to the log and fdatasynced,
+and the array's ``zarr.json`` is replaced atomically (fsynced temporary file, rename, directory
+fsync) with the new length. That rename is the commit. The fsyncs of one commit run in parallel
+on a few I/O threads (they block in the kernel and never hold the GIL), and shard files are
+created ahead of time in batches so that a new shard needs no directory fsync of its own.
 """
 
 from __future__ import annotations
