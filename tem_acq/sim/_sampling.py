@@ -76,9 +76,7 @@ def _equiprobable_bin_means(x: NDArray[np.float64], w: NDArray[np.float64]) -> N
     return np.diff(m) * LEVELS
 
 
-def _match_moments(
-    table: NDArray[np.float64], mean: float, var: float
-) -> NDArray[np.float64]:
+def _match_moments(table: NDArray[np.float64], mean: float, var: float) -> NDArray[np.float64]:
     """Shift and scale a table so its mean and variance are exactly ``mean`` and ``var``."""
     dev = table - table.mean()
     scale = math.sqrt(var / float(np.mean(dev * dev))) if var > 0 else 0.0

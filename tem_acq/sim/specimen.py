@@ -327,8 +327,10 @@ class NanoparticleSpecimen(_HoleySupport):
         limit = self.CLUSTER_RADIUS_A / px
         for _ in range(n_clusters):
             cx, cy = x0 + cell * rng.random(), y0 + cell * rng.random()
-            count = min(int(rng.geometric(1.0 / self.MEAN_PARTICLES_PER_CLUSTER)),
-                        self.MAX_PARTICLES_PER_CLUSTER)
+            count = min(
+                int(rng.geometric(1.0 / self.MEAN_PARTICLES_PER_CLUSTER)),
+                self.MAX_PARTICLES_PER_CLUSTER,
+            )
             radii = np.clip(med * np.exp(sig * rng.standard_normal(count)), lo, hi) / px
             px_list, py_list = [cx], [cy]
             for r in radii[1:]:
@@ -358,8 +360,10 @@ class NanoparticleSpecimen(_HoleySupport):
         )
         x0, y0, x1, y1 = box
         near = (
-            (f["x"] + f["r"] >= x0) & (f["x"] - f["r"] <= x1)
-            & (f["y"] + f["r"] >= y0) & (f["y"] - f["r"] <= y1)
+            (f["x"] + f["r"] >= x0)
+            & (f["x"] - f["r"] <= x1)
+            & (f["y"] + f["r"] >= y0)
+            & (f["y"] - f["r"] <= y1)
         )
         f = {k: v[near] for k, v in f.items()}
         keep = self.on_film(f["y"], f["x"])
@@ -485,8 +489,10 @@ class AtomicSpecimen(_HoleySupport):
         )
         x0, y0, x1, y1 = box
         near = (
-            (f["x"] + f["r"] >= x0) & (f["x"] - f["r"] <= x1)
-            & (f["y"] + f["r"] >= y0) & (f["y"] - f["r"] <= y1)
+            (f["x"] + f["r"] >= x0)
+            & (f["x"] - f["r"] <= x1)
+            & (f["y"] + f["r"] >= y0)
+            & (f["y"] - f["r"] <= y1)
         )
         f = {k: v[near] for k, v in f.items()}
         keep = self.on_film(f["y"], f["x"])
@@ -533,8 +539,12 @@ class AtomicSpecimen(_HoleySupport):
             fx, fy = cx - gx0, cy - gy0
             ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
             wx, wy = fx - ix, fy - iy
-            for dy, dx, w in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
-                              (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
+            for dy, dx, w in (
+                (0, 0, (1 - wx) * (1 - wy)),
+                (0, 1, wx * (1 - wy)),
+                (1, 0, (1 - wx) * wy),
+                (1, 1, wx * wy),
+            ):
                 yy, xx = iy + dy, ix + dx
                 ok = (yy >= 0) & (yy < nf) & (xx >= 0) & (xx < nf)
                 flat = yy[ok] * nf + xx[ok]
@@ -546,14 +556,13 @@ class AtomicSpecimen(_HoleySupport):
                 sy, sx = slice(by[0], by[-1] + 1), slice(bx[0], bx[-1] + 1)
                 disc = (xs[sx][None, :] - p["x"]) ** 2 + (ys[sy][:, None] - p["y"]) ** 2 <= r * r
                 support[sy, sx] |= disc
-        spectrum = (
-            np.fft.fft2(gold.reshape(nf, nf)) * (self._phi_au * self._blur_au)
-            + np.fft.fft2(carbon) * (self._phi_c * self._blur_c)
-        )
+        spectrum = np.fft.fft2(gold.reshape(nf, nf)) * (self._phi_au * self._blur_au) + np.fft.fft2(
+            carbon
+        ) * (self._phi_c * self._blur_c)
         phase = np.fft.ifft2(spectrum).real
         psi = np.exp((1j - self.ABSORPTION) * phase)
         image = np.fft.ifft2(np.fft.fft2(psi) * self._ctf)
-        intensity = (image.real**2 + image.imag**2)
+        intensity = image.real**2 + image.imag**2
         crop = (slice(a, a + n), slice(a, a + n))
         inten = intensity[crop].astype(np.float32)
         sup = support[crop]
@@ -579,6 +588,10 @@ def make_specimen(
     if kind not in classes:
         raise ValueError(f"unknown specimen kind {kind!r}; choose one of {sorted(classes)}")
     return classes[kind](
-        seed, pixel_size_A, voltage_kv=voltage_kv, cs_mm=cs_mm, defocus_nm=defocus_nm,
+        seed,
+        pixel_size_A,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        defocus_nm=defocus_nm,
         cache_tiles=cache_tiles,
     )
