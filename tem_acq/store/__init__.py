@@ -23,11 +23,12 @@ Layout
     │   └── 0/
     └── tem_acq_log.jsonl     per-frame table and events, one JSON document per line
 
-Each image opens on its own in napari, ndv, zarr, xarray or tensorstore, and
-``yaozarrs validate`` passes on the whole store. Chunks are compressed with blosc-lz4 and
-bit-shuffle by default (1.7x on integrating-camera counts, 7-8x on sparse counting-camera
-frames, 1.45x on denoised floats, over 2.5 GB/s on one core); ``zstd`` and ``none`` are the
-alternatives. The log holds a row per frame (``event: frame``, with its
+``yaozarrs validate`` passes on the whole store; each image is a plain NGFF image that any
+OME-Zarr 0.5 reader can open on its own (zarr-python and tensorstore are checked in the
+tests). Chunks are compressed with blosc-lz4 and bit-shuffle by default (1.7x on
+integrating-camera counts, 7-8x on sparse counting-camera frames, 1.45x on denoised floats,
+over 2.5 GB/s on one core); ``zstd`` and ``none`` are the alternatives.
+The log holds a row per frame (``event: frame``, with its
 :class:`FrameRecord`), ``denoised`` (with latency), ``skipped`` (with reason), ``error`` and
 ``closed`` events; :func:`open_store` turns it into the per-frame table. The OME-XML's sizes are
 written at close; before that, and after a crash, ``zarr.json`` is what counts.

@@ -25,12 +25,22 @@ EMPTY = 2**64 - 1
 
 
 def fsync_dir(path: Path) -> None:
-    """Flush a directory's entries (new or renamed files) to disk."""
+    """Flush a directory's entries (new or renamed files) to disk.
+
+    Windows cannot open a directory for fsync; NTFS journals its metadata, so this is a no-op
+    there.
+    """
+    if os.name == "nt":  # pragma: no cover - not tested on Windows here
+        return
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: fdatasync (data and size, not timestamps) where the platform has it.
+fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
 def write_atomic(path: Path, parts: Sequence[bytes | memoryview], *, sync_dir: bool = True) -> None:
@@ -75,6 +85,11 @@ def write_synced(path: Path, parts: Sequence[bytes | memoryview]) -> None:
 def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
     # os.writev avoids joining megabytes of chunks into one buffer; loop for short writes.
     views = [memoryview(p).cast("B") for p in parts if len(p)]
+    if not hasattr(os, "writev"):  # pragma: no cover - Windows
+        for view in views:
+            while view:
+                view = view[os.write(fd, view) :]
+        return
     max_iov = 1024
     while views:
         written = os.writev(fd, views[:max_iov])
@@ -179,7 +194,7 @@ class EventLog:
         data = ("\n".join(lines) + "\n").encode()
         try:
             _write_all(self._fd, [data])
-            os.fdatasync(self._fd)  # the data and the file size; cheaper than fsync
+            fdatasync(self._fd)  # the data and the file size; cheaper than fsync
         except BaseException:
             self.truncate(self._size)
             raise
@@ -189,7 +204,7 @@ class EventLog:
         """Cut the log back to ``size`` bytes (best effort: used to undo a failed step)."""
         try:
             os.ftruncate(self._fd, size)
-            os.fsync(self._fd)
+            fdatasync(self._fd)
             self._size = size
         except OSError:
             pass

@@ -246,22 +246,24 @@ class AcquisitionWriter:
             self.shard_frames,
             denoised_compression,
         )
-        self._series = [RAW, DENOISED] if denoised else [RAW]
-        _create_store(
+        docs = _create_store(
             self.path,
             self.metadata,
             raw_layout,
             den_layout if denoised else None,
             overwrite=overwrite,
         )
-
         self._raw = _Array(
-            raw_layout, self.path / RAW / LEVEL, array_doc(raw_layout), _codec(raw_layout)
+            raw_layout,
+            self.path / RAW / LEVEL,
+            docs[f"{RAW}/{LEVEL}/zarr.json"],
+            _codec(raw_layout),
         )
         self._den: _Array | None = None
         if denoised:
+            den_doc = docs[f"{DENOISED}/{LEVEL}/zarr.json"]
             self._den = _Array(
-                den_layout, self.path / DENOISED / LEVEL, array_doc(den_layout), _codec(den_layout)
+                den_layout, self.path / DENOISED / LEVEL, den_doc, _codec(den_layout)
             )
         self._log = EventLog(self.path / EVENT_LOG)
         self._den_durable = 0  # end of the denoised shards whose files are durable
@@ -632,7 +634,7 @@ class AcquisitionWriter:
                     self._run([partial(fsync_dir, d) for d in {t.parent for _, t in shards}])
                     self._log.append(lines)
                 except BaseException:
-                    for tmp, _, _ in lengths:
+                    for tmp, *_ in [*shards, *lengths]:
                         tmp.unlink(missing_ok=True)
                     raise
             # 3. The commit: raw zarr.json first, then denoised; their directories fsynced
@@ -845,10 +847,11 @@ def _create_store(
     denoised: ArrayLayout | None,
     *,
     overwrite: bool,
-) -> None:
+) -> dict[str, Any]:
     """Build the empty store in a hidden sibling directory, then rename it into place.
 
-    A crash while creating leaves no half-made store at ``path``.
+    A crash while creating leaves no half-made store at ``path``. Returns the documents
+    written, by path inside the store.
     """
     replace = _check_target(path, overwrite)
     parent = path.parent
@@ -897,6 +900,7 @@ def _create_store(
         else:
             os.rename(staging, path)
             fsync_dir(parent)
+        return docs
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         hint = (
