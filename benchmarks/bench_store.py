@@ -4,9 +4,11 @@ For each frame size (uint16 raw, optionally plus float32 denoised) it writes an 
 AcquisitionWriter (every shard fsynced, as the store always does) and, in the same run and
 directory, a plain file of the same bytes written sequentially and fsynced at the same cadence
 (once per shard's worth of bytes). Throughput counts uncompressed frame bytes per second; the
-ratio is store / plain (median of the repeats). Frames are simulated like the paper's camera
-(Gatan OneView: about 4.6 e-/px per frame, 44 counts per electron, gain noise), so compression
-sees realistic counts.
+ratio is store / plain (median of the repeats, which alternate in order). Also printed: the
+99th percentile of the time one append (plus write_denoised) took, the bytes on disk per frame
+byte, and the store's CPU time per frame (less sensitive to other load than wall time).
+Frames are simulated like the paper's camera (Gatan OneView: about 4.6 e-/px per frame, 44
+counts per electron, gain noise), so compression sees realistic counts.
 
 Usage::
 
@@ -126,10 +128,12 @@ def main() -> None:
         ]
     print(
         f"{'frames':>10} {'what':<26} {'store MB/s':>10} {'plain MB/s':>10} {'ratio':>6} "
-        f"{'p99 ms':>7} {'disk/raw':>8}"
+        f"{'p99 ms':>7} {'disk/raw':>8} {'cpu ms':>6}"
     )
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         where = Path(tmp)
+        warm_raw, warm_den = make_frames(64, 2)
+        bench_store(where, warm_raw, warm_den, 32, "lz4", "lz4")  # imports, first-call costs
         for size in args.sizes:
             n_frames = max(32, int(args.megabytes * MB / (size * size * 2)))
             raw, den = make_frames(size, 8)
@@ -138,11 +142,18 @@ def main() -> None:
                 nbytes = n_frames * sum(p[0].nbytes for p in pools)
                 stores, plains, ratios, p99s = [], [], [], []
                 disk = 0
-                for _ in range(args.repeats):
+                cpus = []
+                for repeat in range(args.repeats):
+                    # Alternate which goes first, so drifting load favours neither.
+                    if repeat % 2:
+                        plain = bench_plain(where, list(pools), n_frames, 16)
+                    c0 = time.process_time()
                     seconds, p99, disk = bench_store(
                         where, raw, den if with_den else None, n_frames, comp, den_comp
                     )
-                    plain = bench_plain(where, list(pools), n_frames, 16)
+                    cpus.append((time.process_time() - c0) / n_frames * 1e3)
+                    if not repeat % 2:
+                        plain = bench_plain(where, list(pools), n_frames, 16)
                     stores.append(nbytes / seconds / MB)
                     plains.append(nbytes / plain / MB)
                     ratios.append(plain / seconds)
@@ -150,7 +161,8 @@ def main() -> None:
                 print(
                     f"{n_frames:>4}x{size:<5} {label:<26} {statistics.median(stores):>10.0f} "
                     f"{statistics.median(plains):>10.0f} {statistics.median(ratios):>6.2f} "
-                    f"{statistics.median(p99s):>7.1f} {disk / nbytes:>8.2f}",
+                    f"{statistics.median(p99s):>7.1f} {disk / nbytes:>8.2f} "
+                    f"{statistics.median(cpus):>6.2f}",
                     flush=True,
                 )
 
