@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     den.add_argument(
         "--no-compile", action="store_true", help="do not try torch.compile for the best path"
     )
+    den.add_argument(
+        "--reference",
+        default=None,
+        help="also time this encoder's eager fp32 in the same loop (e.g. paper)",
+    )
     den.add_argument("--json", action="store_true", help="print JSON")
     den.set_defaults(func=run_denoise)
 
@@ -52,6 +57,7 @@ def run_denoise(args: argparse.Namespace) -> int:
         batch=args.batch,
         repeats=args.repeats,
         compile=not args.no_compile,
+        reference=args.reference,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

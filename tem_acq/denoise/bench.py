@@ -39,7 +39,7 @@ def device_name(device: Any) -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs"
 
 
-def _stats(times_s: list[float], batch: int) -> dict[str, float]:
+def _stats(times_s: list[float], cpu_s: list[float], batch: int) -> dict[str, float]:
     ms = np.asarray(times_s) * 1e3
     p50, p95 = (float(v) for v in np.percentile(ms, [50, 95]))
     return {
@@ -47,17 +47,20 @@ def _stats(times_s: list[float], batch: int) -> dict[str, float]:
         "p95_ms": p95,
         "p50_ms_per_frame": p50 / batch,
         "frames_per_s": 1e3 * batch / float(statistics.median(ms)),
+        # CPU time of this process per call (all threads): steadier than wall time when other
+        # processes compete for the cores, so its ratio is the one to check on a busy machine.
+        "cpu_ms_per_frame": float(statistics.median(cpu_s)) * 1e3 / batch,
     }
 
 
-def _package(encoder: str, model: str | None, tmp: Path) -> LoadedPackage:
+def _package(encoder: str, model: str | None, folder: Path) -> LoadedPackage:
     if model is not None:
         return load_package(resolve_package(model))
     if encoder in ("fast", "paper"):
-        new_package(tmp / encoder, fast=encoder == "fast")
+        new_package(folder, fast=encoder == "fast", name=encoder)
     else:
-        new_package(tmp / "pkg", encoder=encoder)
-    return load_package(next(p for p in tmp.iterdir() if p.is_dir()))
+        new_package(folder, encoder=encoder, name="bench")
+    return load_package(folder)
 
 
 def bench_denoise(
@@ -69,6 +72,7 @@ def bench_denoise(
     batch: int = 1,
     repeats: int = 10,
     compile: bool = True,
+    reference: str | None = None,
 ) -> dict[str, Any]:
     """Time eager float32 and the best path on ``batch`` frames of ``size`` x ``size``.
 
@@ -88,6 +92,9 @@ def bench_denoise(
         Timed calls of each path (after warm-up).
     compile
         Let the best path try ``torch.compile``.
+    reference
+        Another encoder (e.g. ``"paper"``) whose eager float32 runs in the same interleaved
+        loop, for a fair "fast model vs paper model" ratio on a shared machine.
 
     Returns
     -------
@@ -96,22 +103,39 @@ def bench_denoise(
     """
     dev = select_device(device)
     with tempfile.TemporaryDirectory() as tmp:
-        pkg = _package(encoder, model, Path(tmp))
+        pkg = _package(encoder, model, Path(tmp) / "model")
+        ref_pkg = _package(reference, None, Path(tmp) / "ref") if reference else None
     eager = Denoiser(pkg, dev, path="eager", batch_size=batch)
     best = Denoiser(pkg, dev, path="auto", compile=compile, batch_size=batch)
+    runs = {"eager": eager, "best": best}
+    if ref_pkg is not None:
+        runs["reference"] = Denoiser(ref_pkg, dev, path="eager", batch_size=batch)
     rng = np.random.default_rng(0)
     frames = rng.poisson(5.0 * 44.0, size=(batch, size, size)).astype(np.uint16)
     t0 = time.perf_counter()
     best.warmup(frames.shape)
     warmup_s = time.perf_counter() - t0
     eager.warmup(frames.shape)
-    times: dict[str, list[float]] = {"eager": [], "best": []}
+    if ref_pkg is not None:
+        runs["reference"].warmup(frames.shape)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        for name, den in (("eager", eager), ("best", best)):
-            t = time.perf_counter()
+        for name, den in runs.items():
+            t, c = time.perf_counter(), time.process_time()
             den.denoise_batch(frames, 44.0)
             times[name].append(time.perf_counter() - t)
-    e, b = _stats(times["eager"], batch), _stats(times["best"], batch)
+            cpu[name].append(time.process_time() - c)
+    e = _stats(times["eager"], cpu["eager"], batch)
+    b = _stats(times["best"], cpu["best"], batch)
+    extra: dict[str, Any] = {}
+    if ref_pkg is not None:
+        ref = _stats(times["reference"], cpu["reference"], batch)
+        extra = {
+            "reference": {"model": reference, "architecture": ref_pkg.card.summary(), **ref},
+            "best_vs_reference": ref["p50_ms"] / b["p50_ms"],
+            "best_vs_reference_cpu_time": ref["cpu_ms_per_frame"] / b["cpu_ms_per_frame"],
+        }
     return {
         "model": pkg.card.name if model else encoder,
         "architecture": pkg.card.summary(),
@@ -125,6 +149,7 @@ def bench_denoise(
         "best": b,
         "best_path": best.path_name,
         "speedup": e["p50_ms"] / b["p50_ms"],
+        "speedup_cpu_time": e["cpu_ms_per_frame"] / b["cpu_ms_per_frame"],
         "warmup_s": warmup_s,
         "paths_tried": [
             {
@@ -137,6 +162,7 @@ def bench_denoise(
             }
             for t in best.selection
         ],
+        **extra,
     }
 
 
@@ -151,8 +177,17 @@ def format_result(r: dict[str, Any]) -> str:
         f"  best ({r['best_path']}): p50 {r['best']['p50_ms']:.1f} ms, "
         f"p95 {r['best']['p95_ms']:.1f} ms per call; {r['best']['p50_ms_per_frame']:.1f} "
         f"ms/frame, {r['best']['frames_per_s']:.1f} frames/s",
-        f"  speed-up {r['speedup']:.2f}x (warm-up {r['warmup_s']:.1f} s)",
+        f"  speed-up {r['speedup']:.2f}x wall, {r['speedup_cpu_time']:.2f}x CPU time "
+        f"({r['eager']['cpu_ms_per_frame']:.0f} vs {r['best']['cpu_ms_per_frame']:.0f} "
+        f"CPU ms/frame; warm-up {r['warmup_s']:.1f} s)",
     ]
+    if "reference" in r:
+        ref = r["reference"]
+        lines.append(
+            f"  reference {ref['architecture']} eager fp32 (same loop): p50 {ref['p50_ms']:.1f} ms;"
+            f" best is {r['best_vs_reference']:.2f}x faster wall, "
+            f"{r['best_vs_reference_cpu_time']:.2f}x in CPU time"
+        )
     for t in r["paths_tried"]:
         ms = "" if t["ms"] is None else f"{t['ms']:.1f} ms"
         status = "ok" if t["ok"] else "rejected"

@@ -58,6 +58,9 @@ FAST_PATH_TOLERANCE = {"rel_rms": 1e-2, "rel_max": 5e-2}
 #: A fast path must beat eager by this factor at warm-up to be kept (timings are noisy).
 MIN_SPEEDUP = 1.05
 
+#: Timed rounds per path at warm-up (after one untimed round), round-robin over the paths.
+TIMING_ROUNDS = 3
+
 
 @dataclass
 class PathTrial:
@@ -277,6 +280,7 @@ class Denoiser:
         self._fallback: _Runner = self._eager  # same path, uncompiled: for other shapes
         self._selected = path == "eager" and not compile
         self.selection: list[PathTrial] = []
+        self._unavailable: list[PathTrial] = []  # paths this device does not have
         self._warm_shapes: set[tuple[int, ...]] = set()
 
     # --- paths ---------------------------------------------------------------------------
@@ -313,7 +317,7 @@ class Denoiser:
                         )
                     )
                 else:
-                    self.selection.append(
+                    self._unavailable.append(
                         PathTrial("bf16+channels_last", False, note="no native bf16 on this CPU")
                     )
         else:
@@ -330,25 +334,33 @@ class Denoiser:
                     )
                 )
         if req not in ("auto", "eager") and not cands:
-            self.selection.append(
+            self._unavailable.append(
                 PathTrial(req, False, note=f"path {req!r} does not exist on {self.device.type}")
             )
         return cands
 
-    def _time(self, runner: Callable[[Any], Any], x: torch.Tensor, repeats: int = 3) -> float:
+    def _sync(self) -> None:
         import torch
 
-        times = []
-        for i in range(repeats + 1):
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            t0 = time.perf_counter()
-            runner(x)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            if i:  # the first call warms caches and allocators
-                times.append(time.perf_counter() - t0)
-        return statistics.median(times) * 1e3
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _time(self, runners: Sequence[Callable[[Any], Any]], x: torch.Tensor) -> list[float]:
+        """Median ms per call of each runner, timed round-robin.
+
+        Interleaving the calls makes load from other processes (a shared machine) fall on
+        every path alike, so the comparison stays fair even when the absolute times drift.
+        """
+        times: list[list[float]] = [[] for _ in runners]
+        for r in range(TIMING_ROUNDS + 1):
+            for i, runner in enumerate(runners):
+                self._sync()
+                t0 = time.perf_counter()
+                runner(x)
+                self._sync()
+                if r:  # the first round warms caches and allocators
+                    times[i].append(time.perf_counter() - t0)
+        return [statistics.median(t) * 1e3 for t in times]
 
     @staticmethod
     def _compare(y: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
@@ -358,16 +370,15 @@ class Denoiser:
         mx = float(d.abs().max() / r.abs().max().clamp_min(1e-12))
         return rms, mx
 
-    def _try(self, runner: _Runner, x: torch.Tensor, ref: torch.Tensor) -> PathTrial:
+    def _check(self, runner: _Runner, x: torch.Tensor, ref: torch.Tensor) -> PathTrial:
+        """Run a path once and compare it with eager float32."""
         try:
             y = runner(x)
         except Exception as exc:  # a path that cannot run here is simply not used
             return PathTrial(runner.name, False, note=f"failed: {type(exc).__name__}: {exc}")
         rms, mx = self._compare(y, ref)
         ok = rms <= FAST_PATH_TOLERANCE["rel_rms"] and mx <= FAST_PATH_TOLERANCE["rel_max"]
-        # Timed (when choosing) even when rejected, so reports show what it would have given.
-        ms = self._time(runner, x) if self._requested_path == "auto" else math.nan
-        trial = PathTrial(runner.name, ok, rms, mx, ms=ms)
+        trial = PathTrial(runner.name, ok, rms, mx)
         if not ok:
             trial.note = (
                 f"differs from eager fp32 by rel RMS {rms:.2g}, rel max {mx:.2g} "
@@ -382,36 +393,62 @@ class Denoiser:
 
         n, _, h, w = net_shape
         x = torch.from_numpy(_synthetic_check_input((n, h, w))).unsqueeze(1).to(self.device)
+        auto = self._requested_path == "auto"
         with torch.inference_mode():
             ref = self._eager(x)
-            forced = self._requested_path != "auto"
-            eager = PathTrial("eager", True, ms=math.nan if forced else self._time(self._eager, x))
-            self.selection.append(eager)
-            best, best_ms = self._eager, eager.ms
-            for runner in self._candidates():
-                trial = self._try(runner, x, ref)
-                self.selection.append(trial)
-                if trial.ok and (forced or trial.ms * MIN_SPEEDUP < best_ms):
-                    best, best_ms = runner, trial.ms
+            runners = [self._eager, *self._candidates()]
+            trials = [PathTrial("eager", True)] + [self._check(r, x, ref) for r in runners[1:]]
+            ran = [i for i, t in enumerate(trials) if not t.note.startswith("failed")]
+            if auto:
+                # Rejected paths are timed too, so reports show what they would have given.
+                for i, ms in zip(ran, self._time([runners[i] for i in ran], x), strict=True):
+                    trials[i].ms = ms
+            ok = [i for i in ran if trials[i].ok]
+            if auto:
+                pick = min(ok, key=lambda i: trials[i].ms)
+                if trials[pick].ms * MIN_SPEEDUP >= trials[0].ms:
+                    pick = 0  # not clearly faster than eager: keep the reference
+            else:
+                pick = ok[-1]  # the requested path if it passed, else eager
+            best = runners[pick]
+            self.selection.extend(trials + self._unavailable)
             if self._compile:
-                try:
-                    compiled = self._compiled(best, net_shape)
-                except Exception as exc:  # no compiler, unsupported op...: stay uncompiled
-                    trial = PathTrial(best.name + "+compile", False, note=f"failed: {exc}")
-                else:
-                    trial = self._try(compiled, x, ref)
-                self.selection.append(trial)
-                if trial.ok and (forced or trial.ms * MIN_SPEEDUP < best_ms):
-                    self._fallback = best
-                    best = compiled
+                self._try_compile(best, trials[pick], x, ref, net_shape, auto)
+                best = self._runner
         self._runner = best
-        if best is not self._fallback and best.shape is None:
+        if best.shape is None:
             self._fallback = best
         self._selected = True
-        rejected = [t for t in self.selection if not t.ok]
         log.info("denoiser path: %s", self.path_name)
-        for t in rejected:
-            log.info("path %s not used: %s", t.name, t.note)
+        for t in self.selection:
+            if not t.ok:
+                log.info("path %s not used: %s", t.name, t.note)
+
+    def _try_compile(
+        self,
+        base: _Runner,
+        base_trial: PathTrial,
+        x: torch.Tensor,
+        ref: torch.Tensor,
+        net_shape: tuple[int, ...],
+        auto: bool,
+    ) -> None:
+        """Compile the chosen path; keep it if it matches eager (and, for auto, is faster)."""
+        self._runner = self._fallback = base
+        try:
+            compiled = self._compiled(base, net_shape)
+        except Exception as exc:  # no compiler, unsupported op...: stay uncompiled
+            self.selection.append(PathTrial(base.name + "+compile", False, note=f"failed: {exc}"))
+            return
+        trial = self._check(compiled, x, ref)
+        self.selection.append(trial)
+        if not trial.ok:
+            return
+        if auto:
+            base_trial.ms, trial.ms = self._time([base, compiled], x)
+            if trial.ms * MIN_SPEEDUP >= base_trial.ms:
+                return
+        self._runner = compiled
 
     def _compiled(self, base: _Runner, shape: tuple[int, ...]) -> _Runner:
         """``torch.compile`` of a path, compiled now for one input shape."""
