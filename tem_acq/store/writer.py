@@ -620,7 +620,8 @@ class AcquisitionWriter:
                 tasks.append(partial(raw.stage_length, committed))
             if den is not None:
                 tasks += [partial(den.stage_shard, n, self._pending[n].chunks) for n in written]
-                tasks.append(partial(den.stage_length, min(self._den_durable, committed)))
+                # Never past the raw length already on disk, whichever rename lands first.
+                tasks.append(partial(den.stage_length, min(self._den_durable, self._committed)))
             if not rewrites:
                 tasks.append(partial(self._log.append, lines))
             staged = self._run(tasks)
