@@ -18,6 +18,8 @@ from tem_acq.errors import TemAcqError
 # ``acquisition_hooks`` and import pycro-manager only when they run).
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
+    "view",
+    "report",
     "denoise",
     "model",
     "models",
