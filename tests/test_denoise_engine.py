@@ -298,6 +298,13 @@ def test_bad_counts_per_electron(eager, cpe) -> None:  # type: ignore[no-untyped
         eager.denoise(np.ones((8, 8)), counts_per_electron=cpe)
 
 
+def test_batch_of_mixed_shapes(eager) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TemAcqError, match="must share one shape"):
+        eager.denoise_batch([np.ones((8, 8)), np.ones((8, 9))])
+    with pytest.raises(TemAcqError, match="frames are empty"):
+        eager.denoise_batch([])
+
+
 def test_counts_per_electron_per_frame_length(eager) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TemAcqError, match=r"one per frame \(3\), got shape \(2,\)"):
         eager.denoise(np.ones((3, 8, 8)), counts_per_electron=[1.0, 2.0])

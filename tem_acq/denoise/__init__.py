@@ -1,8 +1,24 @@
 """The denoiser: model packages, dose-aware normalisation and the inference engine.
 
-``load_model(name_or_path, device="auto")`` returns a :class:`Denoiser`; see
-:mod:`tem_acq.denoise.package` for the package format and
-:mod:`tem_acq.denoise.normalization` for the normalisation shared with training.
+::
+
+    import tem_acq
+
+    den = tem_acq.load_model("default", device="auto")    # a name, or a package folder
+    den.warmup((512, 512))                                 # path selection, before frame 1
+    electrons = den.denoise(raw_counts, counts_per_electron=44.0)   # (y, x) or (n, y, x)
+    den.card, den.package_hash, den.device, den.path_name  # provenance and active path
+    den.denoise_batch(waiting_frames, 44.0)                # the live pipeline's call
+
+- :mod:`tem_acq.denoise.package`: the package format (smp ``config.json`` +
+  ``model.safetensors`` + ``card.json``), loading without unpickling, names.
+- :mod:`tem_acq.denoise.card`: the versioned model card.
+- :mod:`tem_acq.denoise.normalization`: counts → electrons → dose-normalised network input
+  and back; shared with training.
+- :mod:`tem_acq.denoise.engine`: devices, checked fast paths, padding, batching.
+- :mod:`tem_acq.denoise.tiling`: receptive field, tile layout and blending.
+- :mod:`tem_acq.denoise.io`: TIFF (Gatan) / NPY / MRC files for ``tem-acq denoise``.
+- :mod:`tem_acq.denoise.bench`: eager float32 versus the best path.
 """
 
 from __future__ import annotations

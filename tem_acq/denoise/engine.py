@@ -637,7 +637,15 @@ class Denoiser:
         ``(n, y, x)`` float32 expected electrons per pixel.
         """
         if isinstance(frames, (list, tuple)):
-            frames = np.stack([np.asarray(f) for f in frames]) if frames else np.empty((0,))
+            if not frames:
+                raise TemAcqError("frames are empty (an empty batch)")
+            shapes = {np.shape(f) for f in frames}
+            if len(shapes) > 1:
+                raise TemAcqError(
+                    f"frames in one batch must share one shape, got {sorted(shapes)}; "
+                    "denoise frames of other sizes in separate calls"
+                )
+            frames = np.stack([np.asarray(f) for f in frames])
         arr = check_frames(frames)
         if arr.ndim == 2:
             arr = arr[None]
