@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "info",
     "view",
     "report",
+    "train",
+    "evaluate",
     "denoise",
     "model",
     "models",

@@ -1,0 +1,90 @@
+"""``tem-acq train --pairs P [P ...] --out MODEL_DIR``: train a denoiser on pairs stores."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``train`` subcommand."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a denoiser on pairs stores",
+        description=(
+            "Train a U-Net denoiser on (short, long) pairs from pairs stores and write a model "
+            "package. The last fields (by --config val_fraction) are held out for validation; "
+            "the package keeps the weights with the best validation PSNR. Ctrl-C stops cleanly "
+            "and still writes the best model; --resume continues from the checkpoint "
+            "(MODEL_DIR.ckpt)."
+        ),
+    )
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        required=True,
+        metavar="STORE",
+        help="pairs store(s) (*.ome.zarr) to train on",
+    )
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="package folder to write")
+    parser.add_argument("--config", metavar="YAML", help="training config (TrainConfig fields)")
+    parser.add_argument(
+        "--init", metavar="PACKAGE", help="start from this package's weights (name or folder)"
+    )
+    parser.add_argument("--max-steps", type=int, metavar="N", help="override max_steps")
+    parser.add_argument("--fast", action="store_true", help="train the fast architecture")
+    parser.add_argument("--mode", choices=["supervised", "noise2noise"], help="override mode")
+    parser.add_argument("--seed", type=int, help="override seed")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--resume", action="store_true", help="continue the run's checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing MODEL_DIR")
+    parser.add_argument("--name", help="package name (default: the folder's name)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; returns 0, or 130 when interrupted (the best model is still written)."""
+    from tem_acq.errors import TemAcqError
+    from tem_acq.train import TrainConfig, from_pairs_store, train
+
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    updates: dict[str, object] = {}
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            raise TemAcqError(f"--max-steps must be >= 1, got {args.max_steps}")
+        updates["max_steps"] = args.max_steps
+    if args.fast:
+        updates["fast"] = True
+    if args.mode:
+        updates["mode"] = args.mode
+    if args.seed is not None:
+        updates["seed"] = args.seed
+    if updates:
+        config = TrainConfig.from_mapping(
+            {**config.model_dump(), **updates}, source="the training config with overrides"
+        )
+    pairs = from_pairs_store(args.pairs)
+    result = train(
+        pairs,
+        config,
+        args.out,
+        init=args.init,
+        resume=args.resume,
+        device=args.device,
+        name=args.name,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+    )
+    psnr = (
+        "no validation fields"
+        if math.isnan(result.best_val_psnr_db)
+        else f"best validation PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}"
+    )
+    state = "interrupted at" if result.interrupted else "trained"
+    print(
+        f"{state} {result.steps}/{result.total_steps} steps in {result.wall_s:.0f} s; {psnr}\n"
+        f"wrote {result.package} ({result.card.summary()})\n"
+        f"checkpoint: {result.checkpoint_dir} (resume with --resume; delete when done)"
+    )
+    return 130 if result.interrupted else 0
