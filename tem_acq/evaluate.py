@@ -224,6 +224,27 @@ def _time_ms(den: Denoiser, frame: np.ndarray, cpe: float, repeats: int = 5) -> 
     return 1e3 * statistics.median(times)
 
 
+def dose_groups(doses: np.ndarray, tolerance: float = 0.15) -> np.ndarray:
+    """Label each frame's dose with its group's dose (3 significant digits).
+
+    Measured doses scatter around the nominal one (shot noise, gun drift), so doses within
+    ``tolerance`` (relative) of a group's smallest dose form one group, labelled by the
+    group's geometric mean.
+    """
+    d = np.asarray(doses, dtype=np.float64)
+    labels = np.empty_like(d)
+    order = np.argsort(d)
+    start = 0
+    while start < len(order):
+        stop = start
+        while stop < len(order) and d[order[stop]] <= d[order[start]] * (1 + tolerance):
+            stop += 1
+        members = order[start:stop]
+        labels[members] = float(f"{np.exp(np.log(d[members]).mean()):.3g}")
+        start = stop
+    return labels
+
+
 def evaluate_pairs(
     model: Any,
     pairs: PairArrays,
@@ -241,7 +262,8 @@ def evaluate_pairs(
     model
         A package name or folder, or a loaded :class:`~tem_acq.denoise.Denoiser`.
     pairs
-        Pairs with long exposures (and ``truth`` for simulated pairs).
+        Pairs with long exposures (and ``truth`` for simulated pairs). Frames are grouped by
+        dose with :func:`dose_groups`.
     device
         Device for the model.
     reference
@@ -286,7 +308,8 @@ def evaluate_pairs(
         )
     notes: list[str] = []
     lo, hi = den.card.dose_range_e_per_px
-    doses = np.unique(np.round(pairs.low_dose, 6))
+    labels = dose_groups(pairs.low_dose)
+    doses = np.unique(labels)
     outside = [float(d) for d in doses if d < 0.8 * lo or d > 1.25 * hi]
     if outside:
         notes.append(
@@ -313,7 +336,7 @@ def evaluate_pairs(
         per.setdefault((dose, metric), {}).setdefault(who, []).append(float(value))
 
     for i in range(len(pairs)):
-        dose = float(np.round(pairs.low_dose[i], 6))
+        dose = float(labels[i])
         cpe = float(pairs.counts_per_electron[i])
         d_nom = float(pairs.low_dose[i])
         raw_e = np.asarray(counts_to_electrons(pairs.low[i], cpe), dtype=np.float64)
@@ -541,7 +564,7 @@ def render_table(report: EvalReport, *, markdown: bool = False) -> str:
         f"frames {report.frame_shape[0]}x{report.frame_shape[1]}, reference {report.reference}, "
         f"{report.ms_per_frame:.1f} ms/frame ({report.device})"
     )
-    head = ["dose e-/px", "metric", "raw", "gaussian", "model", "long 1000e"]
+    head = ["dose e-/px", "metric", "raw", "gaussian", "model", "long exposure"]
     body = [
         [
             f"{r.dose:g}",
@@ -660,7 +683,7 @@ def figure(
     if pairs.high is None:
         raise TemAcqError("the figure needs pairs with long exposures")
     den = _load(model, device)
-    i = int(np.argmin(np.abs(pairs.low_dose - TARGET_DOSE))) if index is None else index
+    i = _figure_index(pairs) if index is None else index
     if not 0 <= i < len(pairs):
         raise TemAcqError(f"pair index {i} out of range (0-{len(pairs) - 1})")
     cpe, dose = float(pairs.counts_per_electron[i]), float(pairs.low_dose[i])
@@ -675,10 +698,10 @@ def figure(
     diff = mod - ref
     dmax = float(np.percentile(np.abs(diff), 99.5)) or 1.0
     panels = [
-        (raw, f"raw {dose:g} e-/px"),
+        (raw, f"raw {dose:.3g} e-/px"),
         (gauss, f"oracle Gaussian (sigma {sigma:.1f} px)"),
         (mod, f"model {den.card.name}"),
-        (long_n, f"long exposure {float(pairs.high_dose[i]):g} e-/px"),
+        (long_n, f"long exposure {float(pairs.high_dose[i]):.4g} e-/px"),
     ]
     fig, axes = plt.subplots(1, 5, figsize=(20, 4.4), constrained_layout=True)
     im: Any = None
@@ -695,6 +718,20 @@ def figure(
     fig.savefig(out, dpi=80)
     plt.close(fig)
     return out
+
+
+def _figure_index(pairs: PairArrays) -> int:
+    """The frame nearest 5 e-/px with the most structure (largest relative reference std).
+
+    So the figure shows edges rather than bare film.
+    """
+    labels = dose_groups(pairs.low_dose)
+    target = labels[np.argmin(np.abs(np.log(labels / TARGET_DOSE)))]
+    cands = np.flatnonzero(labels == target)
+    refs = pairs.truth if pairs.truth is not None else pairs.high
+    assert refs is not None
+    spread = [float(np.std(refs[i]) / max(float(np.mean(refs[i])), 1e-12)) for i in cands]
+    return int(cands[int(np.argmax(spread))])
 
 
 @dataclass

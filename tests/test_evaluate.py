@@ -162,7 +162,7 @@ def test_evaluate_bad_inputs(pairs: PairArrays, den: Denoiser) -> None:
 
 def test_vacuum_from_truth_finds_the_flat_bright_region() -> None:
     t = np.full((64, 64), 5.0)
-    yy, xx = np.mgrid[:64, :64]
+    xx = np.mgrid[:64, :64][1]
     t[:, 32:] = 3.0 + 0.5 * np.sin(xx[:, 32:] / 2.0)  # specimen with structure
     m = vacuum_from_truth(t)
     assert m[:, :28].all() and not m[:, 34:].any()
@@ -259,7 +259,9 @@ def test_pairs_store_adapter(pairs: PairArrays, store: Path) -> None:
         from_pairs_store([])
 
 
-def test_cli_train_and_evaluate(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_train_and_evaluate(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tmp_path / "train.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "m"
@@ -296,7 +298,9 @@ def test_cli_errors(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "no ground truth" in capsys.readouterr().err
 
 
-def test_cli_frame_pair(oneview_dir: Path, untrained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_frame_pair(
+    oneview_dir: Path, untrained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a, b = oneview_dir / "val-0001.tif", oneview_dir / "val-0002.tif"
     assert main(["evaluate", "--model", str(untrained), "--frame-pair", str(a), str(b),
                  "--json", "--device", "cpu"]) == 0

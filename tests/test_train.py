@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -87,7 +88,7 @@ def test_learning_rate_schedule() -> None:
     cfg = TrainConfig(lr=1e-3, warmup_steps=10, min_lr_fraction=0.1)
     lrs = [cfg.lr_at(s, 110) for s in range(110)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
     assert TrainConfig(schedule="constant", warmup_steps=0).lr_at(50, 100) == 1e-4
     assert TrainConfig(max_steps=1000, epochs=2, batch_size=4).total_steps(10) == 5
@@ -131,7 +132,8 @@ def test_shift_image_and_registration() -> None:
     np.testing.assert_allclose(moved, wave(2.3, -1.6), atol=1e-5)
     # align_to_low undoes a shift recorded as phase_correlation_shift(low, high) returns it
     np.testing.assert_allclose(align_to_low(moved, (2.3, -1.6), "fourier"), img, atol=1e-5)
-    np.testing.assert_allclose(shift_image(img, 2, 3, "integer"), np.roll(img, (2, 3), (0, 1)), rtol=1e-6)
+    rolled = np.roll(img, (2, 3), (0, 1))
+    np.testing.assert_allclose(shift_image(img, 2, 3, "integer"), rolled, rtol=1e-6)
     np.testing.assert_allclose(align_to_low(img, (np.nan, 1.0), "fourier"), img, rtol=1e-6)
     assert border_for((0.4, -2.2), "integer") == 4
     assert border_for((0.4, -2.2), "none") == 0
@@ -176,7 +178,7 @@ def test_split_is_by_field_and_seeded() -> None:
     tr, va = split_by_field(fields, 0.2, seed=1)
     assert set(fields[tr]).isdisjoint(fields[va])
     assert len(set(fields[va])) == 2 and len(tr) + len(va) == 30
-    tr2, va2 = split_by_field(fields, 0.2, seed=1)
+    _, va2 = split_by_field(fields, 0.2, seed=1)
     np.testing.assert_array_equal(va, va2)
     assert len(split_by_field(np.zeros(5, int), 0.5, 0)[1]) == 0  # one field: no validation
     assert len(split_by_field(fields, 0.0, 0)[1]) == 0

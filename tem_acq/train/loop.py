@@ -451,7 +451,10 @@ def _write_package(
     from tem_acq.denoise import TrainingData, save_package
 
     doses = pairs.low_dose
-    dose_range = config.dose_range_e_per_px or (float(doses.min()), float(doses.max()))
+    dose_range = config.dose_range_e_per_px or (
+        float(f"{doses.min():.3g}"),
+        float(f"{doses.max():.3g}"),
+    )
     detectors = sorted(set(pairs.detector))
     px = None
     if pairs.pixel_size_nm is not None and np.isfinite(pairs.pixel_size_nm).all():
