@@ -37,3 +37,31 @@ def test_live_denoising_example(tmp_path: Path) -> None:
     )
     assert result["frames"] == 10
     assert result["denoised"] >= 1 and result["shown"] == result["denoised"]
+
+
+def test_collect_pairs_then_train_and_evaluate_examples(tmp_path: Path) -> None:
+    collect = load("collect_pairs")
+    train_pairs, test_pairs = tmp_path / "train.ome.zarr", tmp_path / "test.ome.zarr"
+    got = collect.main(["--out", str(train_pairs), "--fields", "4", "--size", "64"])
+    assert got == {"pairs": 8, "fields": 4}
+    # another specimen seed: fields the model never saw
+    collect.main(
+        ["--out", str(test_pairs), "--fields", "2", "--size", "64", "--n-short", "1", "--seed", "1"]
+    )
+    result = load("train_and_evaluate").main(
+        [
+            "--pairs",
+            str(train_pairs),
+            "--test",
+            str(test_pairs),
+            "--out",
+            str(tmp_path / "m"),
+            "--steps",
+            "4",
+            "--crop",
+            "32",
+            "--fast",
+        ]
+    )
+    assert result["rows"] > 0
+    assert (tmp_path / "m" / "card.json").is_file()
