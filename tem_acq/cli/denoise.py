@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tem_acq.denoise.engine import PATHS
+from tem_acq.denoise.engine import PATHS, PathName
 from tem_acq.errors import TemAcqError
 
 #: Stacks at least this long let the engine time its paths and keep the fastest.
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     n = 1 if frame_file.data.ndim == 2 else frame_file.data.shape[0]
     # Choosing a path costs a dozen network calls: worth it for stacks, not for a frame or two.
-    path = args.path or ("auto" if n >= AUTO_PATH_MIN_FRAMES or args.compile else "eager")
+    path: PathName = args.path or ("auto" if n >= AUTO_PATH_MIN_FRAMES or args.compile else "eager")
     denoiser = load_model(
         args.model, args.device, path=path, compile=args.compile, batch_size=args.batch
     )
