@@ -51,15 +51,7 @@ def register_acquire(subparsers: Any) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    sim = p.add_argument_group("simulated microscope (--simulated)")
-    sim.add_argument("--size", type=int, default=512, help="sensor size in pixels")
-    sim.add_argument(
-        "--dose-rate", type=float, default=2500.0, help="electrons per pixel per second"
-    )
-    sim.add_argument("--detector", choices=("counting", "integrating"), default="counting")
-    sim.add_argument("--specimen", choices=("nanoparticles", "atomic"), default="nanoparticles")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--drift", type=float, default=0.0, help="stage drift along x (px/s)")
+    add_simulation_arguments(p)
     real = p.add_argument_group("a real microscope (without --simulated)")
     real.add_argument(
         "--pixel-size-A",
@@ -70,6 +62,34 @@ def register_acquire(subparsers: Any) -> None:
     real.add_argument("--counts-per-electron", type=float, default=None)
     real.add_argument("--voltage-kV", type=float, default=200.0)
     p.set_defaults(func=run_acquire)
+
+
+def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulated microscope's options (used with --simulated)."""
+    sim = parser.add_argument_group("simulated microscope (--simulated)")
+    sim.add_argument("--size", type=int, default=512, help="sensor size in pixels")
+    sim.add_argument(
+        "--dose-rate", type=float, default=2500.0, help="electrons per pixel per second"
+    )
+    sim.add_argument("--detector", choices=("counting", "integrating"), default="counting")
+    sim.add_argument("--specimen", choices=("nanoparticles", "atomic"), default="nanoparticles")
+    sim.add_argument("--seed", type=int, default=0, help="specimen and noise seed")
+    sim.add_argument("--drift", type=float, default=0.0, help="stage drift along x (px/s)")
+
+
+def open_simulated_microscope(args: argparse.Namespace, exposure_ms: float) -> Any:
+    """The simulated microscope the options of :func:`add_simulation_arguments` describe."""
+    from acquisition_hooks.session import simulated_microscope
+
+    return simulated_microscope(
+        dose_rate=args.dose_rate,
+        detector=args.detector,
+        specimen=args.specimen,
+        seed=args.seed,
+        size=args.size,
+        drift_px_per_s=args.drift,
+        exposure_ms=exposure_ms,
+    )
 
 
 def register_collect_pairs(subparsers: Any) -> None:
@@ -100,20 +120,13 @@ def register_collect_pairs(subparsers: Any) -> None:
     p.add_argument("--max-shift-px", type=float, default=2.0, help="flag pairs drifting more")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--resume", action="store_true", help="continue an interrupted collection")
-    sim = p.add_argument_group("simulated microscope (--simulated)")
-    sim.add_argument("--size", type=int, default=512)
-    sim.add_argument("--dose-rate", type=float, default=2500.0)
-    sim.add_argument("--detector", choices=("counting", "integrating"), default="counting")
-    sim.add_argument("--specimen", choices=("nanoparticles", "atomic"), default="nanoparticles")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--drift", type=float, default=0.0, help="stage drift along x (px/s)")
+    add_simulation_arguments(p)
     p.set_defaults(func=run_collect_pairs)
 
 
 def run_collect_pairs(args: argparse.Namespace) -> int:
     """Collect pairs as ``args`` say; returns the exit code."""
     from acquisition_hooks.pairs import PairPlan, collect_pairs
-    from acquisition_hooks.session import simulated_microscope
 
     if not args.simulated:
         raise AcquisitionError(
@@ -135,15 +148,7 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise AcquisitionError(f"invalid collection plan: {exc}") from None
     with (
-        simulated_microscope(
-            dose_rate=args.dose_rate,
-            detector=args.detector,
-            specimen=args.specimen,
-            seed=args.seed,
-            size=args.size,
-            drift_px_per_s=args.drift,
-            exposure_ms=args.short_exposure_ms,
-        ) as scope,
+        open_simulated_microscope(args, args.short_exposure_ms) as scope,
         _field_progress(args.fields) as on_field,
     ):
         collect_pairs(
@@ -213,17 +218,7 @@ def _run_events(events: list[dict[str, Any]], recorder: Any) -> None:
 def _microscope(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Yield the recorder's instrument settings for the chosen microscope."""
     if args.simulated:
-        from acquisition_hooks.session import simulated_microscope
-
-        with simulated_microscope(
-            dose_rate=args.dose_rate,
-            detector=args.detector,
-            specimen=args.specimen,
-            seed=args.seed,
-            size=args.size,
-            drift_px_per_s=args.drift,
-            exposure_ms=args.exposure_ms,
-        ) as scope:
+        with open_simulated_microscope(args, args.exposure_ms) as scope:
             yield scope.recorder_settings()
         return
     yield _real_microscope_settings(args)

@@ -32,7 +32,7 @@ import numpy as np
 from tem_acq.errors import AcquisitionError, StoreError
 from tem_acq.pipeline import FrameDenoiser, FramePipeline, PipelineSummary, Policy
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
-from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument, ModelProvenance
+from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument
 
 PassThrough = Literal["none", "raw", "denoised"]
 
@@ -113,7 +113,6 @@ class LiveRecorder:
         self.path = Path(store)
         self._overwrite = overwrite
         _check_target(self.path, overwrite)
-        self._denoiser, provenance, on_gpu = _load_denoiser(model, device)
         protocol = AcquisitionProtocol(
             simulated=simulated,
             backend="pycromanager",
@@ -123,7 +122,7 @@ class LiveRecorder:
                 "display_scale": display_scale,
             },
         )
-        try:
+        try:  # validated first: a typo fails before seconds go into loading a model
             self.metadata = AcquisitionMetadata(
                 instrument=Instrument(voltage_kV=voltage_kV, pixel_size_A=pixel_size_A),
                 camera=Camera(
@@ -132,15 +131,22 @@ class LiveRecorder:
                 exposure_ms=exposure_ms,
                 dose_rate_e_per_px_per_s=dose_rate_e_per_px_per_s,
                 protocol=protocol,
-                model=provenance,
                 description=description,
             )
         except ValueError as exc:
             raise StoreError(f"invalid acquisition settings: {exc}") from None
+        self._denoiser, on_gpu = _load_denoiser(model, device)
         batch = max_batch or (8 if on_gpu else 1)
         warmup = getattr(self._denoiser, "warmup", None)
         if frame_shape is not None and warmup is not None:
             warmup((batch, *frame_shape))
+        if _is_model_package(self._denoiser):
+            from tem_acq.denoise.provenance import model_provenance
+
+            # after warm-up, so the provenance names the execution path in use
+            self.metadata = self.metadata.model_copy(
+                update={"model": model_provenance(self._denoiser)}
+            )
         self._cpe = float(counts_per_electron)
         self._pass_through: PassThrough = pass_through
         self._display_scale = float(display_scale)
@@ -303,28 +309,25 @@ def _check_target(path: Path, overwrite: bool) -> None:
 
 def _load_denoiser(
     model: str | Path | FrameDenoiser | None, device: str
-) -> tuple[FrameDenoiser | None, ModelProvenance | None, bool]:
+) -> tuple[FrameDenoiser | None, bool]:
+    """The denoiser to use, and whether it runs on a GPU."""
     if model is None:
-        return None, None, False
-    from tem_acq.denoise import Denoiser, load_model
+        return None, False
+    if isinstance(model, str | Path):
+        from tem_acq.denoise import load_model
 
-    denoiser = model if not isinstance(model, str | Path) else load_model(model, device=device)
-    if not isinstance(denoiser, Denoiser):
-        return denoiser, None, False
-    return denoiser, model_provenance(denoiser), denoiser.device.type == "cuda"
+        model = load_model(model, device=device)
+    on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
+    return model, on_gpu
 
 
-def model_provenance(denoiser: Any) -> ModelProvenance:
-    """What a store records about the model that denoised its frames."""
-    card = denoiser.card
-    return ModelProvenance(
-        name=card.name,
-        sha256=denoiser.package_hash.removeprefix("sha256:"),
-        card_schema=str(card.schema_version),
-        architecture=f"{card.architecture}({card.encoder})",
-        normalisation=card.normalization.model_dump(mode="json"),
-        device=str(denoiser.device),
-    )
+def _is_model_package(denoiser: object) -> bool:
+    """True for a :class:`tem_acq.denoise.Denoiser` (whose provenance a store records)."""
+    if denoiser is None:
+        return False
+    from tem_acq.denoise import Denoiser
+
+    return isinstance(denoiser, Denoiser)
 
 
 def _number(metadata: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:

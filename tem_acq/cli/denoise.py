@@ -203,19 +203,10 @@ def _write_store(
     store: Any, out: Path, result: np.ndarray, denoiser: Any, *, overwrite: bool
 ) -> None:
     """A new store: the input's raw frames and records, the new denoised frames, provenance."""
-    from tem_acq.store import AcquisitionWriter, FrameRecord, ModelProvenance
+    from tem_acq.denoise.provenance import model_provenance
+    from tem_acq.store import AcquisitionWriter, FrameRecord
 
-    card = denoiser.card
-    provenance = ModelProvenance(
-        name=card.name,
-        sha256=denoiser.package_hash.removeprefix("sha256:"),
-        card_schema=str(card.schema_version),
-        architecture=f"{card.architecture}({card.encoder})",
-        normalisation=card.normalization.model_dump(mode="json"),
-        device=str(denoiser.device),
-        precision=denoiser.path_name.split(" ", 1)[-1],
-    )
-    meta = store.metadata.model_copy(update={"model": provenance})
+    meta = store.metadata.model_copy(update={"model": model_provenance(denoiser)})
     record_fields = set(FrameRecord.model_fields)
     rows = {row.index: row for row in store.frames}
     with AcquisitionWriter(
