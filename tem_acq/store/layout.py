@@ -151,6 +151,11 @@ def array_doc(layout: ArrayLayout) -> dict[str, Any]:
     return doc
 
 
+def image_xml_id(name: str) -> str:
+    """The OME-XML ``Image`` ID of image group ``name`` (napari-ome-zarr opens ``name`` from it)."""
+    return f"Image:{name}"
+
+
 def ome_xml(
     metadata: AcquisitionMetadata,
     images: list[tuple[str, np.dtype[Any]]],
@@ -159,7 +164,13 @@ def ome_xml(
 ) -> bytes:
     """A minimal OME-XML naming each image, in series order, for napari-ome-zarr.
 
-    ``SizeT`` is the committed frame count (at least 1, as OME requires).
+    Each image's ``ID`` is ``Image:<group name>`` (``Image:raw``, ``Image:denoised``):
+    napari-ome-zarr 0.10 opens a ``bioformats2raw.layout`` root by reading this XML and taking
+    each ``Image`` ID, minus its ``Image:`` prefix, as the path of the image group; it ignores
+    ``Name`` and ``OME/zarr.json``'s ``series``. ``Image:0`` sends it to a group ``0`` that we
+    don't have (``KeyError: '0'``). Any non-blank text after ``Image:`` is a valid OME ID, and
+    the elements stay in ``series`` order, as the layout requires. ``SizeT`` is the committed
+    frame count (at least 1, as OME requires).
     """
     from tem_acq import __version__
 
@@ -174,15 +185,15 @@ def ome_xml(
     )
     height, width = frame_shape
     pixel_size_nm = metadata.instrument.pixel_size_A / 10.0
-    for number, (name, dtype) in enumerate(images):
-        image = ET.SubElement(root, f"{{{_OME_NS}}}Image", {"ID": f"Image:{number}", "Name": name})
+    for name, dtype in images:
+        image = ET.SubElement(root, f"{{{_OME_NS}}}Image", {"ID": image_xml_id(name), "Name": name})
         date = ET.SubElement(image, f"{{{_OME_NS}}}AcquisitionDate")
         date.text = metadata.created.replace(tzinfo=None, microsecond=0).isoformat()
         pixels = ET.SubElement(
             image,
             f"{{{_OME_NS}}}Pixels",
             {
-                "ID": f"Pixels:{number}",
+                "ID": f"Pixels:{name}",
                 "DimensionOrder": "XYZCT",
                 "Type": _OME_PIXEL_TYPES[dtype.name],
                 "SizeX": str(width),
@@ -201,7 +212,7 @@ def ome_xml(
         ET.SubElement(
             pixels,
             f"{{{_OME_NS}}}Channel",
-            {"ID": f"Channel:{number}:0", "Name": name, "SamplesPerPixel": "1"},
+            {"ID": f"Channel:{name}:0", "Name": name, "SamplesPerPixel": "1"},
         )
         ET.SubElement(pixels, f"{{{_OME_NS}}}MetadataOnly")
     xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
