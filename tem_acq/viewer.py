@@ -410,7 +410,7 @@ def other_ways(path: str | os.PathLike[str]) -> str:
             "    import xarray as xr",
             f"    raw = xr.open_dataset({p + '/raw'!r}, engine='zarr', consolidated=False)['0']",
             "  napari-ome-zarr (one image group at a time):",
-            f"    napari --plugin napari-ome-zarr {p}/raw",
+            f"    napari --plugin napari-ome-zarr {p}",
         ]
     )
 

@@ -178,7 +178,7 @@ def test_without_napari_exit_2_says_how_to_install_and_other_ways(
     assert "pip install 'tem-acq[viewer]'" in err
     for way in ("tem-acq report", "tem-acq info", "open_store", "zarr.open_array", "xarray"):
         assert way in err, way
-    assert f"napari --plugin napari-ome-zarr {store}/raw" in err
+    assert f"napari --plugin napari-ome-zarr {store}" in err
     with pytest.raises(ViewerUnavailableError):
         show(build_view(store), block=False)
 

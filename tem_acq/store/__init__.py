@@ -12,7 +12,7 @@ Layout
     │                         AcquisitionMetadata (schema_version, kind="acquisition", ...)
     ├── OME/
     │   ├── zarr.json         "series": ["raw", "denoised"]
-    │   └── METADATA.ome.xml  Image Name="raw", Image Name="denoised" (for napari-ome-zarr)
+    │   └── METADATA.ome.xml  Image ID="Image:raw", "Image:denoised" (napari-ome-zarr reads it)
     ├── raw/                  NGFF image: axes t (second), y, x (angstrom)
     │   ├── zarr.json
     │   └── 0/                (t, y, x) camera dtype
