@@ -51,9 +51,10 @@ PATHS: tuple[str, ...] = ("auto", "eager", "channels_last", "bf16", "fp16")
 #: A fast path is accepted when, on a synthetic 5 e-/px Poisson frame and the loaded weights,
 #: its output differs from eager float32 by at most these fractions: RMS difference / RMS of
 #: the reference, and max |difference| / max |reference|. In network units the reference is
-#: about 1 (the frame mean), so 1 % RMS is 1 % of the dose, far below the shot noise (45 % at
-#: 5 e-/px).
-FAST_PATH_TOLERANCE = {"rel_rms": 1e-2, "rel_max": 5e-2}
+#: about 1 (the frame mean), so 1 % RMS is 0.05 e-/px at 5 e-/px, 2 % of the shot noise
+#: (2.2 e-); 10 % of the maximum (about 1.5) is at most a third of one pixel's shot noise.
+#: (A briefly trained fast model gave bf16 0.8 % RMS and 8 % max; random weights 1-4 % RMS.)
+FAST_PATH_TOLERANCE = {"rel_rms": 1e-2, "rel_max": 1e-1}
 
 #: A fast path must beat eager by this factor at warm-up to be kept (timings are noisy).
 MIN_SPEEDUP = 1.05
