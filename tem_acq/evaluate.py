@@ -675,8 +675,12 @@ def figure(
     The file written. The first four panels share one grey scale (0.5-99.5 percentiles of the
     reference); the difference panel (model - reference) has its own symmetric scale.
     """
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise TemAcqError(
+            "the figure needs matplotlib; install it (pip install matplotlib)"
+        ) from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

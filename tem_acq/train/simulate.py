@@ -42,6 +42,7 @@ def simulate_pairs(
     min_vacuum_fraction: float = 0.0,
     max_vacuum_fraction: float = 0.7,
     vacuum_field_share: float = 0.0,
+    min_contrast: float = 0.0,
     sim_options: dict[str, Any] | None = None,
 ) -> PairArrays:
     """Simulate ``n_fields`` fields with short exposures and one long exposure each.
@@ -77,6 +78,10 @@ def simulate_pairs(
         At least ``vacuum_field_share`` of the fields are chosen (from up to 60 candidate
         positions each) to contain between ``min_vacuum_fraction`` and ``max_vacuum_fraction``
         vacuum (specimen and vacuum side by side: a frame of vacuum alone has no data range).
+    min_contrast
+        Choose each field (from up to 60 candidate positions) so that its noise-free image
+        spans at least this fraction of its maximum (``(max - min) / max``): e.g. 0.3 keeps
+        nanoparticle fields that show particles, not bare film and holes only.
     sim_options
         Further :class:`~tem_acq.sim.SimulationConfig` fields (``cs_mm``, ``gain_cv``...).
 
@@ -102,7 +107,8 @@ def simulate_pairs(
     low, high, truth, vacuum, shifts, fields, low_dose = [], [], [], [], [], [], []
     for f in range(n_fields):
         stage = _pick_stage(
-            sim, rng, f, size, min_vacuum_fraction if f < n_vac else 0.0, max_vacuum_fraction
+            sim, rng, f, size, min_vacuum_fraction if f < n_vac else 0.0, max_vacuum_fraction,
+            min_contrast,
         )
         x0, y0 = sim.field_origin(stage)
         vac = sim.vacuum_mask(math.floor(x0), math.floor(y0), size, size)
@@ -159,20 +165,37 @@ def simulate_pairs(
 
 
 def _pick_stage(
-    sim: Any, rng: np.random.Generator, f: int, size: int, min_vacuum: float, max_vacuum: float
+    sim: Any,
+    rng: np.random.Generator,
+    f: int,
+    size: int,
+    min_vacuum: float,
+    max_vacuum: float,
+    min_contrast: float = 0.0,
 ) -> tuple[float, float]:
-    """A stage position for field ``f``: spaced along x, random along y (integer pixels)."""
+    """A stage position for field ``f``: spaced along x, random along y (integer pixels).
+
+    Candidates are drawn until one meets the vacuum and contrast wishes; otherwise the one
+    that came closest is used.
+    """
     base_x = float((f + 1) * FIELD_SPACING * size)
     best: tuple[float, float] | None = None
     best_err = math.inf
-    for _ in range(60 if min_vacuum > 0 else 1):
-        pos = (base_x, float(rng.integers(-(10**6), 10**6)))
-        if min_vacuum <= 0:
+    tries = 60 if (min_vacuum > 0 or min_contrast > 0) else 1
+    for _ in range(tries):
+        pos = (base_x, float(rng.integers(-10**6, 10**6)))
+        if tries == 1:
             return pos
-        vac = sim.vacuum_fraction(pos)
-        if min_vacuum <= vac <= max_vacuum:
+        err = 0.0
+        if min_vacuum > 0:
+            vac = sim.vacuum_fraction(pos)
+            err += max(min_vacuum - vac, vac - max_vacuum, 0.0)
+        if min_contrast > 0 and err == 0.0:
+            t = sim.expected_electrons(1.0, pos)
+            contrast = float((t.max() - t.min()) / max(float(t.max()), 1e-12))
+            err += max(min_contrast - contrast, 0.0)
+        if err == 0.0:
             return pos
-        err = min_vacuum - vac if vac < min_vacuum else vac - max_vacuum
         if err < best_err:
             best, best_err = pos, err
     assert best is not None
