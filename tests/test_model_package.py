@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -175,7 +176,9 @@ def test_names_resolve_through_search_dirs(
     den = tem_acq.load_model("fast", device="cpu")
     assert den.card.name == "fast"
     assert den.package_hash.startswith("sha256:")
-    with pytest.raises(ModelPackageError, match=r"no model package named 'nope'.*available: .*fast"):
+    with pytest.raises(
+        ModelPackageError, match=r"no model package named 'nope'.*available: .*fast"
+    ):
         resolve_package("nope")
 
 
@@ -196,6 +199,20 @@ def test_lazy_export_does_not_import_torch() -> None:
         "assert callable(tem_acq.load_model)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_openmp_threads_do_not_spin() -> None:
+    # Importing the denoiser before torch makes OpenMP wait passively (unless the user chose).
+    code = (
+        "import os, tem_acq.denoise, torch; "
+        "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE', os.environ['OMP_WAIT_POLICY']"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=env)
+    code = "import os, tem_acq.denoise; assert os.environ['OMP_WAIT_POLICY'] == 'ACTIVE'"
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=REPO, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}
+    )
 
 
 # --- broken packages: one clear error each -----------------------------------------------------

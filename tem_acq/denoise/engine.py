@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -274,6 +275,13 @@ class Denoiser:
         self._compile = bool(compile)
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
+        elif os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+            log.warning(
+                "OpenMP threads spin while waiting (OMP_WAIT_POLICY=%s): on a busy CPU this "
+                "makes denoising several times slower; set OMP_WAIT_POLICY=PASSIVE before "
+                "torch is imported (import tem_acq first, or set it in the environment)",
+                os.environ.get("OMP_WAIT_POLICY", "unset"),
+            )
         self._eager = _Runner(
             "eager", package.model.to(self.device).eval(), torch.float32, False, nullcontext
         )
