@@ -87,7 +87,9 @@ def main() -> int:
         f"p50/p95 of {args.repeats} calls per path, "
         "eager and best alternating call by call (the machine is shared: compare ratios "
         "within one run). Each call is the full `Denoiser.denoise_batch` (normalisation, "
-        "padding, network). Freshly initialised weights.",
+        "padding, network). `paper` and `fast` have freshly initialised weights; rows "
+        "named after a package folder use that package's weights. OpenMP waits passively "
+        "(OMP_WAIT_POLICY=PASSIVE, set by tem_acq.denoise).",
         "",
         table(results),
         "",
