@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "models",
     "bench",
     "acquisition_hooks.commands",
+    "acquisition_hooks.demo",
 )
 
 
