@@ -22,6 +22,14 @@ seed, so no training field is ever seen at evaluation.
 Training uses 2 CPU threads and bfloat16 autocast where the CPU has it; the wall time of each
 stage is printed. Evaluation writes the quality table into the package's card and
 ``benchmarks/results/shipped-<model>.{json,md}``.
+
+How the shipped packages were made (2 CPU cores shared with other work, so step times varied
+from 0.1 to 1.6 s): ``fast``: ``--model fast --stage train`` (4000 steps, 17 min), then
+``--stage evaluate``. ``default``: ``--model default --stage train --steps 2000`` (20 min of
+training after 8 min of data generation), then ``--stage evaluate``. A longer default run
+(``--resume --steps 3000`` from a step-1500 checkpoint) was stopped unfinished when the session
+ran out of time; ``--resume`` continues such a run. ``models/*/training.json`` records the config,
+the history and the steps.
 """
 
 from __future__ import annotations
@@ -130,7 +138,7 @@ def test_pairs(specimen: str, detector: str, size: int = 512, n_fields: int = 4)
     )
 
 
-def stage_train(name: str, steps: int | None) -> None:
+def stage_train(name: str, steps: int | None, resume: bool = False) -> None:
     cfg = CONFIGS[name]
     if steps is not None:
         cfg = cfg.model_copy(update={"max_steps": steps})
@@ -146,7 +154,7 @@ def stage_train(name: str, steps: int | None) -> None:
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     result = train(pairs, cfg, ROOT / "models" / name, name=name, overwrite=True,
-                   progress=False, on_validation=report,
+                   resume=resume, progress=False, on_validation=report,
                    checkpoint_dir=Path.home() / ".cache" / "tem-acq" / f"shipped-{name}.ckpt")
     print(f"[{name}] trained {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
           f" best val PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}", flush=True)
@@ -211,12 +219,15 @@ def main() -> int:
     parser.add_argument("--model", choices=[*CONFIGS, "both"], default="both")
     parser.add_argument("--stage", choices=["all", "train", "evaluate"], default="all")
     parser.add_argument("--steps", type=int, default=None, help="override max_steps")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the model's checkpoint (~/.cache/tem-acq/shipped-NAME.ckpt);"
+                        " with --steps, the cosine schedule is re-planned to the new total")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     names = list(CONFIGS) if args.model == "both" else [args.model]
     for name in names:
         if args.stage in ("all", "train"):
-            stage_train(name, args.steps)
+            stage_train(name, args.steps, args.resume)
         if args.stage in ("all", "evaluate"):
             stage_evaluate(name, args.device)
     return 0
