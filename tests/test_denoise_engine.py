@@ -183,6 +183,7 @@ def test_tiled_with_small_overlap_has_no_seams(fast_pkg: Path) -> None:
     assert np.abs(a - b).mean() < 0.05 * np.abs(a).mean()
 
 
+@pytest.mark.slow  # 19-40 s on the shared 2-core machine (2 x 2 tiles of 2208 px)
 def test_4096_frame(fast_pkg: Path) -> None:
     den = load_model(fast_pkg, "cpu", path="eager")
     frame = _poisson((4096, 4096), seed=5)
