@@ -70,7 +70,7 @@ def main() -> int:
                 compile=not args.no_compile,
                 reference="paper" if model != "paper" else None,
             )
-            r["model"] = Path(model).name if package else model
+            r["model"] = model  # a package row is labelled by the path given
             print(format_result(r), flush=True)
             results.append(r)
     device = results[0]["device"].split(":")[0]
@@ -88,7 +88,8 @@ def main() -> int:
         "eager and best alternating call by call (the machine is shared: compare ratios "
         "within one run). Each call is the full `Denoiser.denoise_batch` (normalisation, "
         "padding, network). `paper` and `fast` have freshly initialised weights; rows "
-        "named after a package folder use that package's weights. OpenMP waits passively "
+        "labelled with a package folder use that package's trained weights. OpenMP waits "
+        "passively "
         "(OMP_WAIT_POLICY=PASSIVE, set by tem_acq.denoise).",
         "",
         table(results),
