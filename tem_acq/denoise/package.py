@@ -49,9 +49,9 @@ PAPER_CONFIG: dict[str, Any] = {
 #: squeeze-excitation, so the receptive field stays local, radius 118 px, and tiles stitch
 #: exactly) at depth 4 (stride 16) with a narrow decoder; 0.55 M parameters. The decoder's
 #: full-resolution stages dominate the cost, so they are 16 channels wide, like the paper's
-#: last stage. At 512x512 on 2 CPU cores: 6.1x the paper's eager fp32 speed in channels_last
-#: fp32 (exact), 10.4x in bf16 where trained weights pass the check
-#: (benchmarks/results/denoise-cpu.md).
+#: last stage. At 512x512 on 2 (shared) CPU cores, against the paper's model in eager fp32:
+#: 4.6-6.1x in channels_last fp32 (exact), 7.6x with the trained package on its checked bf16
+#: path (benchmarks/results/denoise-cpu.md).
 FAST_CONFIG: dict[str, Any] = {
     "encoder_name": "tu-tf_mobilenetv3_small_minimal_100",
     "encoder_depth": 4,
