@@ -6,8 +6,14 @@ imports pycro-manager; ``acquisition_hooks`` adapts it to pycro-manager and Micr
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+# torch's OpenMP threads spin while they wait; on a small shared CPU (2 cores running the camera,
+# the engine, the writer and the denoiser) that made inference 3-4x slower. Set here, before any
+# tem-acq module imports torch (live pipeline, training, CLI); a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from tem_acq.denoise import load_model

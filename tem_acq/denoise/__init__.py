@@ -24,16 +24,7 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
-
-# Don't spin: torch's OpenMP runtime (libgomp) busy-waits at every barrier by default, so when
-# other processes or threads (camera, writer) want the cores, each small op waits for a
-# descheduled partner thread. On the shared 2-core machine eager fp32 ran 3x and the fast
-# model 4x slower than with PASSIVE (sleeping) waits. libgomp reads this when torch loads, so
-# it only helps if set before ``import torch``; an explicit user setting wins.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tem_acq.denoise.card import SCHEMA_VERSION, ModelCard, QualityRow, TrainingData
 from tem_acq.denoise.engine import FAST_PATH_TOLERANCE, Denoiser, PathName, select_device
