@@ -25,10 +25,10 @@ stage is printed. Evaluation writes the quality table into the package's card an
 
 How the shipped packages were made (2 CPU cores shared with other work, so step times varied
 from 0.1 to 1.6 s): ``fast``: ``--model fast --stage train`` (4000 steps, 17 min), then
-``--stage evaluate``. ``default``: ``--model default --stage train --steps 2000`` (20 min of
-training after 8 min of data generation), then ``--stage evaluate``. A longer default run
-(``--resume --steps 3000`` from a step-1500 checkpoint) was stopped unfinished when the session
-ran out of time; ``--resume`` continues such a run. ``models/*/training.json`` records the config,
+``--stage evaluate``. ``default``: ``--model default --stage train`` (4000-step schedule),
+stopped after its step-1500 checkpoint when the shared cores slowed it to 1.6 s per step, then
+``--model default --stage train --resume --steps 3000`` (the cosine schedule re-planned to 3000
+steps from there), then ``--stage evaluate``. ``models/*/training.json`` records the config,
 the history and the steps.
 """
 

@@ -263,6 +263,8 @@ def test_resume_continues_and_checks_config(pairs: PairArrays, tmp_path: Path) -
         train(pairs.subset(range(len(pairs) - 1)), TrainConfig(**TINY), out, resume=True)
     resumed = train(pairs, TrainConfig(**TINY), out, resume=True)
     assert resumed.steps == 4 and len(resumed.history) == 2
+    record = json.loads((out / "training.json").read_text())
+    assert record["wall_s_total"] > record["wall_s"]  # both runs counted
     # resumed run == uninterrupted run (same seed, RNG and Adam state restored)
     straight = train(pairs, TrainConfig(**TINY), tmp_path / "straight")
     a, b = load_package(out).model.state_dict(), load_package(straight.package).model.state_dict()

@@ -275,6 +275,7 @@ def train(
     best_psnr, best_step = -math.inf, 0
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, float]] = []
+    wall_before = 0.0  # wall time of the earlier runs of a resumed training
     if resume:
         info, tensors = load_checkpoint(ckpt)
         diff = _config_diff(info.get("config", {}), config)
@@ -301,6 +302,7 @@ def train(
         best_step = int(info["best_step"])
         history = list(info["history"])
         init_info = info.get("init")
+        wall_before = float(info.get("wall_s_total", 0.0))
 
     sampler = CropSampler(data, train_idx, config.crop, config.augment, rng)
     validator = _Validator(data, val_idx, config.val_max_frames, multiple)
@@ -326,6 +328,7 @@ def train(
                 "best_step": best_step,
                 "history": history,
                 "init": init_info,
+                "wall_s_total": wall_before + time.perf_counter() - t_start,
             },
         )
 
@@ -412,6 +415,7 @@ def train(
             "best_val_psnr_db": None if best_psnr == -math.inf else best_psnr,
             "interrupted": interrupted,
             "wall_s": time.perf_counter() - t_start,
+            "wall_s_total": wall_before + time.perf_counter() - t_start,
             "device": str(dev),
             "precision": "bf16" if bf16 else "fp32",
             "n_train_pairs": len(train_idx),
