@@ -360,3 +360,16 @@ def test_changed_files_are_detected_and_rehash_accepts_them(fast_pkg: Path, tmp_
         load_package(pkg)
     card = rehash_package(pkg)
     assert load_package(pkg).package_hash == card.package_hash
+
+
+def test_saved_packages_are_readable_by_other_users(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "shared-model"
+    new_package(out, fast=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    for f in out.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask

@@ -301,6 +301,7 @@ def save_package(
             **fields,
         )
         write_card(card, tmp / CARD_FILE)
+        _make_readable(tmp)
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
@@ -308,6 +309,19 @@ def save_package(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return card
+
+
+def _make_readable(folder: Path) -> None:
+    """Give a package the usual permissions (mkdtemp makes it private: 0700 and 0600 files).
+
+    A package in a shared install (a microscope PC's common environment) must be readable by
+    every user; the process umask still applies.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def new_package(
