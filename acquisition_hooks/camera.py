@@ -309,10 +309,9 @@ def _drift_setter(axis: int) -> Callable[[SimulatedTEMCamera, float], None]:
 
 
 def _drift_vector(config: SimulationConfig) -> tuple[float, float]:
-    drift = config.drift_px_per_s
-    if isinstance(drift, int | float):
-        return (float(drift), 0.0)
-    return (float(drift[0]), float(drift[1]))
+    # SimulationConfig already turns a scalar drift into (x, 0)
+    x, y = config.drift_px_per_s
+    return (float(x), float(y))
 
 
 def _sleep_until(deadline: float) -> None:

@@ -114,11 +114,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _interesting_field_um(camera: Any) -> tuple[float, float]:
     """A stage position whose field holds support film with particles and some vacuum."""
+    from tem_acq.pairs import grid_positions_um
+
     sim = camera.simulator
     field_um = camera.config.size * sim.pixel_size_A * 1e-4
     best, best_score = (0.0, 0.0), -1.0
-    for i in range(25):
-        x_um, y_um = (i % 5) * 1.5 * field_um, (i // 5) * 1.5 * field_um
+    for x_um, y_um in grid_positions_um(25, field_size_um=field_um):
         film = sim.film_fraction((x_um * 1e4 / sim.pixel_size_A, y_um * 1e4 / sim.pixel_size_A))
         score = -abs(film - 0.8)  # mostly film, with a hole edge in view
         if score > best_score:

@@ -296,6 +296,7 @@ def collect_pairs(
         long_mode=plan.long_mode,
         n_short=plan.n_short,
         long_order=plan.long_order,
+        planned_fields=len(positions),
         dose_rate_e_per_px_per_s=settings["dose_rate_e_per_px_per_s"],
         protocol=AcquisitionProtocol(
             simulated=True,

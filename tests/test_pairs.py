@@ -95,6 +95,7 @@ def test_collect_pairs_done_when(tmp_path: Path, capsys: pytest.CaptureFixture[s
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "pairs"
     assert info["pairs"] == 12
+    assert info["planned_fields"] == 6 and info["complete"] is True
     p = open_pairs(out)
     assert p.low.shape == p.high.shape == (12, 256, 256)
     assert p.truth is not None and p.truth.shape == (12, 256, 256)

@@ -44,7 +44,7 @@ from pydantic import (
 from yaozarrs import v05
 
 from tem_acq.errors import StoreError
-from tem_acq.store._files import EventLog, fsync_dir, write_json_atomic
+from tem_acq.store._files import EventLog, fsync_dir, write_atomic, write_json_atomic
 from tem_acq.store.layout import BLOSC_SETTINGS, EVENT_LOG, LEVEL, OME_XML, ome_xml
 from tem_acq.store.metadata import (
     SCHEMA_VERSION,
@@ -505,8 +505,6 @@ class PairsWriter:
     def _write_xml(self, pairs: int) -> None:
         images = [(name, _DTYPES[name]) for name in self._names]
         xml = ome_xml(self.metadata, images, self.frame_shape, pairs)  # type: ignore[arg-type]
-        from tem_acq.store._files import write_atomic
-
         write_atomic(self.path / "OME" / OME_XML, [xml])
 
 
