@@ -5,9 +5,11 @@ The protocol is ``shared/notes/quality.md``'s; the metric definitions are in
 by the short frame's dose (dose-normalised, vacuum = 1):
 
 - ``raw``: the short frame; ``gaussian``: the oracle Gaussian of the raw frame (sigma picked
-  against the reference, an upper bound for linear filtering); ``model``: the denoiser's
-  output; ``long``: the long exposure registered onto the short frame (its shift, Fourier) and
-  divided by its own dose.
+  against the reference); ``wiener`` (simulated pairs only): the oracle Wiener filter
+  (:func:`tem_acq.metrics.oracle_wiener`, which knows the clean image's power spectrum: an
+  upper bound for any linear filter, and close to the bound of any estimator on amorphous
+  texture); ``model``: the denoiser's output; ``long``: the long exposure registered onto the
+  short frame (its shift, Fourier) and divided by its own dose.
 - The **reference** is the simulator's noise-free image (``truth``) when the pairs have it,
   else the long exposure. With truth, PSNR against the long exposure is reported too.
 - The registration border (``ceil(|shift|) + 1`` px) is left out of every metric.
@@ -64,6 +66,8 @@ class MetricRow:
         (``None`` where it does not apply).
     n
         Frames averaged.
+    wiener
+        The oracle Wiener filter's value (PSNR and SSIM against ground truth only).
     """
 
     dose: float
@@ -73,6 +77,7 @@ class MetricRow:
     gaussian: float | None = None
     long: float | None = None
     n: int = 0
+    wiener: float | None = None
 
 
 #: Metric names and what they mean.
@@ -357,10 +362,13 @@ def evaluate_pairs(
         images = {"raw": raw_n, "gaussian": gauss_n, "model": model_n}
         if use_truth:
             images["long"] = long_n
+            images["wiener"] = M.oracle_wiener(raw_n, ref)
         for who, img in images.items():
             add(dose, "psnr_db", who, M.psnr(img, ref, data_range_value=rng))
             add(dose, "ssim", who, M.ssim(img, ref, data_range_value=rng))
             add(dose, "psnr_edge_db", who, M.psnr(img, ref, data_range_value=rng, mask=edges))
+            if who == "wiener":
+                continue
             add(dose, "mean_error_pct", who, M.mean_error_pct(img, ref))
             if use_truth and who != "long":
                 add(
@@ -400,7 +408,16 @@ def evaluate_pairs(
 
         n = max(len(v) for v in vals.values())
         rows.append(
-            MetricRow(dose, metric, mean("model"), mean("raw"), mean("gaussian"), mean("long"), n)
+            MetricRow(
+                dose,
+                metric,
+                mean("model"),
+                mean("raw"),
+                mean("gaussian"),
+                mean("long"),
+                n,
+                wiener=mean("wiener"),
+            )
         )
     i5 = int(np.argmin(np.abs(pairs.low_dose - TARGET_DOSE)))
     ms = _time_ms(
@@ -420,7 +437,24 @@ def evaluate_pairs(
         notes=notes,
     )
     report.checks = checks_for(report)
+    note = _wiener_note(report)
+    if note:
+        report.notes.append(note)
     return report
+
+
+def _wiener_note(report: EvalReport) -> str | None:
+    """How far the oracle Wiener filter gets at the target dose, beside the model."""
+    p, s = report.get(TARGET_DOSE, "psnr_db"), report.get(TARGET_DOSE, "ssim")
+    if not (p and s) or None in (p.wiener, p.gaussian, p.model, s.wiener, s.model):
+        return None
+    assert p.wiener is not None and p.gaussian is not None and p.model is not None
+    assert s.wiener is not None and s.model is not None
+    return (
+        f"at {p.dose:g} e-/px the oracle Wiener filter (the best linear filter, knowing the "
+        f"clean image's spectrum) gets {p.wiener - p.gaussian:+.2f} dB over the oracle Gaussian "
+        f"and SSIM {s.wiener:.3f}; the model {p.model - p.gaussian:+.2f} dB, SSIM {s.model:.3f}"
+    )
 
 
 def evaluate_groups(
@@ -564,16 +598,14 @@ def render_table(report: EvalReport, *, markdown: bool = False) -> str:
         f"frames {report.frame_shape[0]}x{report.frame_shape[1]}, reference {report.reference}, "
         f"{report.ms_per_frame:.1f} ms/frame ({report.device})"
     )
-    head = ["dose e-/px", "metric", "raw", "gaussian", "model", "long exposure"]
+    wiener = any(r.wiener is not None for r in report.rows)
+    head = ["dose e-/px", "metric", "raw", "gaussian"]
+    head += ["oracle Wiener"] if wiener else []
+    head += ["model", "long exposure"]
     body = [
-        [
-            f"{r.dose:g}",
-            r.metric,
-            f(r.raw, r.metric),
-            f(r.gaussian, r.metric),
-            f(r.model, r.metric),
-            f(r.long, r.metric),
-        ]
+        [f"{r.dose:g}", r.metric, f(r.raw, r.metric), f(r.gaussian, r.metric)]
+        + ([f(r.wiener, r.metric)] if wiener else [])
+        + [f(r.model, r.metric), f(r.long, r.metric)]
         for r in report.rows
     ]
     checks = [
@@ -613,6 +645,7 @@ def quality_rows(report: EvalReport) -> list[QualityRow]:
                 value=round(r.model, 4),
                 raw=None if r.raw is None else round(r.raw, 4),
                 gaussian=None if r.gaussian is None else round(r.gaussian, 4),
+                wiener=None if r.wiener is None else round(r.wiener, 4),
             )
         )
         if r.long is not None and r.metric in ("psnr_db", "ssim", "psnr_edge_db"):

@@ -199,6 +199,49 @@ def oracle_gaussian(
     return best[2], best[1]
 
 
+def _radial_mean(power: np.ndarray) -> np.ndarray:
+    """``power`` (an FFT-ordered 2-D spectrum) averaged over rings of equal frequency."""
+    h, w = power.shape
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
+    ring = np.minimum(np.rint(np.hypot(fy, fx) * max(h, w)).astype(np.intp), max(h, w))
+    sums = np.bincount(ring.ravel(), power.ravel())
+    counts = np.maximum(np.bincount(ring.ravel()), 1)
+    return (sums / counts)[ring]
+
+
+def oracle_wiener(raw: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The best linear shift-invariant filter of ``raw``, knowing the clean image (an oracle).
+
+    Each frequency ``f`` is weighted by ``|T(f)|^2 / (|T(f)|^2 + N(f))``, with ``T`` the
+    spectrum of the clean ``truth`` (mean removed) and ``N`` the noise power spectrum,
+    measured on ``raw - truth`` and averaged over rings of equal frequency. Knowing ``|T|^2``
+    frequency by frequency (lattice reflections included) makes it an upper bound for any
+    linear filter, and for a Gaussian random texture such as an amorphous film no estimator
+    can do much better than it. It cannot be used on real data: it reports how much of the
+    signal survives the noise, beside what the oracle Gaussian gets.
+
+    Parameters
+    ----------
+    raw, truth
+        Same-shape images (dose-normalised); ``truth`` must be noise-free.
+
+    Returns
+    -------
+    The filtered image (float64, ``raw``'s mean kept).
+    """
+    a = np.asarray(raw, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if a.shape != t.shape or a.ndim != 2:
+        raise ValueError(f"raw {a.shape} and truth {t.shape} must be same-shape 2-D images")
+    signal = np.abs(np.fft.fft2(t - t.mean())) ** 2
+    noise = a - t
+    noise_power = _radial_mean(np.abs(np.fft.fft2(noise - noise.mean())) ** 2)
+    gain = signal / np.maximum(signal + noise_power, np.finfo(np.float64).tiny)
+    mean = a.mean()
+    return np.fft.ifft2(np.fft.fft2(a - mean) * gain).real + mean
+
+
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     out = mask.copy()
     h, w = mask.shape

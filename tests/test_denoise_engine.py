@@ -328,3 +328,28 @@ def test_bad_device_and_options(fast_pkg: Path) -> None:
     den = load_model(fast_pkg, "cpu", path="eager")
     with pytest.raises(TemAcqError, match="warmup shape must be"):
         den.warmup((512,))
+
+
+@pytest.mark.parametrize("shape", [(96, 96), (64, 96)])
+def test_tta_output_does_not_depend_on_orientation(fast_pkg: Path, shape: tuple[int, int]) -> None:
+    # With tta the output of a flipped/rotated frame is the flipped/rotated output (all 8
+    # transforms on a square frame, the 4 that keep the shape otherwise); without it an
+    # (untrained) network is not equivariant.
+    frame = _poisson(shape, seed=4)
+    tta = load_model(fast_pkg, "cpu", path="eager", tta=True)
+    plain = load_model(fast_pkg, "cpu", path="eager")
+    assert tta.path_name.endswith("+tta") and "tta" in repr(tta)
+    out = tta.denoise(frame, counts_per_electron=44.0)
+    ref = plain.denoise(frame, counts_per_electron=44.0)
+    transforms = [np.flipud, np.fliplr, lambda a: np.rot90(a, 2)]
+    if shape[0] == shape[1]:
+        transforms += [np.rot90, np.transpose, lambda a: np.rot90(a, -1)]
+    spread = 0.0
+    for t in transforms:
+        turned = np.ascontiguousarray(t(frame))
+        _close(tta.denoise(turned, counts_per_electron=44.0), np.ascontiguousarray(t(out)))
+        spread = max(
+            spread, float(np.abs(plain.denoise(turned, counts_per_electron=44.0) - t(ref)).max())
+        )
+    assert spread > 1e-3 * np.abs(ref).max()
+    assert abs(out.mean() - ref.mean()) <= 0.01 * abs(ref.mean())

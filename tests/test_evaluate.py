@@ -118,6 +118,11 @@ def test_evaluate_reports_every_dose_and_baseline(pairs: PairArrays, den: Denois
     # the protocol's baselines: Gaussian >> raw, and the long exposure beats both
     assert psnr5.gaussian > psnr5.raw + 10
     assert psnr5.long > psnr5.gaussian
+    # the oracle Wiener (knows the clean spectrum) is measured against truth, beside its note
+    assert psnr5.wiener is not None and psnr5.wiener > psnr5.raw + 10
+    assert rep.get(5.0, "ssim").wiener is not None  # type: ignore[union-attr]
+    assert rep.get(5.0, "mean_shift_pct").wiener is None  # type: ignore[union-attr]
+    assert any("oracle Wiener" in n for n in rep.notes)
     metrics = {r.metric for r in rep.rows}
     assert {"psnr_db", "ssim", "psnr_edge_db", "psnr_vs_long_db", "mean_shift_pct",
             "vacuum_structure_ratio", "vacuum_max_z", "flip_max_db"} <= metrics
@@ -138,7 +143,8 @@ def test_evaluate_against_the_long_exposure(pairs: PairArrays, den: Denoiser) ->
     rep = evaluate_pairs(den, no_truth, flips_at_dose=None, timing_repeats=1)
     assert rep.reference == "long"
     r = rep.get(5.0, "psnr_db")
-    assert r is not None and r.long is None
+    assert r is not None and r.long is None and r.wiener is None  # no truth: no oracle
+    assert "oracle Wiener" not in render_table(rep)
     assert rep.get(5.0, "psnr_vs_long_db") is None
     with pytest.raises(TemAcqError, match="no ground truth"):
         evaluate_pairs(den, no_truth, reference="truth")
@@ -182,6 +188,7 @@ def test_groups_and_quality_table(pairs: PairArrays, trained: Path, tmp_path: Pa
     rows = [q for r in reps for q in quality_rows(r)]
     assert {q.detector for q in rows} == {"counting", "integrating"}
     assert any(q.metric == "psnr_db_long_exposure" for q in rows)
+    assert any(q.metric == "psnr_db" and q.wiener is not None for q in rows)
     write_quality(trained, rows)
     card = load_package(trained).card  # weights untouched: the package still verifies
     assert len(card.quality) == len(rows)
@@ -278,6 +285,11 @@ def test_cli_train_and_evaluate(
     reports = json.loads(capsys.readouterr().out)
     assert reports[0]["reference"] == "truth" and reports[0]["rows"]
     assert fig.is_file() and load_package(out).card.quality
+    assert main(["evaluate", "--model", str(out), "--pairs", str(store), "--json", "--tta"]) == 0
+    tta = json.loads(capsys.readouterr().out)
+    assert tta[0]["device"].endswith("+tta")
+    flips = [r["model"] for r in tta[0]["rows"] if r["metric"] == "flip_max_db"]
+    assert flips and max(flips) < 0.01  # averaged over the 8 transforms: orientation-free
 
 
 def test_cli_errors(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

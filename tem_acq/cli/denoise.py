@@ -61,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"execution path (default: auto for stacks of >= {AUTO_PATH_MIN_FRAMES} frames, "
         "else eager); reduced-precision paths are checked against eager",
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average the model over the 8 flips/rotations of each frame: output independent "
+        "of orientation, 8x the time",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run)
 
@@ -110,7 +116,12 @@ def run(args: argparse.Namespace) -> int:
     # Choosing a path costs a dozen network calls: worth it for stacks, not for a frame or two.
     path: PathName = args.path or ("auto" if n >= AUTO_PATH_MIN_FRAMES or args.compile else "eager")
     denoiser = load_model(
-        args.model, args.device, path=path, compile=args.compile, batch_size=args.batch
+        args.model,
+        args.device,
+        path=path,
+        compile=args.compile,
+        batch_size=args.batch,
+        tta=args.tta,
     )
     cpe, note, in_electrons = _counts_per_electron(args.counts_per_electron, frame_file)
     print(note, file=sys.stderr)

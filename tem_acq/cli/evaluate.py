@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="write the measured quality table into the model's card.json",
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="evaluate the model averaged over the 8 flips/rotations of each frame (8x cost)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.set_defaults(func=run)
 
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from tem_acq.train import from_pairs_store
 
     pairs = from_pairs_store(args.pairs)
-    den = load_model(args.model, args.device)
+    den = load_model(args.model, args.device, tta=args.tta)
     reports = evaluate_groups(
         den, pairs, reference=args.reference, flips_at_dose=None if args.no_flips else 5.0
     )
@@ -101,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _frame_pair(args: argparse.Namespace) -> int:
+    from tem_acq.denoise import load_model
     from tem_acq.denoise.io import read_frames
     from tem_acq.errors import TemAcqError
     from tem_acq.evaluate import evaluate_frame_pair
@@ -120,6 +126,7 @@ def _frame_pair(args: argparse.Namespace) -> int:
         if data.ndim != 2:
             raise TemAcqError(f"{path} holds {data.shape} frames; pass single-frame files")
         frames.append(data)
-    report = evaluate_frame_pair(args.model, frames[0], frames[1], float(cpe), device=args.device)
+    den = load_model(args.model, args.device, tta=args.tta)
+    report = evaluate_frame_pair(den, frames[0], frames[1], float(cpe), device=args.device)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
     return 0

@@ -91,6 +91,7 @@ def load_model(
     batch_size: int | None = None,
     tile_size: int | None = None,
     tile_overlap: int | None = None,
+    tta: bool = False,
 ) -> Denoiser:
     """Load a model package and return a :class:`Denoiser` for it.
 
@@ -113,6 +114,9 @@ def load_model(
         Frames larger than ``tile_size`` (default 2560) are denoised in blended tiles; the
         default overlap (twice the receptive-field radius plus a blend zone) makes the tiled
         output equal the untiled one up to float rounding.
+    tta
+        Average the network over the 8 flips/90-degree rotations of each frame: output
+        independent of orientation, at 8x the cost (see :class:`Denoiser`).
 
     Returns
     -------
@@ -127,4 +131,5 @@ def load_model(
         batch_size=batch_size,
         tile_size=tile_size,
         tile_overlap=tile_overlap,
+        tta=tta,
     )

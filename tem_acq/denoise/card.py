@@ -71,6 +71,9 @@ class QualityRow(_Strict):
         The model's value.
     raw, gaussian
         The same metric for the raw input and the oracle Gaussian filter, when measured.
+    wiener
+        The same metric for the oracle Wiener filter (the best linear filter, knowing the
+        clean image's spectrum), when measured.
     """
 
     image_kind: str
@@ -80,6 +83,7 @@ class QualityRow(_Strict):
     value: float
     raw: float | None = None
     gaussian: float | None = None
+    wiener: float | None = None
 
 
 class ModelCard(_Strict):
