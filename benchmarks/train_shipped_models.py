@@ -58,23 +58,47 @@ DETECTORS = ("counting", "integrating")
 TRAIN_FIELDS = {"nanoparticles": 120, "atomic": 80}
 
 CONFIGS = {
-    # The paper's architecture (smp Unet resnet18), trained with Adam + a cosine schedule at a
-    # higher peak rate than the paper's 1e-4 so that it converges within the CPU budget
-    # (2 cores, bf16: about 0.2 s per step when the cores are free, 1-3 s when shared).
+    # The paper's U-Net family, compacted to fit a git repository (7 MB in fp16 instead of 28):
+    # the ResNet18 encoder's first three stages (depth 4, stride 16: its fourth stage held 8.4
+    # of its 11.2 M parameters) through timm, which builds only the stages used, and the paper's
+    # decoder widths of the finest four levels. Adam + a cosine schedule at a higher peak rate
+    # than the paper's 1e-4 so that it converges within the CPU budget (2 cores, bf16).
     "default": TrainConfig(
-        crop=128, batch_size=8, max_steps=4000, lr=1e-3, warmup_steps=200, val_fraction=0.1,
-        val_every=500, checkpoint_every=250, seed=0, num_threads=2, weights_dtype="float16",
+        encoder="tu-resnet18",
+        depth=4,
+        crop=128,
+        batch_size=8,
+        max_steps=6000,
+        lr=5e-4,
+        warmup_steps=100,
+        val_fraction=0.1,
+        val_every=500,
+        checkpoint_every=250,
+        seed=0,
+        num_threads=2,
+        weights_dtype="float16",
         dose_range_e_per_px=(1.0, 20.0),
         description=(
-            "The paper's U-Net (smp Unet resnet18) trained on simulated low-dose TEM pairs "
-            "(nanoparticles and atomic-resolution Au; counting and integrating detectors; "
-            "1-20 e-/px short frames, 1000 e-/px long exposures); dose-aware normalisation."
+            "The paper's U-Net (smp Unet, ResNet18 encoder; compact: its first three stages, "
+            "depth 4) trained on simulated low-dose TEM pairs (nanoparticles and "
+            "atomic-resolution Au; counting and integrating detectors; 1-20 e-/px short "
+            "frames, 1000 e-/px long exposures); dose-aware normalisation."
         ),
     ),
     "fast": TrainConfig(
-        fast=True, crop=128, batch_size=8, max_steps=4000, lr=1e-3, warmup_steps=100,
-        val_fraction=0.1, val_every=500, checkpoint_every=500, seed=0, num_threads=2,
-        weights_dtype="float16", dose_range_e_per_px=(1.0, 20.0),
+        fast=True,
+        crop=128,
+        batch_size=8,
+        max_steps=4000,
+        lr=1e-3,
+        warmup_steps=100,
+        val_fraction=0.1,
+        val_every=500,
+        checkpoint_every=500,
+        seed=0,
+        num_threads=2,
+        weights_dtype="float16",
+        dose_range_e_per_px=(1.0, 20.0),
         description=(
             "Fast U-Net (MobileNetV3-small minimal encoder, depth 4, narrow decoder) trained on "
             "simulated low-dose TEM pairs (nanoparticles and atomic-resolution Au; counting and "
@@ -86,13 +110,29 @@ CONFIGS = {
 
 #: Everything that defines the training set (the cache key).
 TRAIN_DATA = {
-    "seed": TRAIN_SEED, "fields": TRAIN_FIELDS, "size": 256, "short_doses": [1.0, 20.0],
-    "shorts_per_field": 3, "long_dose": 1000.0, "max_shift_px": 2.0,
-    "vacuum": [0.05, 0.9, 0.3], "version": 1,
+    "seed": TRAIN_SEED,
+    "fields": TRAIN_FIELDS,
+    "size": 256,
+    "short_doses": [1.0, 20.0],
+    "shorts_per_field": 3,
+    "long_dose": 1000.0,
+    "max_shift_px": 2.0,
+    "vacuum": [0.05, 0.9, 0.3],
+    "version": 1,
 }
 CACHE = Path(os.environ.get("TEM_ACQ_CACHE", str(Path.home() / ".cache" / "tem-acq")))
-_ARRAYS = ("low", "high", "counts_per_electron", "low_dose", "high_dose", "field", "shift",
-           "truth", "vacuum", "pixel_size_nm")
+_ARRAYS = (
+    "low",
+    "high",
+    "counts_per_electron",
+    "low_dose",
+    "high_dose",
+    "field",
+    "shift",
+    "truth",
+    "vacuum",
+    "pixel_size_nm",
+)
 
 
 def training_pairs() -> PairArrays:
@@ -102,16 +142,25 @@ def training_pairs() -> PairArrays:
     if (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
         arrays = {name: np.load(folder / f"{name}.npy") for name in _ARRAYS}
-        return PairArrays(**arrays, detector=meta["detector"], specimen=meta["specimen"],
-                          source=meta["source"])
+        return PairArrays(
+            **arrays, detector=meta["detector"], specimen=meta["specimen"], source=meta["source"]
+        )
     parts = []
     for i, specimen in enumerate(SPECIMENS):
         for j, detector in enumerate(DETECTORS):
             parts.append(
                 simulate_pairs(
-                    specimen, detector, n_fields=TRAIN_FIELDS[specimen], short_doses=(1.0, 20.0),
-                    random_doses=3, long_dose=1000.0, size=256, seed=TRAIN_SEED + 10 * i + j,
-                    max_shift_px=2.0, min_vacuum_fraction=0.05, max_vacuum_fraction=0.9,
+                    specimen,
+                    detector,
+                    n_fields=TRAIN_FIELDS[specimen],
+                    short_doses=(1.0, 20.0),
+                    random_doses=3,
+                    long_dose=1000.0,
+                    size=256,
+                    seed=TRAIN_SEED + 10 * i + j,
+                    max_shift_px=2.0,
+                    min_vacuum_fraction=0.05,
+                    max_vacuum_fraction=0.9,
                     vacuum_field_share=0.3,
                 )
             )
@@ -119,9 +168,16 @@ def training_pairs() -> PairArrays:
     folder.mkdir(parents=True, exist_ok=True)
     for name in _ARRAYS:
         np.save(folder / f"{name}.npy", getattr(pairs, name), allow_pickle=False)
-    (folder / "meta.json").write_text(json.dumps(
-        {"detector": pairs.detector, "specimen": pairs.specimen, "source": pairs.source,
-         "data": TRAIN_DATA}))
+    (folder / "meta.json").write_text(
+        json.dumps(
+            {
+                "detector": pairs.detector,
+                "specimen": pairs.specimen,
+                "source": pairs.source,
+                "data": TRAIN_DATA,
+            }
+        )
+    )
     return pairs
 
 
@@ -129,35 +185,118 @@ def test_pairs(specimen: str, detector: str, size: int = 512, n_fields: int = 4)
     """The test set of one specimen kind and detector (fields never used in training)."""
     i, j = SPECIMENS.index(specimen), DETECTORS.index(detector)
     return simulate_pairs(
-        specimen, detector, n_fields=n_fields, short_doses=(1.0, 5.0, 20.0), long_dose=1000.0,
-        size=size, seed=TEST_SEED + 10 * i + j, min_vacuum_fraction=0.05,
-        max_vacuum_fraction=0.6, vacuum_field_share=0.5,
+        specimen,
+        detector,
+        n_fields=n_fields,
+        short_doses=(1.0, 5.0, 20.0),
+        long_dose=1000.0,
+        size=size,
+        seed=TEST_SEED + 10 * i + j,
+        min_vacuum_fraction=0.05,
+        max_vacuum_fraction=0.6,
+        vacuum_field_share=0.5,
         # low magnification: fields that show particles (bare film and holes alone have no
         # edges to measure); atomic fields always have contrast
         min_contrast=0.3 if specimen == "nanoparticles" else 0.0,
     )
 
 
-def stage_train(name: str, steps: int | None, resume: bool = False) -> None:
+def warm_start_compact(paper_package: Path, out: Path) -> Path:
+    """A compact default (see ``CONFIGS``) holding a trained paper-model's weights.
+
+    The paper's model (smp ``resnet18``, depth 5, decoder 256-128-64-32-16) and the compact one
+    (timm ``resnet18`` to its third stage, depth 4, decoder 128-64-32-16) share the encoder's
+    stem and first three stages, and the decoder's last four blocks have the same shapes
+    (their inputs: 256+128, 128+64, 64+64, 32 channels): those weights are copied, the
+    encoder's fourth stage and the decoder's first block are dropped. Fine-tuning then teaches
+    the first decoder block its new input (the third stage's features).
+    """
+    import torch
+
+    from tem_acq.denoise import build_model, load_package, save_package
+
+    src = load_package(paper_package)
+    if src.card.architecture_kwargs.get("encoder_depth", 5) != 5 or src.card.encoder != "resnet18":
+        raise SystemExit(f"{paper_package} is not the paper's resnet18 depth-5 U-Net")
+    model = build_model({**CONFIGS["default"].model_kwargs, "in_channels": 1, "classes": 1})
+    target = model.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in src.model.state_dict().items():
+        if key.startswith("encoder.layer4.") or key.startswith("decoder.blocks.0."):
+            continue
+        if key.startswith("encoder."):
+            new = "encoder.model." + key[len("encoder.") :]
+        elif key.startswith("decoder.blocks."):
+            block, rest = key[len("decoder.blocks.") :].split(".", 1)
+            new = f"decoder.blocks.{int(block) - 1}.{rest}"
+        else:
+            new = key
+        mapped[new] = value
+    missing = sorted(set(target) - set(mapped))
+    wrong = [k for k in target if k in mapped and mapped[k].shape != target[k].shape]
+    if missing or wrong:
+        raise SystemExit(f"warm start: missing {missing[:5]}, shape mismatch {wrong[:5]}")
+    model.load_state_dict({k: mapped[k] for k in target})
+    save_package(
+        model,
+        out,
+        name="default-warm-start",
+        weights_dtype="float32",
+        overwrite=True,
+        trained=True,
+        detectors=src.card.detectors,
+        dose_range_e_per_px=src.card.dose_range_e_per_px,
+        training_data=src.card.training_data,
+        normalization=src.card.normalization,
+        description=f"warm start from {src.package_hash} ({paper_package})",
+    )
+    return out
+
+
+def stage_train(
+    name: str, steps: int | None, resume: bool = False, warm_start: Path | None = None
+) -> None:
     cfg = CONFIGS[name]
     if steps is not None:
         cfg = cfg.model_copy(update={"max_steps": steps})
     t0 = time.perf_counter()
     pairs = training_pairs()
     t_data = time.perf_counter() - t0
-    print(f"[{name}] training data: {len(pairs)} pairs, {len(np.unique(pairs.field))} fields, "
-          f"{t_data:.0f} s", flush=True)
+    print(
+        f"[{name}] training data: {len(pairs)} pairs, {len(np.unique(pairs.field))} fields, "
+        f"{t_data:.0f} s",
+        flush=True,
+    )
 
     def report(rec: dict[str, float]) -> None:
-        print(f"[{name}] step {rec['step']:.0f} lr {rec['lr']:.2e} loss {rec['loss']:.4f} "
-              f"val loss {rec['val_loss']:.4f} val PSNR {rec['val_psnr_db']:.2f} dB "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"[{name}] step {rec['step']:.0f} lr {rec['lr']:.2e} loss {rec['loss']:.4f} "
+            f"val loss {rec['val_loss']:.4f} val PSNR {rec['val_psnr_db']:.2f} dB "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
 
-    result = train(pairs, cfg, ROOT / "models" / name, name=name, overwrite=True,
-                   resume=resume, progress=False, on_validation=report,
-                   checkpoint_dir=Path.home() / ".cache" / "tem-acq" / f"shipped-{name}.ckpt")
-    print(f"[{name}] trained {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
-          f" best val PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}", flush=True)
+    init = None
+    if warm_start is not None:
+        init = warm_start_compact(warm_start, CACHE / f"shipped-{name}-warm-start")
+        print(f"[{name}] warm start from {warm_start}", flush=True)
+    result = train(
+        pairs,
+        cfg,
+        ROOT / "models" / name,
+        name=name,
+        overwrite=True,
+        init=init,
+        resume=resume,
+        progress=False,
+        on_validation=report,
+        checkpoint_dir=Path.home() / ".cache" / "tem-acq" / f"shipped-{name}.ckpt",
+    )
+    print(
+        f"[{name}] trained {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
+        f" best val PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}",
+        flush=True,
+    )
 
 
 def stage_evaluate(name: str, device: str) -> None:
@@ -176,8 +315,14 @@ def stage_evaluate(name: str, device: str) -> None:
     real = real_frame_checks(name, device)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"shipped-{name}.json").write_text(
-        json.dumps({"simulated": [rep.to_dict() for rep in reports],
-                    "oneview": {k: v.to_dict() for k, v in real.items()}}, indent=1) + "\n",
+        json.dumps(
+            {
+                "simulated": [rep.to_dict() for rep in reports],
+                "oneview": {k: v.to_dict() for k, v in real.items()},
+            },
+            indent=1,
+        )
+        + "\n",
         encoding="utf-8",
     )
     oneview = "\n\n".join(f"**{k}**\n\n```\n{v.render()}\n```" for k, v in real.items())
@@ -188,7 +333,8 @@ def stage_evaluate(name: str, device: str) -> None:
         "ms/frame figures are from a loaded machine).\n\n"
         + "\n\n".join(render_table(rep, markdown=True) for rep in reports)
         + "\n\n## Real Gatan OneView frames (two frames of one field each)\n\n"
-        + (oneview or "shared/data/katsuno-oneview not found") + "\n",
+        + (oneview or "shared/data/katsuno-oneview not found")
+        + "\n",
         encoding="utf-8",
     )
     print(f"[{name}] evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -214,20 +360,32 @@ def real_frame_checks(name: str, device: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=[*CONFIGS, "both"], default="both")
     parser.add_argument("--stage", choices=["all", "train", "evaluate"], default="all")
     parser.add_argument("--steps", type=int, default=None, help="override max_steps")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the model's checkpoint (~/.cache/tem-acq/shipped-NAME.ckpt);"
-                        " with --steps, the cosine schedule is re-planned to the new total")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the model's checkpoint (~/.cache/tem-acq/shipped-NAME.ckpt);"
+        " with --steps, the cosine schedule is re-planned to the new total",
+    )
+    parser.add_argument(
+        "--warm-start",
+        type=Path,
+        default=None,
+        metavar="PAPER_PACKAGE",
+        help="start the compact default from a trained paper-architecture "
+        "package (resnet18, depth 5): see warm_start_compact",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     names = list(CONFIGS) if args.model == "both" else [args.model]
     for name in names:
         if args.stage in ("all", "train"):
-            stage_train(name, args.steps, args.resume)
+            stage_train(name, args.steps, args.resume, args.warm_start)
         if args.stage in ("all", "evaluate"):
             stage_evaluate(name, args.device)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from tem_acq.denoise import dose_scale, load_package
 from tem_acq.errors import TemAcqError
@@ -61,6 +62,21 @@ def test_config_defaults_are_the_papers() -> None:
     assert (cfg.lr, cfg.batch_size, cfg.effective_loss) == (1e-4, 4, "l1")
     assert TrainConfig(mode="noise2noise").effective_loss == "l2"
     assert TrainConfig(fast=True).encoder_depth == 4
+
+
+def test_config_depth_and_decoder_widths() -> None:
+    # the shipped default's compact form: the paper's widths of the finest four levels
+    cfg = TrainConfig(encoder="tu-resnet18", depth=4, crop=128)
+    assert cfg.model_kwargs == {
+        "encoder_name": "tu-resnet18", "encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]
+    }
+    assert cfg.encoder_depth == 4
+    assert TrainConfig(depth=3, decoder_channels=(32, 16, 8), crop=64).model_kwargs[
+        "decoder_channels"] == [32, 16, 8]
+    with pytest.raises(ValidationError, match="one width per level"):
+        TrainConfig(depth=3, decoder_channels=(16, 8))
+    with pytest.raises(ValidationError, match="multiple of 8"):
+        TrainConfig(depth=3, crop=36)
 
 
 def test_config_rejects_unknown_and_bad_fields(tmp_path: Path) -> None:

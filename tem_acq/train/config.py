@@ -34,6 +34,12 @@ class TrainConfig(_Strict):
         smp encoder name; ``None`` is the paper's resnet18 (or, with ``fast``, the fast preset).
     fast
         Use :data:`~tem_acq.denoise.FAST_CONFIG` (MobileNetV3-small, depth 4, narrow decoder).
+    depth
+        U-Net depth (number of encoder stages used, stride ``2 ** depth``); ``None`` keeps
+        the preset's (5 for the paper's model, 4 for ``fast``).
+    decoder_channels
+        Width of each decoder stage, one per level (``depth`` of them); ``None`` keeps the
+        preset's widths of the finest ``depth`` levels.
     mode
         ``"supervised"``: short exposure -> long exposure rescaled to the short's dose.
         ``"noise2noise"``: short -> another short of the same field (beam-sensitive specimens,
@@ -102,6 +108,8 @@ class TrainConfig(_Strict):
 
     encoder: str | None = None
     fast: bool = False
+    depth: int | None = Field(default=None, ge=1, le=5)
+    decoder_channels: tuple[int, ...] | None = None
     mode: Mode = "supervised"
     loss: Loss | None = None
     ssim_weight: float = Field(default=0.2, ge=0.0)
@@ -132,6 +140,14 @@ class TrainConfig(_Strict):
     def _check(self) -> TrainConfig:
         if self.max_steps is None and self.epochs is None:
             raise ValueError("give max_steps or epochs (or both: the smaller wins)")
+        channels = self.model_kwargs.get("decoder_channels")
+        if channels is not None and len(channels) != self.encoder_depth:
+            raise ValueError(
+                f"decoder_channels has {len(channels)} stages but the depth is "
+                f"{self.encoder_depth}: give one width per level"
+            )
+        if self.decoder_channels is not None and min(self.decoder_channels) < 1:
+            raise ValueError("decoder_channels must be positive")
         multiple = 2**self.encoder_depth
         if self.crop % multiple:
             raise ValueError(
@@ -148,16 +164,20 @@ class TrainConfig(_Strict):
         """Smp ``Unet`` keyword arguments of this configuration."""
         from tem_acq.denoise import model_config
 
-        return model_config(self.encoder, fast=self.fast)
+        kwargs = model_config(self.encoder, fast=self.fast)
+        if self.depth is not None:
+            kwargs["encoder_depth"] = self.depth
+            # the preset's widths of the finest levels (smp's own default when it has none)
+            preset = kwargs.get("decoder_channels", [256, 128, 64, 32, 16])
+            kwargs["decoder_channels"] = list(preset)[-self.depth :]
+        if self.decoder_channels is not None:
+            kwargs["decoder_channels"] = list(self.decoder_channels)
+        return kwargs
 
     @property
     def encoder_depth(self) -> int:
         """The U-Net's depth (its stride is ``2 ** depth``)."""
-        from tem_acq.denoise import FAST_CONFIG
-
-        if self.fast:
-            return int(FAST_CONFIG["encoder_depth"])
-        return 5
+        return int(self.model_kwargs.get("encoder_depth", 5))
 
     @property
     def effective_loss(self) -> Loss:
