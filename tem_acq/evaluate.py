@@ -47,6 +47,8 @@ IMAGE_KINDS = {
 #: Tolerances of the generic checks.
 MEAN_SHIFT_PASS_PCT = 1.0
 FLIP_PASS_DB = 0.1
+#: Fewest mask pixels for a masked metric (particles) to be reported for a frame.
+MIN_MASK_PX = 400
 #: The dose at which the quality targets are checked (e-/px).
 TARGET_DOSE = 5.0
 
@@ -86,6 +88,8 @@ METRIC_HELP = {
     "ssim": "SSIM vs the reference",
     "psnr_edge_db": "PSNR in the edge mask of the reference (dB)",
     "psnr_vs_long_db": "PSNR vs the 1000 e-/px long exposure (dB)",
+    "psnr_particles_db": "PSNR inside the particles/nanocrystals (simulated pairs; dB)",
+    "ssim_particles": "SSIM inside the particles/nanocrystals (simulated pairs)",
     "mean_shift_pct": "change of the mean electrons by the filter (%)",
     "mean_error_pct": "mean vs the reference's mean (%)",
     "vacuum_structure_ratio": "low-pass residual in vacuum vs raw (<= 1.2: flat)",
@@ -359,6 +363,11 @@ def evaluate_pairs(
         rng = M.data_range(ref)
         gauss_n, sigma = M.oracle_gaussian(raw_n, ref)
         edges = M.edge_mask(ref)
+        particles = None
+        if pairs.particles is not None:
+            particles = np.asarray(pairs.particles[i], bool)[sl]
+            if particles.sum() < MIN_MASK_PX:
+                particles = None  # too few pixels for a meaningful number
         images = {"raw": raw_n, "gaussian": gauss_n, "model": model_n}
         if use_truth:
             images["long"] = long_n
@@ -367,6 +376,19 @@ def evaluate_pairs(
             add(dose, "psnr_db", who, M.psnr(img, ref, data_range_value=rng))
             add(dose, "ssim", who, M.ssim(img, ref, data_range_value=rng))
             add(dose, "psnr_edge_db", who, M.psnr(img, ref, data_range_value=rng, mask=edges))
+            if particles is not None:
+                add(
+                    dose,
+                    "psnr_particles_db",
+                    who,
+                    M.psnr(img, ref, data_range_value=rng, mask=particles),
+                )
+                add(
+                    dose,
+                    "ssim_particles",
+                    who,
+                    M.ssim(img, ref, data_range_value=rng, mask=particles),
+                )
             if who == "wiener":
                 continue
             add(dose, "mean_error_pct", who, M.mean_error_pct(img, ref))
@@ -590,7 +612,8 @@ def render_table(report: EvalReport, *, markdown: bool = False) -> str:
     def f(v: float | None, metric: str) -> str:
         if v is None or not math.isfinite(v):
             return "-"
-        return f"{v:.3f}" if metric in ("ssim", "vacuum_structure_ratio") else f"{v:.2f}"
+        three = metric.startswith("ssim") or metric == "vacuum_structure_ratio"
+        return f"{v:.3f}" if three else f"{v:.2f}"
 
     title = (
         f"model {report.model} ({report.package_hash.removeprefix('sha256:')[:12]}) on "
@@ -648,7 +671,13 @@ def quality_rows(report: EvalReport) -> list[QualityRow]:
                 wiener=None if r.wiener is None else round(r.wiener, 4),
             )
         )
-        if r.long is not None and r.metric in ("psnr_db", "ssim", "psnr_edge_db"):
+        if r.long is not None and r.metric in (
+            "psnr_db",
+            "ssim",
+            "psnr_edge_db",
+            "psnr_particles_db",
+            "ssim_particles",
+        ):
             rows.append(
                 QualityRow(
                     image_kind=kind + suffix,

@@ -320,3 +320,18 @@ def test_cli_frame_pair(
     assert rep["counts_per_electron"] == pytest.approx(44.0, rel=0.01)  # from the Gatan tags
     assert main(["evaluate", "--model", str(untrained), "--frame-pair", str(a), str(b),
                  "--write-card"]) == 2
+
+
+def test_particle_metrics_follow_the_mask(pairs: PairArrays, den: Denoiser) -> None:
+    masked = pairs.subset(range(len(pairs)))
+    masked.particles = np.zeros(masked.low.shape, bool)
+    masked.particles[:, 8:40, 8:40] = True  # 1024 px: measured
+    rep = evaluate_pairs(den, masked, flips_at_dose=None, timing_repeats=1)
+    inside = rep.get(5.0, "psnr_particles_db")
+    assert inside is not None and None not in (inside.raw, inside.gaussian, inside.model)
+    assert rep.get(5.0, "ssim_particles") is not None
+    assert "ssim_particles" in render_table(rep)
+    masked.particles[:] = False
+    masked.particles[:, :10, :10] = True  # 100 px: too few for a number
+    rep = evaluate_pairs(den, masked, flips_at_dose=None, timing_repeats=1)
+    assert rep.get(5.0, "psnr_particles_db") is None

@@ -347,6 +347,12 @@ def test_atomic_fields_show_lattice_fringes_and_sometimes_vacuum(atomic: TEMSimu
     assert min(abs(freq - g) for g in AU_FREQS) < 0.015
     carbon_only, _ = lattice_peak((2048.0, 0.0))
     assert carbon_only < 60
+    # the particle mask marks the nanocrystal of the first field, (almost) nothing of the second
+    crystal = atomic.particle_mask(-256, 1792, n, n)
+    assert atomic.particle_fraction((0.0, 2048.0)) == pytest.approx(crystal.mean())
+    assert crystal.mean() > 0.1 and atomic.particle_fraction((2048.0, 0.0)) < 0.02
+    inside = atomic.transmission(-256, 1792, n, n)[crystal]
+    assert inside.std() > 2 * atomic.transmission(1792, -256, n, n).std()  # lattice contrast
     # lacey carbon: some fields are (partly) vacuum, imaged as flat intensity 1
     fractions = [atomic.film_fraction((2048.0 * k, 0.0)) for k in range(12)]
     assert min(fractions) < 0.5 and max(fractions) == 1.0

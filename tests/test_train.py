@@ -123,6 +123,19 @@ def test_pair_arrays_validate_shapes() -> None:
         PairArrays(low, None, 0.0, 5.0, 1000.0, [0, 1])
 
 
+def test_simulated_pairs_pick_fields_with_particles() -> None:
+    plain = simulate_pairs("atomic", "counting", n_fields=3, size=64, seed=7)
+    rich = simulate_pairs(
+        "atomic", "counting", n_fields=3, size=64, seed=7, min_particle_fraction=0.3
+    )
+    assert plain.particles is not None and rich.particles is not None
+    assert rich.particles.shape == rich.low.shape and rich.particles.dtype == bool
+    assert rich.particles.mean(axis=(1, 2)).min() >= 0.3
+    assert plain.particles.mean() < rich.particles.mean()
+    assert plain.subset([0]).particles.shape == (1, 64, 64)
+    assert concatenate([plain, rich]).particles.shape == (6, 64, 64)
+
+
 def test_simulated_shift_sign_matches_phase_correlation() -> None:
     # atomic fields: structure everywhere, so the correlation peak is sharp
     p = simulate_pairs("atomic", "counting", n_fields=2, size=64, seed=5, max_shift_px=2.0)

@@ -160,6 +160,11 @@ class TEMSimulator:
         with self._lock:
             return self.specimen.region(int(x0), int(y0), height, width).vacuum
 
+    def particle_mask(self, x0: int, y0: int, height: int, width: int) -> NDArray[np.bool_]:
+        """Where the specimen map has particles (nanoparticles, or the atomic kind's crystals)."""
+        with self._lock:
+            return self.specimen.region(int(x0), int(y0), height, width).change != 0.0
+
     def field_origin(
         self, stage_xy_px: Sequence[float] = (0.0, 0.0), t: float = 0.0
     ) -> tuple[float, float]:
@@ -176,6 +181,12 @@ class TEMSimulator:
         """Fraction of the field at ``stage_xy_px`` (time 0) that is vacuum."""
         x, y = self.field_origin(stage_xy_px, 0.0)
         mask = self.vacuum_mask(math.floor(x), math.floor(y), self.size, self.size)
+        return float(mask.mean())
+
+    def particle_fraction(self, stage_xy_px: Sequence[float] = (0.0, 0.0)) -> float:
+        """Fraction of the field at ``stage_xy_px`` (time 0) covered by particles."""
+        x, y = self.field_origin(stage_xy_px, 0.0)
+        mask = self.particle_mask(math.floor(x), math.floor(y), self.size, self.size)
         return float(mask.mean())
 
     def film_fraction(self, stage_xy_px: Sequence[float] = (0.0, 0.0)) -> float:

@@ -61,6 +61,9 @@ class PairArrays:
         ``(n, y, x)`` noise-free expected electrons per pixel at the short's dose, or ``None``.
     vacuum
         ``(n, y, x)`` boolean vacuum masks (simulated data), or ``None``.
+    particles
+        ``(n, y, x)`` boolean masks of the particles (nanoparticles, or the nanocrystals of
+        atomic-resolution fields) in simulated data, or ``None``.
     detector
         ``(n,)`` detector kind of each pair (``"counting"``/``"integrating"``), when known.
     specimen
@@ -80,6 +83,7 @@ class PairArrays:
     shift: np.ndarray | None = None
     truth: np.ndarray | None = None
     vacuum: np.ndarray | None = None
+    particles: np.ndarray | None = None
     detector: list[str] = dc_field(default_factory=list)
     specimen: list[str] = dc_field(default_factory=list)
     pixel_size_nm: np.ndarray | None = None
@@ -96,7 +100,7 @@ class PairArrays:
             )
         n = self.low.shape[0]
         shape = self.low.shape
-        for name in ("high", "truth", "vacuum"):
+        for name in ("high", "truth", "vacuum", "particles"):
             arr = getattr(self, name)
             if arr is None:
                 continue
@@ -167,6 +171,7 @@ class PairArrays:
             shift=take(self.shift),
             truth=take(self.truth),
             vacuum=take(self.vacuum),
+            particles=take(self.particles),
             detector=[self.detector[i] for i in idx] if self.detector else [],
             specimen=[self.specimen[i] for i in idx] if self.specimen else [],
             pixel_size_nm=take(self.pixel_size_nm),
@@ -222,6 +227,7 @@ def concatenate(parts: Sequence[PairArrays]) -> PairArrays:
         shift=np.concatenate([p.shift for p in parts if p.shift is not None]),
         truth=cat("truth"),
         vacuum=cat("vacuum"),
+        particles=cat("particles"),
         detector=[d for p in parts for d in p.detector] if all(p.detector for p in parts) else [],
         specimen=[s for p in parts for s in p.specimen] if all(p.specimen for p in parts) else [],
         pixel_size_nm=px,

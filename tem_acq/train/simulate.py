@@ -43,6 +43,7 @@ def simulate_pairs(
     max_vacuum_fraction: float = 0.7,
     vacuum_field_share: float = 0.0,
     min_contrast: float = 0.0,
+    min_particle_fraction: float = 0.0,
     sim_options: dict[str, Any] | None = None,
 ) -> PairArrays:
     """Simulate ``n_fields`` fields with short exposures and one long exposure each.
@@ -82,12 +83,16 @@ def simulate_pairs(
         Choose each field (from up to 60 candidate positions) so that its noise-free image
         spans at least this fraction of its maximum (``(max - min) / max``): e.g. 0.3 keeps
         nanoparticle fields that show particles, not bare film and holes only.
+    min_particle_fraction
+        Choose each field (from up to 60 candidate positions) so that particles cover at
+        least this fraction of it: e.g. atomic-resolution fields that show nanocrystals
+        rather than amorphous film alone.
     sim_options
         Further :class:`~tem_acq.sim.SimulationConfig` fields (``cs_mm``, ``gain_cv``...).
 
     Returns
     -------
-    The pairs, one per short frame, with ``truth`` and ``vacuum`` filled in.
+    The pairs, one per short frame, with ``truth``, ``vacuum`` and ``particles`` filled in.
     """
     from tem_acq.sim import SimulationConfig, TEMSimulator
 
@@ -105,13 +110,21 @@ def simulate_pairs(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xF1E1D]))
     n_vac = math.ceil(vacuum_field_share * n_fields) if min_vacuum_fraction > 0 else 0
     low, high, truth, vacuum, shifts, fields, low_dose = [], [], [], [], [], [], []
+    particles = []
     for f in range(n_fields):
         stage = _pick_stage(
-            sim, rng, f, size, min_vacuum_fraction if f < n_vac else 0.0, max_vacuum_fraction,
+            sim,
+            rng,
+            f,
+            size,
+            min_vacuum_fraction if f < n_vac else 0.0,
+            max_vacuum_fraction,
             min_contrast,
+            min_particle_fraction,
         )
         x0, y0 = sim.field_origin(stage)
         vac = sim.vacuum_mask(math.floor(x0), math.floor(y0), size, size)
+        parts = sim.particle_mask(math.floor(x0), math.floor(y0), size, size)
         frames = []
         if random_doses > 0:
             lo, hi = math.log(min(short_doses)), math.log(max(short_doses))
@@ -136,6 +149,7 @@ def simulate_pairs(
             low.append(counts)
             truth.append(expected)
             vacuum.append(vac)
+            particles.append(parts)
             low_dose.append(dose)
             fields.append(f)
             shifts.append(shift)
@@ -152,6 +166,7 @@ def simulate_pairs(
         shift=np.array(shifts),
         truth=np.stack(truth),
         vacuum=np.stack(vacuum),
+        particles=np.stack(particles),
         detector=[detector] * n,
         specimen=[specimen] * n,
         pixel_size_nm=np.full(n, sim.pixel_size_A / 10.0),
@@ -172,18 +187,19 @@ def _pick_stage(
     min_vacuum: float,
     max_vacuum: float,
     min_contrast: float = 0.0,
+    min_particles: float = 0.0,
 ) -> tuple[float, float]:
     """A stage position for field ``f``: spaced along x, random along y (integer pixels).
 
-    Candidates are drawn until one meets the vacuum and contrast wishes; otherwise the one
-    that came closest is used.
+    Candidates are drawn until one meets the vacuum, contrast and particle wishes; otherwise
+    the one that came closest is used.
     """
     base_x = float((f + 1) * FIELD_SPACING * size)
     best: tuple[float, float] | None = None
     best_err = math.inf
-    tries = 60 if (min_vacuum > 0 or min_contrast > 0) else 1
+    tries = 60 if (min_vacuum > 0 or min_contrast > 0 or min_particles > 0) else 1
     for _ in range(tries):
-        pos = (base_x, float(rng.integers(-10**6, 10**6)))
+        pos = (base_x, float(rng.integers(-(10**6), 10**6)))
         if tries == 1:
             return pos
         err = 0.0
@@ -194,6 +210,8 @@ def _pick_stage(
             t = sim.expected_electrons(1.0, pos)
             contrast = float((t.max() - t.min()) / max(float(t.max()), 1e-12))
             err += max(min_contrast - contrast, 0.0)
+        if min_particles > 0 and err == 0.0:
+            err += max(min_particles - sim.particle_fraction(pos), 0.0)
         if err == 0.0:
             return pos
         if err < best_err:
