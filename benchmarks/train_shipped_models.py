@@ -38,6 +38,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,14 @@ CONFIGS = {
 }
 
 
+#: The fine-tuning stage: from the trained package, on the base set plus the nanocrystal
+#: fields of :func:`crystal_pairs`, at a lower peak rate.
+FINETUNE = {
+    name: cfg.model_copy(update={"lr": cfg.lr * 0.4, "max_steps": 8000, "warmup_steps": 100})
+    for name, cfg in CONFIGS.items()
+}
+
+
 #: Everything that defines the training set (the cache key).
 TRAIN_DATA = {
     "seed": TRAIN_SEED,
@@ -118,6 +127,18 @@ TRAIN_DATA = {
     "long_dose": 1000.0,
     "max_shift_px": 2.0,
     "vacuum": [0.05, 0.9, 0.3],
+    "version": 1,
+}
+#: The fine-tuning stage's extra fields (see :func:`crystal_pairs`), per detector.
+CRYSTAL_DATA = {
+    "seed": TRAIN_SEED + 20,
+    "fields": 80,
+    "size": 256,
+    "short_doses": [1.0, 20.0],
+    "shorts_per_field": 3,
+    "long_dose": 1000.0,
+    "max_shift_px": 2.0,
+    "min_particle_fraction": 0.3,
     "version": 1,
 }
 CACHE = Path(os.environ.get("TEM_ACQ_CACHE", str(Path.home() / ".cache" / "tem-acq")))
@@ -135,50 +156,90 @@ _ARRAYS = (
 )
 
 
-def training_pairs() -> PairArrays:
-    """The training set (see the module docstring), cached on disk after the first run."""
-    key = hashlib.sha256(json.dumps(TRAIN_DATA, sort_keys=True).encode()).hexdigest()[:12]
-    folder = CACHE / f"shipped-train-{key}"
+def _cached(name: str, spec: dict[str, Any], build: Any) -> PairArrays:
+    """``build()``'s pairs, cached on disk under a key made from ``spec``."""
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    folder = CACHE / f"shipped-{name}-{key}"
     if (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
-        arrays = {name: np.load(folder / f"{name}.npy") for name in _ARRAYS}
+        arrays = {n: np.load(folder / f"{n}.npy") for n in _ARRAYS}
         return PairArrays(
             **arrays, detector=meta["detector"], specimen=meta["specimen"], source=meta["source"]
         )
-    parts = []
-    for i, specimen in enumerate(SPECIMENS):
-        for j, detector in enumerate(DETECTORS):
-            parts.append(
-                simulate_pairs(
-                    specimen,
-                    detector,
-                    n_fields=TRAIN_FIELDS[specimen],
-                    short_doses=(1.0, 20.0),
-                    random_doses=3,
-                    long_dose=1000.0,
-                    size=256,
-                    seed=TRAIN_SEED + 10 * i + j,
-                    max_shift_px=2.0,
-                    min_vacuum_fraction=0.05,
-                    max_vacuum_fraction=0.9,
-                    vacuum_field_share=0.3,
-                )
-            )
-    pairs = concatenate(parts)
+    pairs: PairArrays = build()
     folder.mkdir(parents=True, exist_ok=True)
-    for name in _ARRAYS:
-        np.save(folder / f"{name}.npy", getattr(pairs, name), allow_pickle=False)
+    for n in _ARRAYS:
+        np.save(folder / f"{n}.npy", getattr(pairs, n), allow_pickle=False)
     (folder / "meta.json").write_text(
         json.dumps(
             {
                 "detector": pairs.detector,
                 "specimen": pairs.specimen,
                 "source": pairs.source,
-                "data": TRAIN_DATA,
+                "data": spec,
             }
         )
     )
     return pairs
+
+
+def training_pairs() -> PairArrays:
+    """The training set (see the module docstring), cached on disk after the first run."""
+
+    def build() -> PairArrays:
+        parts = []
+        for i, specimen in enumerate(SPECIMENS):
+            for j, detector in enumerate(DETECTORS):
+                parts.append(
+                    simulate_pairs(
+                        specimen,
+                        detector,
+                        n_fields=TRAIN_FIELDS[specimen],
+                        short_doses=(1.0, 20.0),
+                        random_doses=3,
+                        long_dose=1000.0,
+                        size=256,
+                        seed=TRAIN_SEED + 10 * i + j,
+                        max_shift_px=2.0,
+                        min_vacuum_fraction=0.05,
+                        max_vacuum_fraction=0.9,
+                        vacuum_field_share=0.3,
+                    )
+                )
+        return concatenate(parts)
+
+    return _cached("train", TRAIN_DATA, build)
+
+
+def crystal_pairs() -> PairArrays:
+    """Atomic-resolution fields chosen to show nanocrystals (the fine-tuning stage's extra data).
+
+    In the base set most atomic pixels are amorphous film, a random texture whose best
+    estimate is close to linear (see the oracle Wiener column of the evaluation); the lattice
+    of the Au nanocrystals is what a network can learn beyond that, so these fields have
+    particles over at least 30 % of their area.
+    """
+
+    def build() -> PairArrays:
+        return concatenate(
+            [
+                simulate_pairs(
+                    "atomic",
+                    detector,
+                    n_fields=CRYSTAL_DATA["fields"],
+                    short_doses=(1.0, 20.0),
+                    random_doses=3,
+                    long_dose=1000.0,
+                    size=256,
+                    seed=CRYSTAL_DATA["seed"] + j,
+                    max_shift_px=2.0,
+                    min_particle_fraction=CRYSTAL_DATA["min_particle_fraction"],
+                )
+                for j, detector in enumerate(DETECTORS)
+            ]
+        )
+
+    return _cached("crystals", CRYSTAL_DATA, build)
 
 
 def test_pairs(specimen: str, detector: str, size: int = 512, n_fields: int = 4) -> PairArrays:
@@ -253,9 +314,22 @@ def warm_start_compact(paper_package: Path, out: Path) -> Path:
     return out
 
 
+def _progress(name: str, t0: float) -> Any:
+    def report(rec: dict[str, float]) -> None:
+        print(
+            f"[{name}] step {rec['step']:.0f} lr {rec['lr']:.2e} loss {rec['loss']:.4f} "
+            f"val loss {rec['val_loss']:.4f} val PSNR {rec['val_psnr_db']:.2f} dB "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+
+    return report
+
+
 def stage_train(
     name: str, steps: int | None, resume: bool = False, warm_start: Path | None = None
 ) -> None:
+    """Train ``models/<name>`` on the base set (from scratch, or from a warm start)."""
     cfg = CONFIGS[name]
     if steps is not None:
         cfg = cfg.model_copy(update={"max_steps": steps})
@@ -267,15 +341,6 @@ def stage_train(
         f"{t_data:.0f} s",
         flush=True,
     )
-
-    def report(rec: dict[str, float]) -> None:
-        print(
-            f"[{name}] step {rec['step']:.0f} lr {rec['lr']:.2e} loss {rec['loss']:.4f} "
-            f"val loss {rec['val_loss']:.4f} val PSNR {rec['val_psnr_db']:.2f} dB "
-            f"({time.perf_counter() - t0:.0f} s)",
-            flush=True,
-        )
-
     init = None
     if warm_start is not None:
         init = warm_start_compact(warm_start, CACHE / f"shipped-{name}-warm-start")
@@ -289,8 +354,8 @@ def stage_train(
         init=init,
         resume=resume,
         progress=False,
-        on_validation=report,
-        checkpoint_dir=Path.home() / ".cache" / "tem-acq" / f"shipped-{name}.ckpt",
+        on_validation=_progress(name, t0),
+        checkpoint_dir=CACHE / f"shipped-{name}.ckpt",
     )
     print(
         f"[{name}] trained {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
@@ -299,18 +364,75 @@ def stage_train(
     )
 
 
+def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
+    """Fine-tune ``models/<name>`` on the base set plus the nanocrystal fields.
+
+    The package it starts from is copied to the cache first (``shipped-<name>-stage1``), so
+    that an interrupted run can resume from the same start.
+    """
+    cfg = FINETUNE[name]
+    if steps is not None:
+        cfg = cfg.model_copy(update={"max_steps": steps})
+    t0 = time.perf_counter()
+    pairs = concatenate([training_pairs(), crystal_pairs()])
+    t_data = time.perf_counter() - t0
+    print(
+        f"[{name}] fine-tuning data: {len(pairs)} pairs, {len(np.unique(pairs.field))} fields, "
+        f"{t_data:.0f} s",
+        flush=True,
+    )
+    start = CACHE / f"shipped-{name}-stage1"
+    if not resume:
+        shutil.rmtree(start, ignore_errors=True)
+        shutil.copytree(ROOT / "models" / name, start)
+    result = train(
+        pairs,
+        cfg,
+        ROOT / "models" / name,
+        name=name,
+        overwrite=True,
+        init=start,
+        resume=resume,
+        progress=False,
+        on_validation=_progress(name, t0),
+        checkpoint_dir=CACHE / f"shipped-{name}-finetune.ckpt",
+    )
+    print(
+        f"[{name}] fine-tuned {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
+        f" best val PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}",
+        flush=True,
+    )
+
+
+#: Metrics recorded in the card for the model with test-time augmentation too (``_tta``).
+TTA_METRICS = ("psnr_db", "ssim", "psnr_edge_db", "psnr_particles_db", "ssim_particles")
+
+
 def stage_evaluate(name: str, device: str) -> None:
+    """Evaluate ``models/<name>`` (as used live, and with ``tta``); write card and results."""
+    from tem_acq.denoise import load_model
     from tem_acq.evaluate import evaluate_pairs, quality_rows, render_table, write_quality
 
     t0 = time.perf_counter()
-    reports = []
+    reports, tta_reports = [], []
+    plain = load_model(ROOT / "models" / name, device)
+    tta = load_model(ROOT / "models" / name, device, tta=True)
     for specimen in SPECIMENS:
         for detector in DETECTORS:
             pairs = test_pairs(specimen, detector)
-            rep = evaluate_pairs(ROOT / "models" / name, pairs, device=device, flips_at_dose=5.0)
+            rep = evaluate_pairs(plain, pairs, flips_at_dose=5.0)
             reports.append(rep)
             print(render_table(rep), flush=True)
+            rep = evaluate_pairs(tta, pairs, flips_at_dose=5.0, max_flip_frames=2)
+            tta_reports.append(rep)
+            print(render_table(rep), flush=True)
     rows = [row for rep in reports for row in quality_rows(rep)]
+    rows += [
+        row.model_copy(update={"metric": f"{row.metric}_tta"})
+        for rep in tta_reports
+        for row in quality_rows(rep)
+        if row.metric in (*TTA_METRICS, "flip_max_db")
+    ]
     write_quality(ROOT / "models" / name, rows)
     real = real_frame_checks(name, device)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -318,6 +440,7 @@ def stage_evaluate(name: str, device: str) -> None:
         json.dumps(
             {
                 "simulated": [rep.to_dict() for rep in reports],
+                "simulated_tta": [rep.to_dict() for rep in tta_reports],
                 "oneview": {k: v.to_dict() for k, v in real.items()},
             },
             indent=1,
@@ -332,6 +455,9 @@ def stage_evaluate(name: str, device: str) -> None:
         f"evaluate` ({time.perf_counter() - t0:.0f} s, {device}, 2 shared CPU cores: the "
         "ms/frame figures are from a loaded machine).\n\n"
         + "\n\n".join(render_table(rep, markdown=True) for rep in reports)
+        + "\n\n## With test-time augmentation (`tta=True`: averaged over the 8 flips/rotations)"
+        "\n\n"
+        + "\n\n".join(render_table(rep, markdown=True) for rep in tta_reports)
         + "\n\n## Real Gatan OneView frames (two frames of one field each)\n\n"
         + (oneview or "shared/data/katsuno-oneview not found")
         + "\n",
@@ -364,7 +490,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", choices=[*CONFIGS, "both"], default="both")
-    parser.add_argument("--stage", choices=["all", "train", "evaluate"], default="all")
+    parser.add_argument("--stage", choices=["all", "train", "finetune", "evaluate"], default="all")
     parser.add_argument("--steps", type=int, default=None, help="override max_steps")
     parser.add_argument(
         "--resume",
@@ -386,6 +512,11 @@ def main() -> int:
     for name in names:
         if args.stage in ("all", "train"):
             stage_train(name, args.steps, args.resume, args.warm_start)
+        if args.stage in ("all", "finetune"):
+            finetune_only = args.stage == "finetune"
+            stage_finetune(
+                name, args.steps if finetune_only else None, args.resume and finetune_only
+            )
         if args.stage in ("all", "evaluate"):
             stage_evaluate(name, args.device)
     return 0
