@@ -373,3 +373,18 @@ def test_saved_packages_are_readable_by_other_users(tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
     for f in out.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask
+
+
+def test_wheels_carry_the_shipped_models_where_they_are_looked_up() -> None:
+    # pyproject's wheel force-include puts models/ at the folder shipped_models_dir prefers;
+    # from a source checkout (no such folder) it is the repository's models/.
+    import tomllib
+
+    from tem_acq.denoise.package import WHEEL_MODELS_DIR, shipped_models_dir
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    include = cfg["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert include == {"models": f"tem_acq/{WHEEL_MODELS_DIR}"}
+    assert not (root / "tem_acq" / WHEEL_MODELS_DIR).exists()
+    assert shipped_models_dir() == root / "models"

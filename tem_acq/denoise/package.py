@@ -517,9 +517,17 @@ def rehash_package(folder: str | os.PathLike[str]) -> ModelCard:
 # --- finding packages by name ----------------------------------------------------------------
 
 
+#: Where a wheel puts the repository's ``models/`` (pyproject's wheel force-include).
+WHEEL_MODELS_DIR = "_shipped_models"
+
+
 def shipped_models_dir() -> Path:
-    """The repository's ``models/`` folder, found relative to the installed package."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The shipped packages: inside an installed wheel, else the repository's ``models/``."""
+    package_root = Path(__file__).resolve().parents[1]
+    installed = package_root / WHEEL_MODELS_DIR
+    if installed.is_dir():
+        return installed
+    return package_root.parent / "models"
 
 
 def user_models_dir() -> Path:
