@@ -368,7 +368,8 @@ def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
     """Fine-tune ``models/<name>`` on the base set plus the nanocrystal fields.
 
     The package it starts from is copied to the cache first (``shipped-<name>-stage1``), so
-    that an interrupted run can resume from the same start.
+    that an interrupted run can resume from the same start; its ``training.json`` is kept in
+    the package as ``training-stage1.json``.
     """
     cfg = FINETUNE[name]
     if steps is not None:
@@ -397,6 +398,8 @@ def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
         on_validation=_progress(name, t0),
         checkpoint_dir=CACHE / f"shipped-{name}-finetune.ckpt",
     )
+    # keep the first stage's record (config, history, its own start) beside the new one
+    shutil.copy2(start / "training.json", ROOT / "models" / name / "training-stage1.json")
     print(
         f"[{name}] fine-tuned {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
         f" best val PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}",
