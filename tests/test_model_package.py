@@ -388,3 +388,20 @@ def test_wheels_carry_the_shipped_models_where_they_are_looked_up() -> None:
     assert include == {"models": f"tem_acq/{WHEEL_MODELS_DIR}"}
     assert not (root / "tem_acq" / WHEEL_MODELS_DIR).exists()
     assert shipped_models_dir() == root / "models"
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_shipped_packages_are_small_and_carry_their_quality(name: str) -> None:
+    folder = REPO / "models" / name
+    if not folder.is_dir():
+        pytest.skip(f"models/{name} is not shipped in this checkout")
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size < 10 * 2**20, f"models/{name} is {size / 2**20:.1f} MiB (keep packages < 10 MB)"
+    pkg = load_package(folder)  # the hash verifies
+    assert pkg.card.trained and pkg.card.weights_dtype == "float16"
+    rows = {(q.image_kind, q.detector, q.metric) for q in pkg.card.quality
+            if q.dose_e_per_px == 5.0}
+    for kind in ("low magnification", "atomic resolution, uncorrected"):
+        for det in ("counting", "integrating"):
+            for metric in ("psnr_db", "ssim", "flip_max_db", "psnr_db_tta", "flip_max_db_tta"):
+                assert (kind, det, metric) in rows
