@@ -37,9 +37,9 @@ How the shipped packages were made (2 CPU cores, partly shared with other work):
   ``sha256:86f57c1b...``), whose stem, first three encoder stages, last four decoder blocks
   and head it copies; the 16000-step schedule was stopped at its step-4000 checkpoint and
   continued with ``--resume --steps 9000`` (cosine re-planned): 9000 steps, 30 min. Then
-  ``--stage finetune`` (8000 steps, FINETUNE_MIN min), then ``--stage evaluate``.
+  ``--stage finetune`` (8000 steps, 17 min), then ``--stage evaluate``.
 - ``fast``: ``--stage train`` (4000 steps, 17 min), then ``--stage finetune`` (8000 steps,
-  FAST_MIN min), then ``--stage evaluate``.
+  10 min), then ``--stage evaluate``.
 
 ``models/*/training.json`` records each package's last stage (config, history, the package it
 started from, wall time); ``training-stage1.json`` the stage before.
