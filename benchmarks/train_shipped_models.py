@@ -73,6 +73,19 @@ DETECTORS = ("counting", "integrating")
 #: in structure, so fewer of them carry as much signal.
 TRAIN_FIELDS = {"nanoparticles": 120, "atomic": 80}
 
+#: Settings both shipped models share: 128-pixel crops, 8 per step, validation on 10 % of the
+#: fields (split by field), 2 CPU threads, fp16 weights on disk.
+_SHARED: dict[str, Any] = {
+    "crop": 128,
+    "batch_size": 8,
+    "warmup_steps": 100,
+    "val_fraction": 0.1,
+    "val_every": 500,
+    "seed": 0,
+    "num_threads": 2,
+    "weights_dtype": "float16",
+    "dose_range_e_per_px": (1.0, 20.0),
+}
 CONFIGS = {
     # The paper's U-Net family, compacted to fit a git repository (7 MB in fp16 instead of 28):
     # the ResNet18 encoder's first three stages (depth 4, stride 16: its fourth stage held 8.4
@@ -80,20 +93,12 @@ CONFIGS = {
     # decoder widths of the finest four levels. Adam + a cosine schedule at a higher peak rate
     # than the paper's 1e-4 so that it converges within the CPU budget (2 cores, bf16).
     "default": TrainConfig(
+        **_SHARED,
         encoder="tu-resnet18",
         depth=4,
-        crop=128,
-        batch_size=8,
         max_steps=6000,
         lr=5e-4,
-        warmup_steps=100,
-        val_fraction=0.1,
-        val_every=500,
         checkpoint_every=250,
-        seed=0,
-        num_threads=2,
-        weights_dtype="float16",
-        dose_range_e_per_px=(1.0, 20.0),
         description=(
             "The paper's U-Net (smp Unet, ResNet18 encoder; compact: its first three stages, "
             "depth 4) trained on simulated low-dose TEM pairs (nanoparticles and "
@@ -102,19 +107,11 @@ CONFIGS = {
         ),
     ),
     "fast": TrainConfig(
+        **_SHARED,
         fast=True,
-        crop=128,
-        batch_size=8,
         max_steps=4000,
         lr=1e-3,
-        warmup_steps=100,
-        val_fraction=0.1,
-        val_every=500,
         checkpoint_every=500,
-        seed=0,
-        num_threads=2,
-        weights_dtype="float16",
-        dose_range_e_per_px=(1.0, 20.0),
         description=(
             "Fast U-Net (MobileNetV3-small minimal encoder, depth 4, narrow decoder) trained on "
             "simulated low-dose TEM pairs (nanoparticles and atomic-resolution Au; counting and "
@@ -341,25 +338,18 @@ def _progress(name: str, t0: float) -> Any:
     return report
 
 
-def stage_train(
-    name: str, steps: int | None, resume: bool = False, warm_start: Path | None = None
+def _run(
+    name: str,
+    what: str,
+    pairs: PairArrays,
+    cfg: TrainConfig,
+    init: Path | None,
+    resume: bool,
+    checkpoint: str,
 ) -> None:
-    """Train ``models/<name>`` on the base set (from scratch, or from a warm start)."""
-    cfg = CONFIGS[name]
-    if steps is not None:
-        cfg = cfg.model_copy(update={"max_steps": steps})
+    """Train ``models/<name>`` on ``pairs`` with progress lines (``what``: the stage)."""
     t0 = time.perf_counter()
-    pairs = training_pairs()
-    t_data = time.perf_counter() - t0
-    print(
-        f"[{name}] training data: {len(pairs)} pairs, {len(np.unique(pairs.field))} fields, "
-        f"{t_data:.0f} s",
-        flush=True,
-    )
-    init = None
-    if warm_start is not None:
-        init = warm_start_compact(warm_start, CACHE / f"shipped-{name}-warm-start")
-        print(f"[{name}] warm start from {warm_start}", flush=True)
+    print(f"[{name}] {what}: {len(pairs)} pairs, {len(np.unique(pairs.field))} fields", flush=True)
     result = train(
         pairs,
         cfg,
@@ -370,13 +360,27 @@ def stage_train(
         resume=resume,
         progress=False,
         on_validation=_progress(name, t0),
-        checkpoint_dir=CACHE / f"shipped-{name}.ckpt",
+        checkpoint_dir=CACHE / checkpoint,
     )
     print(
-        f"[{name}] trained {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
-        f" best val PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}",
+        f"[{name}] {what}: {result.steps} steps in {result.wall_s:.0f} s; best val PSNR "
+        f"{result.best_val_psnr_db:.2f} dB at step {result.best_step}",
         flush=True,
     )
+
+
+def stage_train(
+    name: str, steps: int | None, resume: bool = False, warm_start: Path | None = None
+) -> None:
+    """Train ``models/<name>`` on the base set (from scratch, or from a warm start)."""
+    cfg = CONFIGS[name]
+    if steps is not None:
+        cfg = cfg.model_copy(update={"max_steps": steps})
+    init = None
+    if warm_start is not None:
+        init = warm_start_compact(warm_start, CACHE / f"shipped-{name}-warm-start")
+        print(f"[{name}] warm start from {warm_start}", flush=True)
+    _run(name, "training", training_pairs(), cfg, init, resume, f"shipped-{name}.ckpt")
 
 
 def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
@@ -389,41 +393,18 @@ def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
     cfg = FINETUNE[name]
     if steps is not None:
         cfg = cfg.model_copy(update={"max_steps": steps})
-    t0 = time.perf_counter()
-    pairs = concatenate([training_pairs(), crystal_pairs()])
-    t_data = time.perf_counter() - t0
-    print(
-        f"[{name}] fine-tuning data: {len(pairs)} pairs, {len(np.unique(pairs.field))} fields, "
-        f"{t_data:.0f} s",
-        flush=True,
-    )
     start = CACHE / f"shipped-{name}-stage1"
     if not resume:
         shutil.rmtree(start, ignore_errors=True)
         shutil.copytree(ROOT / "models" / name, start)
-    result = train(
-        pairs,
-        cfg,
-        ROOT / "models" / name,
-        name=name,
-        overwrite=True,
-        init=start,
-        resume=resume,
-        progress=False,
-        on_validation=_progress(name, t0),
-        checkpoint_dir=CACHE / f"shipped-{name}-finetune.ckpt",
-    )
+    pairs = concatenate([training_pairs(), crystal_pairs()])
+    _run(name, "fine-tuning", pairs, cfg, start, resume, f"shipped-{name}-finetune.ckpt")
     # keep the earlier stages' records (config, history, their start) beside the new one
     earlier = sorted(start.glob("training-stage*.json"))
     for record in earlier:
         shutil.copy2(record, ROOT / "models" / name / record.name)
     stage = ROOT / "models" / name / f"training-stage{len(earlier) + 1}.json"
     shutil.copy2(start / "training.json", stage)
-    print(
-        f"[{name}] fine-tuned {result.steps} steps in {result.wall_s:.0f} s (data {t_data:.0f} s);"
-        f" best val PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}",
-        flush=True,
-    )
 
 
 #: Metrics recorded in the card for the model with test-time augmentation too (``_tta``).
