@@ -417,7 +417,9 @@ def evaluate_pairs(
                     add(dose, "vacuum_structure_ratio", who, vc.ratio)
                     add(dose, "vacuum_max_z", who, vc.max_z)
         if flip_dose is not None and dose == flip_dose and flips_done < max_flip_frames:
-            cons = _flip_consistency(den, cpe, pairs.low[i], ref, d_nom, sl)
+            cons = M.flip_consistency(
+                _denoise_fn(den, cpe), np.asarray(pairs.low[i]), ref, normalize=d_nom, crop=sl
+            )
             add(dose, "flip_max_db", "model", cons.max_abs_db)
             flips_done += 1
 
@@ -503,31 +505,6 @@ def evaluate_groups(
             evaluate_pairs(den, pairs.subset(idx), reference=reference, flips_at_dose=flips_at_dose)
         )
     return reports
-
-
-def _flip_consistency(
-    den: Denoiser, cpe: float, counts: np.ndarray, ref: np.ndarray, dose: float, sl: Any
-) -> M.Consistency:
-    """Flip/rotation consistency with the outputs cropped to ``sl`` (registration border).
-
-    As :func:`tem_acq.metrics.flip_consistency`, for a reference that is already cropped.
-    """
-    run = _denoise_fn(den, cpe)
-    from tem_acq.train.data import dihedral, inverse_dihedral
-
-    frame = np.asarray(counts)
-    ks = range(8) if frame.shape[0] == frame.shape[1] else (0, 2, 4, 6)
-    outs = []
-    for k in ks:
-        d = run(np.ascontiguousarray(dihedral(frame, k)))
-        outs.append(np.asarray(inverse_dihedral(d, k))[sl] / dose)
-    rng = M.data_range(ref)
-    ps = [M.psnr(o, ref, data_range_value=rng) for o in outs]
-    return M.Consistency(
-        max_abs_db=max(abs(p - ps[0]) for p in ps),
-        min_agreement_db=min(M.psnr(o, outs[0], data_range_value=rng) for o in outs[1:]),
-        psnr_db=tuple(ps),
-    )
 
 
 def checks_for(report: EvalReport) -> list[Check]:

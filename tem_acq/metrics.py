@@ -385,6 +385,7 @@ def flip_consistency(
     reference: np.ndarray,
     *,
     normalize: float = 1.0,
+    crop: tuple[slice, slice] | None = None,
 ) -> Consistency:
     """PSNR spread of a denoiser over the 8 flips/90-degree rotations of its input.
 
@@ -398,8 +399,11 @@ def flip_consistency(
         Clean reference, dose-normalised.
     normalize
         Divide the denoised electrons by this (the frame's dose) before comparing.
+    crop
+        Compare only this window of each output (turned back), e.g. without a registration
+        border; ``reference`` is then already cropped to it.
     """
-    from tem_acq.train.data import dihedral, inverse_dihedral
+    from tem_acq.denoise.dihedral import dihedral, inverse_dihedral
 
     h, w = raw_counts.shape
     ks = range(8) if h == w else (0, 2, 4, 6)
@@ -407,7 +411,8 @@ def flip_consistency(
     outs = []
     for k in ks:
         d = denoise(np.ascontiguousarray(dihedral(raw_counts, k)))
-        outs.append(np.asarray(inverse_dihedral(d, k), dtype=np.float64) / normalize)
+        out = np.asarray(inverse_dihedral(d, k), dtype=np.float64)
+        outs.append((out if crop is None else out[crop]) / normalize)
     ps = [psnr(o, reference, data_range_value=rng) for o in outs]
     agree = [psnr(o, outs[0], data_range_value=rng) for o in outs[1:]]
     return Consistency(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from tem_acq.denoise.card import ModelCard
+from tem_acq.denoise.dihedral import dihedral, inverse_dihedral
 from tem_acq.denoise.normalization import (
     DoseNormalization,
     dose_scale,
@@ -623,7 +624,7 @@ class Denoiser:
         ks = range(8) if h == w else range(0, 8, 2)
         total = None
         for k in ks:
-            y = _undo_dihedral(self._network_once(_dihedral(x, k)), k)
+            y = inverse_dihedral(self._network_once(dihedral(x, k)), k)
             total = y if total is None else total + y
         assert total is not None
         return total / len(ks)
@@ -760,23 +761,3 @@ class Denoiser:
     def __repr__(self) -> str:
         tta = ", tta=True" if self.tta else ""
         return f"Denoiser({self.card.name!r}, {self.card.summary()}, path={self.path_name!r}{tta})"
-
-
-def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Transform ``k`` (0-7) of the dihedral group on the last two axes.
-
-    ``k % 4`` quarter turns, then a left-right flip when ``k >= 4`` (odd ``k`` transposes).
-    """
-    import torch
-
-    y = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(y, dims=(-1,)) if k >= 4 else y
-
-
-def _undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
-    """The inverse of :func:`_dihedral` ``k``."""
-    import torch
-
-    if k >= 4:
-        y = torch.flip(y, dims=(-1,))
-    return torch.rot90(y, -(k % 4), dims=(-2, -1))

@@ -10,15 +10,14 @@ pairs stores into it. Importing this package does not import torch.
 
 from __future__ import annotations
 
+from tem_acq.denoise.dihedral import dihedral, inverse_dihedral
 from tem_acq.train.config import TrainConfig
 from tem_acq.train.data import (
     CropSampler,
     PairArrays,
     Prepared,
     concatenate,
-    dihedral,
     from_pairs_store,
-    inverse_dihedral,
     prepare,
     shift_image,
     split_by_field,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tem_acq.denoise.dihedral import dihedral
 from tem_acq.denoise.normalization import counts_to_electrons, dose_scale, to_network
 from tem_acq.errors import TemAcqError
 
@@ -455,20 +456,6 @@ def split_by_field(
     val_fields = rng.choice(fields, size=k, replace=False)
     is_val = np.isin(field_ids, val_fields)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
-def dihedral(a: np.ndarray, k: int) -> np.ndarray:
-    """The ``k``-th (0-7) of the 8 flips/90-degree rotations of the last two axes."""
-    out = np.rot90(a, k % 4, axes=(-2, -1))
-    if k >= 4:
-        out = out[..., ::-1]
-    return out
-
-
-def inverse_dihedral(a: np.ndarray, k: int) -> np.ndarray:
-    """Undo :func:`dihedral` ``k``."""
-    out = a[..., ::-1] if k >= 4 else a
-    return np.rot90(out, -(k % 4), axes=(-2, -1))
 
 
 class CropSampler:
