@@ -461,31 +461,24 @@ def _latency_panel(ax: Axes, table: dict[str, np.ndarray]) -> None:
             label=f"denoised ({int(done.sum())})",
         )
     skipped = np.array([value is not None for value in table["skipped"]], dtype=bool)
-    if skipped.any():
-        bottom = blended_transform_factory(ax.transData, ax.transAxes)
-        ax.plot(
-            index[skipped],
-            np.full(int(skipped.sum()), 0.04),
-            "|",
-            color="C3",
-            ms=12,
-            mew=1.5,
-            transform=bottom,
-            label=f"skipped ({int(skipped.sum())})",
-        )
     lost = ~done & ~skipped
-    if lost.any():
-        bottom = blended_transform_factory(ax.transData, ax.transAxes)
-        ax.plot(
-            index[lost],
-            np.full(int(lost.sum()), 0.04),
-            "|",
-            color="0.6",
-            ms=12,
-            mew=1.5,
-            transform=bottom,
-            label=f"not denoised, no reason recorded ({int(lost.sum())})",
-        )
+    # frames without a latency: ticks along the bottom of the axes
+    bottom = blended_transform_factory(ax.transData, ax.transAxes)
+    for which, color, label in (
+        (skipped, "C3", "skipped"),
+        (lost, "0.6", "not denoised, no reason recorded"),
+    ):
+        if which.any():
+            ax.plot(
+                index[which],
+                np.full(int(which.sum()), 0.04),
+                "|",
+                color=color,
+                ms=12,
+                mew=1.5,
+                transform=bottom,
+                label=f"{label} ({int(which.sum())})",
+            )
     if measured.any():
         ax.set_ylim(0, float(np.nanmax(latency)) * 1.15)
     else:
@@ -721,11 +714,9 @@ def _bytes(count: int) -> str:
 
 
 def _num(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "unknown"
-    if abs(value) >= 10**digits:
-        return f"{value:,.0f}"  # 20,000 rather than 2e+04
-    return f"{value:.{digits}g}"
+    from tem_acq.viewer import format_number
+
+    return format_number(value, digits, missing="unknown")
 
 
 def _e(text: str) -> str:

@@ -363,12 +363,16 @@ def _get(row: Any, name: str) -> Any:
     return row.get(name) if isinstance(row, dict) else getattr(row, name, None)
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def format_number(value: float | None, digits: int = 4, missing: str = "?") -> str:
+    """A readable number: ``digits`` significant digits, thousands separators when larger."""
     if value is None:
-        return "?"
+        return missing
     if abs(value) >= 10**digits:
         return f"{value:,.0f}"  # 20,000 rather than 2e+04
     return f"{value:.{digits}g}"
+
+
+_fmt = format_number  # short name for this module's f-strings
 
 
 def describe(spec: ViewSpec) -> str:
