@@ -1,6 +1,7 @@
-"""The exceptions tem-acq raises for problems a user can fix.
+"""Every exception tem-acq raises for a problem a user can fix: the one home for error classes.
 
-Every message names the problem and what to do about it; the CLI prints it without a traceback.
+Every message names the problem and what to do about it; the CLI prints it as one line
+(``tem-acq COMMAND: error: ...``) and exits with code 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -8,6 +9,13 @@ from __future__ import annotations
 
 class TemAcqError(Exception):
     """Base class for errors caused by input, configuration or environment (not by bugs)."""
+
+
+class ConfigError(TemAcqError, ValueError):
+    """A setting is invalid (a bad option, argument, config field or combination of them).
+
+    Also a ``ValueError``, so code that guards a call with ``except ValueError`` keeps working.
+    """
 
 
 class StoreError(TemAcqError):
@@ -20,3 +28,27 @@ class ModelPackageError(TemAcqError):
 
 class AcquisitionError(TemAcqError):
     """An acquisition could not run or its frames could not be recorded as asked."""
+
+
+class DenoiserFailedError(AcquisitionError):
+    """The denoiser failed during the acquisition; every raw frame was still recorded."""
+
+
+class SimulationError(ConfigError):
+    """A simulator call got an argument it cannot honour (bad exposure, binning, position...)."""
+
+
+class ViewerUnavailableError(TemAcqError):
+    """napari (or a display for it) is not available; the message lists other ways to browse."""
+
+
+__all__ = [
+    "AcquisitionError",
+    "ConfigError",
+    "DenoiserFailedError",
+    "ModelPackageError",
+    "SimulationError",
+    "StoreError",
+    "TemAcqError",
+    "ViewerUnavailableError",
+]

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from tem_acq.errors import AcquisitionError
+from tem_acq.errors import AcquisitionError, DenoiserFailedError
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,6 @@ class FrameDenoiser(Protocol):
     def denoise(self, frames: np.ndarray, *, counts_per_electron: float = 1.0) -> np.ndarray:
         """Denoise a stack (n, y, x) of raw counts into float32 electrons per pixel."""
         ...
-
-
-class DenoiserFailedError(AcquisitionError):
-    """The denoiser failed during the acquisition; every raw frame was still recorded."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tem_acq.errors import StoreError, TemAcqError
+from tem_acq.errors import StoreError, ViewerUnavailableError
 
 #: Percentiles of the sampled pixels that become a layer's contrast limits.
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
@@ -32,10 +32,6 @@ DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 _MAX_SAMPLE_PIXELS = 1_000_000
 
 INSTALL_HINT = "pip install 'tem-acq[viewer]'"
-
-
-class ViewerUnavailableError(TemAcqError):
-    """napari (or a display for it) is not available; the message lists other ways to browse."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from tem_acq.denoise.normalization import DoseNormalization
 from tem_acq.errors import ModelPackageError
+from tem_acq.schema import StrictModel, format_validation_error
 
 #: The card schema this tem-acq writes and the newest it reads.
 SCHEMA_VERSION = 1
@@ -29,11 +30,7 @@ Sha256 = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 Detector = Literal["counting", "integrating"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrainingData(_Strict):
+class TrainingData(StrictModel):
     """Provenance of the data a model was trained on.
 
     Attributes
@@ -54,7 +51,7 @@ class TrainingData(_Strict):
     n_pairs: int | None = Field(default=None, ge=0)
 
 
-class QualityRow(_Strict):
+class QualityRow(StrictModel):
     """One measured quality number, with the baselines measured beside it.
 
     Attributes
@@ -86,7 +83,7 @@ class QualityRow(_Strict):
     wiener: float | None = None
 
 
-class ModelCard(_Strict):
+class ModelCard(StrictModel):
     """Everything tem-acq and its users need to know about a model package.
 
     Attributes
@@ -219,9 +216,7 @@ def read_card(path: Path) -> ModelCard:
     try:
         return ModelCard.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(card)'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = format_validation_error(exc, whole="(card)")
         raise ModelPackageError(
             f"{path} is not a valid model card: {problems}; fix the field(s) or re-create the "
             "package"

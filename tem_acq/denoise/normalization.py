@@ -32,12 +32,14 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from tem_acq.schema import StrictModel
 
 ArrayT = TypeVar("ArrayT")
 
 
-class DoseNormalization(BaseModel):
+class DoseNormalization(StrictModel):
     """How raw frames become network inputs and network outputs become electrons.
 
     Stored in every model card so that a model is always run with the normalisation it was
@@ -53,7 +55,7 @@ class DoseNormalization(BaseModel):
         Shift the output so each frame's mean electrons per pixel equals the input's.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     kind: Literal["dose"] = "dose"
     min_scale: float = Field(default=0.05, gt=0.0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+from pydantic import ConfigDict, Field, FiniteFloat, field_validator, model_validator
+
+from tem_acq.schema import StrictModel
 
 SpecimenKind = Literal["nanoparticles", "atomic"]
 DetectorKind = Literal["counting", "integrating"]
@@ -35,7 +37,7 @@ INTEGRATING_DARK_OFFSET = -12.0
 _INTEGRATING_ONLY = ("read_noise", "dark_offset", "gain_cv")
 
 
-class SimulationConfig(BaseModel):
+class SimulationConfig(StrictModel):
     """Everything that defines a simulated microscope; one config and seed, one set of frames.
 
     Parameters
@@ -72,7 +74,7 @@ class SimulationConfig(BaseModel):
         Defocus (negative = underfocus); ``None`` takes the kind's default (Scherzer for atomic).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     specimen: SpecimenKind = "nanoparticles"
     detector: DetectorKind = "counting"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from tem_acq.errors import TemAcqError
+from tem_acq.errors import SimulationError
 from tem_acq.sim.config import (
     BINNINGS,
     INTEGRATING_DARK_OFFSET,
@@ -30,10 +30,6 @@ _MOTION_STEP_PX = 0.25
 _MAX_MOTION_STEPS = 32
 #: noise stream key (kept apart from the specimen's streams)
 _NOISE_STREAM = 0x6E6F697365
-
-
-class SimulationError(TemAcqError, ValueError):
-    """A simulator call got an argument it cannot honour (bad exposure, binning, position...)."""
 
 
 @dataclass(frozen=True)

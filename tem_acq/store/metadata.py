@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
     JsonValue,
@@ -34,6 +33,7 @@ from pydantic import (
 )
 
 from tem_acq.errors import StoreError
+from tem_acq.schema import StrictModel, format_validation_error
 
 #: The store schema this version of tem-acq writes. Readers accept the same major version.
 SCHEMA_VERSION = "1.0"
@@ -53,8 +53,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+class _Model(StrictModel):
+    # Store metadata also validates defaults (timestamps, versions filled in at write time).
+    model_config = ConfigDict(validate_default=True)
 
 
 class Instrument(_Model):
@@ -454,16 +455,6 @@ def parse_store_metadata(attrs: Mapping[str, Any], where: str) -> AcquisitionMet
         raise StoreError(
             f"{where} has invalid tem_acq metadata{hint}: {format_validation_error(exc)}"
         ) from None
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """Render a pydantic error as one line per problem: ``field.path: message``."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(model)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
 
 
 __all__ = [

@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from tem_acq.errors import TemAcqError
+from tem_acq.schema import StrictModel, format_validation_error
 
 Loss = Literal["l1", "l2", "l1+ssim"]
 Mode = Literal["supervised", "noise2noise"]
@@ -21,11 +22,7 @@ Registration = Literal["none", "integer", "fourier"]
 Precision = Literal["auto", "fp32", "bf16"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """How to train a denoiser on (short, long) or (short, short) pairs.
 
     Attributes
@@ -238,10 +235,7 @@ class TrainConfig(_Strict):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}"
-                for e in exc.errors()
-            )
+            problems = format_validation_error(exc, whole="(config)")
             raise TemAcqError(
                 f"{source} is not a valid training config: {problems}; "
                 f"valid fields: {', '.join(cls.model_fields)}"
