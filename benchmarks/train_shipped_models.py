@@ -5,7 +5,7 @@
     python benchmarks/train_shipped_models.py --model fast --stage evaluate
 
 Data (reproducible, no microscope): pairs from the simulated microscope
-(:func:`tem_acq.train.simulate_pairs`, the same physics as the simulated camera that paired
+(:func:`tem_acq.pairs.simulate_pairs`, the same physics as the simulated camera that paired
 collection records into pairs stores). Training fields come from simulator seeds
 ``TRAIN_SEED + k``, test fields from ``TEST_SEED + k``: the specimen is a function of the
 seed, so no training field is ever seen at evaluation.
@@ -61,7 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from tem_acq.train import PairArrays, TrainConfig, concatenate, simulate_pairs, train
+from tem_acq.pairs import PairArrays, concatenate, simulate_pairs
+from tem_acq.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

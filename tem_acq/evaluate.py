@@ -34,7 +34,8 @@ import numpy as np
 from tem_acq import metrics as M
 from tem_acq.denoise.normalization import counts_to_electrons
 from tem_acq.errors import TemAcqError
-from tem_acq.train.data import PairArrays, align_to_low, border_for
+from tem_acq.pairs import PairArrays
+from tem_acq.registration import align_to_low, border_for
 
 if TYPE_CHECKING:
     from tem_acq.denoise import Denoiser, QualityRow

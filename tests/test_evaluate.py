@@ -23,7 +23,8 @@ from tem_acq.evaluate import (
     vacuum_from_truth,
     write_quality,
 )
-from tem_acq.train import PairArrays, TrainConfig, from_pairs_store, simulate_pairs, train
+from tem_acq.pairs import PairArrays, from_pairs_store, simulate_pairs
+from tem_acq.train import TrainConfig, train
 
 TINY = {
     "fast": True, "crop": 32, "batch_size": 2, "max_steps": 2, "warmup_steps": 1,
@@ -178,7 +179,7 @@ def test_vacuum_from_truth_finds_the_flat_bright_region() -> None:
 def test_groups_and_quality_table(pairs: PairArrays, trained: Path, tmp_path: Path) -> None:
     other = simulate_pairs("nanoparticles", "integrating", n_fields=1, short_doses=(5.0,),
                            size=64, seed=22)
-    from tem_acq.train import concatenate
+    from tem_acq.pairs import concatenate
 
     model = load_model(trained, "cpu", path="eager")
     reps = evaluate_groups(model, concatenate([pairs, other]), flips_at_dose=None)

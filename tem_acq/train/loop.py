@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tem_acq.errors import TemAcqError
+from tem_acq.pairs import PairArrays
 from tem_acq.train.checkpoint import (
     load_checkpoint,
     prefixed,
@@ -22,7 +23,7 @@ from tem_acq.train.checkpoint import (
     save_checkpoint,
 )
 from tem_acq.train.config import TrainConfig
-from tem_acq.train.data import CropSampler, PairArrays, Prepared, prepare, split_by_field
+from tem_acq.train.data import CropSampler, Prepared, prepare, split_by_field
 
 if TYPE_CHECKING:
     import torch
