@@ -12,6 +12,7 @@ import yaml
 
 from tem_acq.cli import main
 from tem_acq.denoise import Denoiser, load_model, load_package, new_package
+from tem_acq.denoise.package import write_quality
 from tem_acq.errors import TemAcqError
 from tem_acq.evaluate import (
     evaluate_frame_pair,
@@ -21,7 +22,6 @@ from tem_acq.evaluate import (
     quality_rows,
     render_table,
     vacuum_from_truth,
-    write_quality,
 )
 from tem_acq.pairs import PairArrays, from_pairs_store, simulate_pairs
 from tem_acq.train import TrainConfig, train
