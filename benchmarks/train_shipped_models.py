@@ -165,7 +165,7 @@ _ARRAYS = (
     "shift",
     "truth",
     "vacuum",
-    "pixel_size_nm",
+    "pixel_size_A",
 )
 
 
@@ -175,7 +175,7 @@ def _cached(name: str, spec: dict[str, Any], build: Any) -> PairArrays:
     folder = CACHE / f"shipped-{name}-{key}"
     if (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
-        arrays = {n: np.load(folder / f"{n}.npy") for n in _ARRAYS}
+        arrays = {n: _load_array(folder, n) for n in _ARRAYS}
         return PairArrays(
             **arrays, detector=meta["detector"], specimen=meta["specimen"], source=meta["source"]
         )
@@ -194,6 +194,14 @@ def _cached(name: str, spec: dict[str, Any], build: Any) -> PairArrays:
         )
     )
     return pairs
+
+
+def _load_array(folder: Path, name: str) -> np.ndarray:
+    """One cached array; caches written before the angstrom API hold pixel sizes in nm."""
+    path = folder / f"{name}.npy"
+    if name == "pixel_size_A" and not path.is_file():
+        return np.load(folder / "pixel_size_nm.npy") * 10.0
+    return np.load(path)
 
 
 def training_pairs() -> PairArrays:

@@ -54,8 +54,8 @@ class PairArrays:
         ``(n,)`` detector kind of each pair (``"counting"``/``"integrating"``), when known.
     specimen
         ``(n,)`` specimen kind of each pair, when known.
-    pixel_size_nm
-        ``(n,)`` pixel size of each pair, when known.
+    pixel_size_A
+        ``(n,)`` pixel size of each pair at the specimen (Å), when known.
     source
         Where the data came from (provenance text for the model card).
     """
@@ -72,7 +72,7 @@ class PairArrays:
     particles: np.ndarray | None = None
     detector: list[str] = dc_field(default_factory=list)
     specimen: list[str] = dc_field(default_factory=list)
-    pixel_size_nm: np.ndarray | None = None
+    pixel_size_A: np.ndarray | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -125,8 +125,8 @@ class PairArrays:
         if self.shift is None:
             self.shift = np.full((n, 2), np.nan)
         self.shift = np.asarray(self.shift, dtype=float).reshape(n, 2)
-        if self.pixel_size_nm is not None:
-            self.pixel_size_nm = per_pair("pixel_size_nm", self.pixel_size_nm, float)
+        if self.pixel_size_A is not None:
+            self.pixel_size_A = per_pair("pixel_size_A", self.pixel_size_A, float)
         for name in ("detector", "specimen"):
             values = list(getattr(self, name))
             if values and len(values) != n:
@@ -160,7 +160,7 @@ class PairArrays:
             particles=take(self.particles),
             detector=[self.detector[i] for i in idx] if self.detector else [],
             specimen=[self.specimen[i] for i in idx] if self.specimen else [],
-            pixel_size_nm=take(self.pixel_size_nm),
+            pixel_size_A=take(self.pixel_size_A),
             source=self.source,
         )
 
@@ -202,7 +202,7 @@ def concatenate(parts: Sequence[PairArrays]) -> PairArrays:
         _, inv = np.unique(p.field, return_inverse=True)
         fields.append(inv + offset)
         offset += int(inv.max()) + 1
-    px = cat("pixel_size_nm")
+    px = cat("pixel_size_A")
     return PairArrays(
         low=np.concatenate([p.low for p in parts]),
         high=cat("high"),
@@ -216,6 +216,6 @@ def concatenate(parts: Sequence[PairArrays]) -> PairArrays:
         particles=cat("particles"),
         detector=[d for p in parts for d in p.detector] if all(p.detector for p in parts) else [],
         specimen=[s for p in parts for s in p.specimen] if all(p.specimen for p in parts) else [],
-        pixel_size_nm=px,
+        pixel_size_A=px,
         source="; ".join(dict.fromkeys(p.source for p in parts if p.source)),
     )

@@ -88,7 +88,7 @@ def _pairs_from_store(store: Any, source: str, *, skip_flagged: bool) -> PairArr
         truth=truth,
         detector=[detector] * n if detector in ("counting", "integrating") else [],
         specimen=[specimen] * n if specimen else [],
-        pixel_size_nm=np.full(n, float(meta.instrument.pixel_size_A) / 10.0),
+        pixel_size_A=np.full(n, float(meta.instrument.pixel_size_A)),
         source=f"pairs store {source}",
     )
 

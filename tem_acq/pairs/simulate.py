@@ -317,6 +317,6 @@ def _as_pairs(
         particles=np.stack([fld.particles for _, fld, _ in rows]),
         detector=[detector] * n,
         specimen=[specimen] * n,
-        pixel_size_nm=np.full(n, sim.pixel_size_A / 10.0),
+        pixel_size_A=np.full(n, sim.pixel_size_A),
         source=source,
     )

@@ -571,8 +571,8 @@ def _write_package(
     )
     detectors = sorted(set(pairs.detector))
     px = None
-    if pairs.pixel_size_nm is not None and np.isfinite(pairs.pixel_size_nm).all():
-        px = (float(pairs.pixel_size_nm.min()), float(pairs.pixel_size_nm.max()))
+    if pairs.pixel_size_A is not None and np.isfinite(pairs.pixel_size_A).all():
+        px = (float(pairs.pixel_size_A.min()), float(pairs.pixel_size_A.max()))
     specimens = sorted(set(pairs.specimen))
     kind = "short -> long exposure" if config.mode == "supervised" else "short -> short"
     what = (
@@ -595,7 +595,7 @@ def _write_package(
         description=description,
         dose_range_e_per_px=dose_range,
         detectors=detectors,
-        pixel_size_nm_range=px,
+        pixel_size_A_range=px,
         training_data=TrainingData(
             description=what, sha256=data_sha, source=pairs.source, n_pairs=len(pairs)
         ),
