@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -36,6 +36,8 @@ from tem_acq.pairs import PairArrays, aligned_long_electrons
 from tem_acq.registration import border_for
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from tem_acq.denoise import Denoiser
 
 #: Fewest mask pixels for a masked metric (particles) to be reported for a frame.
@@ -194,6 +196,15 @@ def dose_groups(doses: np.ndarray, tolerance: float = 0.15) -> np.ndarray:
         labels[members] = float(f"{np.exp(np.log(d[members]).mean()):.3g}")
         start = stop
     return labels
+
+
+class EvalOptions(TypedDict, total=False):
+    """The keyword options of :func:`evaluate_pairs` (their defaults and meaning are there)."""
+
+    reference: str
+    flips_at_dose: float | None
+    max_flip_frames: int
+    timing_repeats: int
 
 
 def evaluate_pairs(
@@ -511,16 +522,12 @@ class _Metrics:
 
 
 def evaluate_groups(
-    model: Any,
-    pairs: PairArrays,
-    *,
-    device: str = "auto",
-    reference: str = "auto",
-    flips_at_dose: float | None = TARGET_DOSE,
+    model: Any, pairs: PairArrays, *, device: str = "auto", **options: Unpack[EvalOptions]
 ) -> list[EvalReport]:
     """:func:`evaluate_pairs` on each (specimen, detector) group of the pairs.
 
-    Pairs whose specimen or detector is unknown form one group.
+    Pairs whose specimen or detector is unknown form one group. ``model`` is loaded once, on
+    ``device``; the ``options`` are :func:`evaluate_pairs`'s.
     """
     den = load_denoiser(model, device)
     keys = [
@@ -530,7 +537,5 @@ def evaluate_groups(
     reports = []
     for key in sorted(set(keys)):
         idx = [i for i, k in enumerate(keys) if k == key]
-        reports.append(
-            evaluate_pairs(den, pairs.subset(idx), reference=reference, flips_at_dose=flips_at_dose)
-        )
+        reports.append(evaluate_pairs(den, pairs.subset(idx), **options))
     return reports

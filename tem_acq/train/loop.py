@@ -8,7 +8,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -290,37 +290,43 @@ def _check_outputs(
     return ckpt
 
 
+@dataclass
 class _Run:
     """One training run: the model, its optimiser and everything a checkpoint keeps.
 
     Built fresh (seeded weights, or those of the ``init`` package); :meth:`resume` then
     restores a saved run. :meth:`optimise` runs the steps, validating and checkpointing as
     the config says.
+
+    Attributes
+    ----------
+    config, device, bf16
+        How to train, where, and whether in bf16 autocast.
+    total
+        Steps the run is to reach.
+    data_sha
+        The pairs' hash (a resumed run must train on the same).
+    ckpt
+        The checkpoint folder.
+    t_start
+        When this run started (``time.perf_counter``).
     """
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        device: torch.device,
-        *,
-        bf16: bool,
-        total: int,
-        data_sha: str,
-        ckpt: Path,
-        t_start: float,
-        init: str | os.PathLike[str] | None,
-    ) -> None:
+    config: TrainConfig
+    device: torch.device
+    bf16: bool
+    total: int
+    data_sha: str
+    ckpt: Path
+    t_start: float
+    init: InitVar[str | os.PathLike[str] | None]
+
+    def __post_init__(self, init: str | os.PathLike[str] | None) -> None:
         import torch
 
         from tem_acq.denoise import DoseNormalization
 
-        self.config = config
-        self.device = device
-        self.bf16 = bf16
-        self.total = total
-        self.data_sha = data_sha
-        self.ckpt = ckpt
-        self.t_start = t_start
+        config, device = self.config, self.device
         #: Trained models run with the default normalisation (it is what the card records).
         self.normalization = DoseNormalization()
         torch.manual_seed(config.seed)
