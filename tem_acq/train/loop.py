@@ -256,21 +256,13 @@ def train(
     validator = _Validator(data, val_idx, config.val_max_frames, run.multiple, run.normalization)
     show = progress if progress is not None else _stderr_is_terminal()
     interrupted = run.optimise(sampler, validator, show_progress=show, on_validation=on_validation)
-    run.keep_best()
-    card = _write_package(
-        run.model.cpu().float().to(memory_format=torch.contiguous_format),
+    card = run.write_package(
         pairs,
-        config,
         out_path,
         name=name,
         overwrite=overwrite or resume,
-        data_sha=run.data_sha,
-        extra={
-            **run.record(interrupted),
-            **_split_record(data.field, train_idx, val_idx),
-            "init": run.init_info,
-            "history": run.history,
-        },
+        interrupted=interrupted,
+        split=_split_record(data.field, train_idx, val_idx),
     )
     return run.result(out_path, card, interrupted)
 
@@ -488,12 +480,41 @@ class _Run:
             },
         )
 
-    def keep_best(self) -> None:
-        """Load the best validated weights into the model (the last ones if none were)."""
+    def write_package(
+        self,
+        pairs: PairArrays,
+        out: Path,
+        *,
+        name: str | None,
+        overwrite: bool,
+        interrupted: bool,
+        split: dict[str, int],
+    ) -> ModelCard:
+        """Write the package from the best validated weights (the last ones if none were).
+
+        ``split`` says how many pairs and fields trained and validated (``training.json``).
+        """
+        import torch
+
         if self.best_state is None:  # interrupted before the first validation
             self.best_state = _state_copy(self.model)
             self.best_step = self.step
         self.model.load_state_dict(self.best_state)
+        return _write_package(
+            self.model.cpu().float().to(memory_format=torch.contiguous_format),
+            pairs,
+            self.config,
+            out,
+            name=name,
+            overwrite=overwrite,
+            data_sha=self.data_sha,
+            extra={
+                **self.record(interrupted),
+                **split,
+                "init": self.init_info,
+                "history": self.history,
+            },
+        )
 
     def wall_total(self) -> float:
         """Wall time of this run and the earlier runs it resumed (seconds)."""
