@@ -1,8 +1,8 @@
 """The settings of a paired collection: which fields, which exposures, in which order.
 
 A :class:`PairPlan` says nothing about how the exposures are taken: the hook layer turns it
-into pycro-manager events (``acquisition_hooks.pairs``), and another acquisition stack can
-run the same plan through :meth:`PairPlan.exposures`.
+into pycro-manager events, and another acquisition stack can run the same plan through
+:meth:`PairPlan.exposures`.
 """
 
 from __future__ import annotations
