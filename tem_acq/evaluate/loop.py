@@ -14,9 +14,9 @@ by the short frame's dose (dose-normalised, vacuum = 1):
   else the long exposure. With truth, PSNR against the long exposure is reported too.
 - The registration border (``ceil(|shift|) + 1`` px) is left out of every metric.
 
-Numbers are averaged over the frames of one dose (PSNR in dB). The targets they are checked
-against are :mod:`tem_acq.evaluate.targets`'; :func:`~tem_acq.evaluate.evaluate_frame_pair`
-checks two real frames of one field (no ground truth).
+Numbers are averaged over the frames of one dose (PSNR in dB) and checked against the targets
+of :mod:`tem_acq.evaluate.targets`; :func:`~tem_acq.evaluate.evaluate_frame_pair` checks two
+real frames of one field (no ground truth).
 """
 
 from __future__ import annotations
