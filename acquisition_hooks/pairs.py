@@ -25,99 +25,41 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from tem_acq.errors import AcquisitionError
-from tem_acq.pairs import assemble_field, grid_positions_um
+from tem_acq.pairs import assemble_field
+from tem_acq.pairs.plan import PairPlan as CorePairPlan
 from tem_acq.store import PairRecord, PairsMetadata, PairsWriter
 from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument
 
 from .session import MicroscopeSession
 
+#: The ``kind`` axis of the events: short frames and (frames of) the long exposure.
 SHORT, LONG = 0, 1
+_KIND = {"short": SHORT, "long": LONG}
 
 
-class PairPlan(BaseModel):
-    """What to collect: the fields, the exposures and their order.
+class PairPlan(CorePairPlan):
+    """The collection plan (:class:`tem_acq.pairs.PairPlan`), written as pycro-manager events.
 
-    Attributes
-    ----------
-    fields
-        Number of fields, on a grid of non-overlapping stage positions.
-    positions_um
-        Explicit stage positions (x, y) in micrometres instead of a grid.
-    n_short
-        Short exposures per field.
-    short_exposure_ms, long_exposure_ms
-        Exposures. In ``long_mode="sum"`` the long exposure is ``n_sum`` short frames.
-    long_mode
-        ``"exposure"``: one long exposure; ``"sum"``: the sum of ``n_sum`` short frames (for
-        cameras that saturate or when a long exposure is not possible).
-    n_sum
-        Short frames summed in ``"sum"`` mode (default: long_exposure_ms / short_exposure_ms).
-    long_order
-        Whether the long exposure comes ``"after"`` or ``"before"`` the shorts.
-    settle_s
-        Wait after each stage move before the first exposure (stage settling).
-    max_shift_px
-        Pairs whose registration shift exceeds this are flagged ``"drift"``.
-    spacing
-        Grid spacing between field centres, in field widths.
+    Its settings are the core plan's; this class only adds how pycro-manager is told to take
+    the exposures.
     """
-
-    model_config = ConfigDict(extra="forbid")
-
-    fields: int = Field(default=6, ge=1)
-    positions_um: list[tuple[float, float]] | None = None
-    n_short: int = Field(default=2, ge=1)
-    short_exposure_ms: float = Field(default=2.0, gt=0)
-    long_exposure_ms: float = Field(default=400.0, gt=0)
-    long_mode: Literal["exposure", "sum"] = "exposure"
-    n_sum: int | None = Field(default=None, ge=1)
-    long_order: Literal["after", "before"] = "after"
-    settle_s: float = Field(default=0.0, ge=0)
-    max_shift_px: float = Field(default=2.0, gt=0)
-    spacing: float = Field(default=1.5, gt=1.0)
-
-    def long_frames(self) -> int:
-        """Frames that make up the long exposure (1 unless summing)."""
-        if self.long_mode == "exposure":
-            return 1
-        return self.n_sum or max(1, round(self.long_exposure_ms / self.short_exposure_ms))
-
-    def long_frame_exposure_ms(self) -> float:
-        """Exposure of each long-exposure event."""
-        return self.long_exposure_ms if self.long_mode == "exposure" else self.short_exposure_ms
-
-    def positions(self, field_size_um: float) -> list[tuple[float, float]]:
-        """Stage positions of every field."""
-        if self.positions_um is not None:
-            return list(self.positions_um)
-        return grid_positions_um(self.fields, field_size_um=field_size_um, spacing=self.spacing)
 
     def events(self, field: int, x_um: float, y_um: float) -> list[dict[str, Any]]:
         """pycro-manager events of one field, with exposure (ms) and stage position."""
-        shorts = [
+        return [
             {
-                "axes": {"field": field, "kind": SHORT, "frame": k},
-                "exposure": self.short_exposure_ms,
+                "axes": {"field": field, "kind": _KIND[e.kind], "frame": e.frame},
+                "exposure": e.exposure_ms,
+                "x": float(x_um),
+                "y": float(y_um),
             }
-            for k in range(self.n_short)
+            for e in self.exposures()
         ]
-        longs = [
-            {
-                "axes": {"field": field, "kind": LONG, "frame": m},
-                "exposure": self.long_frame_exposure_ms(),
-            }
-            for m in range(self.long_frames())
-        ]
-        ordered = shorts + longs if self.long_order == "after" else longs + shorts
-        for event in ordered:
-            event["x"], event["y"] = float(x_um), float(y_um)
-        return ordered
 
 
 class PairCollector:
@@ -141,7 +83,7 @@ class PairCollector:
     def __init__(
         self,
         writer: PairsWriter,
-        plan: PairPlan,
+        plan: CorePairPlan,
         *,
         counts_per_electron: float,
         positions_um: list[tuple[float, float]],
@@ -282,34 +224,7 @@ def collect_pairs(
     frame_shape = settings["frame_shape"]
     field_um = frame_shape[1] * settings["pixel_size_A"] * 1e-4
     positions = plan.positions(field_um)
-    metadata = PairsMetadata(
-        instrument=Instrument(
-            voltage_kV=settings["voltage_kV"], pixel_size_A=settings["pixel_size_A"]
-        ),
-        camera=Camera(
-            name=settings["camera"],
-            counts_per_electron=settings["counts_per_electron"],
-            detector_kind=settings["detector"],
-        ),
-        short_exposure_ms=plan.short_exposure_ms,
-        long_exposure_ms=plan.long_exposure_ms,
-        long_mode=plan.long_mode,
-        n_short=plan.n_short,
-        long_order=plan.long_order,
-        planned_fields=len(positions),
-        dose_rate_e_per_px_per_s=settings["dose_rate_e_per_px_per_s"],
-        protocol=AcquisitionProtocol(
-            simulated=True,
-            backend="pycromanager",
-            settings={
-                "plan": plan.model_dump(mode="json"),
-                "specimen": camera.config.specimen,
-                "detector": camera.config.detector,
-                "seed": camera.config.seed,
-            },
-        ),
-        description=settings["description"],
-    )
+    metadata = _pairs_metadata(settings, plan, camera.config, planned_fields=len(positions))
     writer = PairsWriter(out, metadata, frame_shape, truth=True, overwrite=overwrite, resume=resume)
     todo = [f for f in range(len(positions)) if f not in writer.completed_fields]
 
@@ -343,3 +258,37 @@ def collect_pairs(
                 pass
         writer.close(complete=completed)
     return Path(out)
+
+
+def _pairs_metadata(
+    settings: Mapping[str, Any], plan: CorePairPlan, sim_config: Any, *, planned_fields: int
+) -> PairsMetadata:
+    """The pairs store's metadata: the session's instrument and camera, and the plan."""
+    return PairsMetadata(
+        instrument=Instrument(
+            voltage_kV=settings["voltage_kV"], pixel_size_A=settings["pixel_size_A"]
+        ),
+        camera=Camera(
+            name=settings["camera"],
+            counts_per_electron=settings["counts_per_electron"],
+            detector_kind=settings["detector"],
+        ),
+        short_exposure_ms=plan.short_exposure_ms,
+        long_exposure_ms=plan.long_exposure_ms,
+        long_mode=plan.long_mode,
+        n_short=plan.n_short,
+        long_order=plan.long_order,
+        planned_fields=planned_fields,
+        dose_rate_e_per_px_per_s=settings["dose_rate_e_per_px_per_s"],
+        protocol=AcquisitionProtocol(
+            simulated=True,
+            backend="pycromanager",
+            settings={
+                "plan": plan.model_dump(mode="json"),
+                "specimen": sim_config.specimen,
+                "detector": sim_config.detector,
+                "seed": sim_config.seed,
+            },
+        ),
+        description=settings["description"],
+    )

@@ -5,7 +5,7 @@
     python benchmarks/train_shipped_models.py --model fast --stage evaluate
 
 Data (reproducible, no microscope): pairs from the simulated microscope
-(:func:`tem_acq.train.simulate_pairs`, the same physics as the simulated camera that paired
+(:func:`tem_acq.pairs.simulate_pairs`, the same physics as the simulated camera that paired
 collection records into pairs stores). Training fields come from simulator seeds
 ``TRAIN_SEED + k``, test fields from ``TEST_SEED + k``: the specimen is a function of the
 seed, so no training field is ever seen at evaluation.
@@ -61,7 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from tem_acq.train import PairArrays, TrainConfig, concatenate, simulate_pairs, train
+from tem_acq.pairs import PairArrays, concatenate, simulate_pairs
+from tem_acq.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -164,7 +165,7 @@ _ARRAYS = (
     "shift",
     "truth",
     "vacuum",
-    "pixel_size_nm",
+    "pixel_size_A",
 )
 
 
@@ -174,7 +175,7 @@ def _cached(name: str, spec: dict[str, Any], build: Any) -> PairArrays:
     folder = CACHE / f"shipped-{name}-{key}"
     if (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
-        arrays = {n: np.load(folder / f"{n}.npy") for n in _ARRAYS}
+        arrays = {n: _load_array(folder, n) for n in _ARRAYS}
         return PairArrays(
             **arrays, detector=meta["detector"], specimen=meta["specimen"], source=meta["source"]
         )
@@ -193,6 +194,14 @@ def _cached(name: str, spec: dict[str, Any], build: Any) -> PairArrays:
         )
     )
     return pairs
+
+
+def _load_array(folder: Path, name: str) -> np.ndarray:
+    """One cached array; caches written before the angstrom API hold pixel sizes in nm."""
+    path = folder / f"{name}.npy"
+    if name == "pixel_size_A" and not path.is_file():
+        return np.load(folder / "pixel_size_nm.npy") * 10.0
+    return np.load(path)
 
 
 def training_pairs() -> PairArrays:

@@ -107,6 +107,21 @@ def data_range(reference: np.ndarray) -> float:
     return max(float(ref.max() - ref.min()), 1e-12)
 
 
+def _compared(
+    image: np.ndarray, reference: np.ndarray, data_range_value: float | None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``image`` and ``reference`` as float64 of one shape, and the data range to use.
+
+    The range is the given one, else the clean reference's (:func:`data_range`): never the
+    range of the image under test.
+    """
+    a = np.asarray(image, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"image {a.shape} and reference {b.shape} differ in shape")
+    return a, b, data_range(b) if data_range_value is None else float(data_range_value)
+
+
 def psnr(
     image: np.ndarray,
     reference: np.ndarray,
@@ -129,11 +144,7 @@ def psnr(
     -------
     PSNR in dB (``inf`` for identical images).
     """
-    a = np.asarray(image, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"image {a.shape} and reference {b.shape} differ in shape")
-    rng = data_range(b) if data_range_value is None else float(data_range_value)
+    a, b, rng = _compared(image, reference, data_range_value)
     d = (a - b) ** 2
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
@@ -155,11 +166,7 @@ def ssim(
 
     With ``mask``, the SSIM map is averaged over masked pixels (window centres) only.
     """
-    a = np.asarray(image, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"image {a.shape} and reference {b.shape} differ in shape")
-    rng = data_range(b) if data_range_value is None else float(data_range_value)
+    a, b, rng = _compared(image, reference, data_range_value)
     x = np.arange(-5, 6, dtype=np.float64)
     k = np.exp(-(x**2) / (2 * 1.5**2))
     k /= k.sum()

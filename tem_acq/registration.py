@@ -1,18 +1,27 @@
-"""Registration of two images of one field (stage drift between a short and a long exposure).
+"""Registration of two images of one field: measuring their shift, and applying it.
 
-Correlation in Fourier space with sub-pixel refinement: the cross-power spectrum of the two
-images (optionally whitened, which is classic phase correlation) has an inverse Fourier
-transform that peaks at their relative shift; evaluating that transform on a finer grid around
-the peak gives the fraction of a pixel. A Gaussian low-pass keeps the shot noise of a
-5 e-/px frame from dominating.
+Measuring (stage drift between a short and a long exposure): correlation in Fourier space with
+sub-pixel refinement. The cross-power spectrum of the two images (optionally whitened, which
+is classic phase correlation) has an inverse Fourier transform that peaks at their relative
+shift; evaluating that transform on a finer grid around the peak gives the fraction of a
+pixel. A Gaussian low-pass keeps the shot noise of a 5 e-/px frame from dominating.
+
+Applying: :func:`shift_image` translates an image (Fourier or whole pixels),
+:func:`align_to_low` moves a long exposure onto its short frame's pixels given the shift
+measured between them, and :func:`border_for` says how many border pixels the move wrapped.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass(frozen=True)
@@ -49,27 +58,23 @@ class Registration:
 RELIABLE = 8.0
 
 
+class RegistrationOptions(TypedDict, total=False):
+    """The keyword options of :func:`register` (their defaults and meaning are there)."""
+
+    smooth_sigma_px: float
+    whitening: float
+    max_frequency: float | None
+    upsample: int
+
+
 def phase_correlation_shift(
-    reference: ArrayLike,
-    moving: ArrayLike,
-    *,
-    smooth_sigma_px: float = 1.0,
-    whitening: float = 0.0,
-    max_frequency: float | None = None,
-    upsample: int = 20,
+    reference: ArrayLike, moving: ArrayLike, **options: Unpack[RegistrationOptions]
 ) -> tuple[float, float]:
     """Estimate the shift ``(dy, dx)`` of ``moving`` relative to ``reference``.
 
-    A shorthand for ``register(...).shift``; see :func:`register` for the parameters.
+    A shorthand for ``register(...).shift``; see :func:`register` for the options.
     """
-    return register(
-        reference,
-        moving,
-        smooth_sigma_px=smooth_sigma_px,
-        whitening=whitening,
-        max_frequency=max_frequency,
-        upsample=upsample,
-    ).shift
+    return register(reference, moving, **options).shift
 
 
 def register(
@@ -168,3 +173,58 @@ def _tukey(n: int, taper: float = 0.25) -> np.ndarray:
     w[:m] = ramp
     w[n - m :] = ramp[::-1]
     return w
+
+
+# --- applying a shift ------------------------------------------------------------------------
+
+
+def shift_image(image: np.ndarray, dy: float, dx: float, method: str = "fourier") -> np.ndarray:
+    """Translate an image: ``out(y, x) = image(y - dy, x - dx)`` (periodic at the borders).
+
+    Parameters
+    ----------
+    image
+        2-D image.
+    dy, dx
+        Shift in pixels.
+    method
+        ``"fourier"`` (exact sub-pixel shift of a band-limited image) or ``"integer"`` (roll by
+        the rounded shift).
+
+    Returns
+    -------
+    float32 image; the ``ceil(|shift|)`` pixels at the borders have wrapped around.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if method == "integer" or (float(dy).is_integer() and float(dx).is_integer()):
+        return np.roll(img, (round(dy), round(dx)), axis=(0, 1))
+    ky = np.fft.fftfreq(img.shape[0])[:, None]
+    kx = np.fft.rfftfreq(img.shape[1])[None, :]
+    phase = np.exp(-2j * np.pi * (ky * dy + kx * dx))
+    out = np.fft.irfft2(np.fft.rfft2(img) * phase, s=img.shape)
+    return out.astype(np.float32)
+
+
+def align_to_low(high: np.ndarray, shift: tuple[float, float], method: str) -> np.ndarray:
+    """The long exposure moved onto the short frame's pixels.
+
+    ``shift`` is ``phase_correlation_shift(low, high)``: ``high(y, x) ≈ low(y - dy, x - dx)``,
+    so ``high`` is moved by ``(-dy, -dx)``. ``method`` is ``"none"`` (not moved),
+    ``"integer"`` or ``"fourier"`` (see :func:`shift_image`); an unknown (NaN) or zero shift
+    leaves it where it is.
+    """
+    dy, dx = shift
+    if method == "none" or not (math.isfinite(dy) and math.isfinite(dx)) or (dy == 0 and dx == 0):
+        return np.asarray(high, dtype=np.float32)
+    return shift_image(high, -dy, -dx, method)
+
+
+def border_for(shift: tuple[float, float], method: str) -> int:
+    """Pixels at each border that a registration shift makes invalid."""
+    if method == "none":
+        return 0
+    dy, dx = shift
+    if not (math.isfinite(dy) and math.isfinite(dx)):
+        return 0
+    m = max(abs(dy), abs(dx))
+    return 0 if m == 0 else math.ceil(m) + 1

@@ -12,6 +12,7 @@ import yaml
 
 from tem_acq.cli import main
 from tem_acq.denoise import Denoiser, load_model, load_package, new_package
+from tem_acq.denoise.package import write_quality
 from tem_acq.errors import TemAcqError
 from tem_acq.evaluate import (
     evaluate_frame_pair,
@@ -21,9 +22,9 @@ from tem_acq.evaluate import (
     quality_rows,
     render_table,
     vacuum_from_truth,
-    write_quality,
 )
-from tem_acq.train import PairArrays, TrainConfig, from_pairs_store, simulate_pairs, train
+from tem_acq.pairs import PairArrays, from_pairs_store, simulate_pairs
+from tem_acq.train import TrainConfig, train
 
 TINY = {
     "fast": True, "crop": 32, "batch_size": 2, "max_steps": 2, "warmup_steps": 1,
@@ -74,9 +75,9 @@ def write_store(pairs: PairArrays, path: Path, *, truth: bool = True) -> Path:
     assert pairs.high is not None and pairs.shift is not None and pairs.truth is not None
     fields = np.unique(pairs.field)
     k = int(np.sum(pairs.field == fields[0]))
-    assert pairs.pixel_size_nm is not None
+    assert pairs.pixel_size_A is not None
     meta = PairsMetadata(
-        instrument=Instrument(voltage_kV=200, pixel_size_A=float(pairs.pixel_size_nm[0]) * 10),
+        instrument=Instrument(voltage_kV=200, pixel_size_A=float(pairs.pixel_size_A[0])),
         camera=Camera(name="simulated", counts_per_electron=float(pairs.counts_per_electron[0]),
                       detector_kind=pairs.detector[0]),
         short_exposure_ms=5.0, long_exposure_ms=1000.0, long_mode="sum", n_short=k,
@@ -178,7 +179,7 @@ def test_vacuum_from_truth_finds_the_flat_bright_region() -> None:
 def test_groups_and_quality_table(pairs: PairArrays, trained: Path, tmp_path: Path) -> None:
     other = simulate_pairs("nanoparticles", "integrating", n_fields=1, short_doses=(5.0,),
                            size=64, seed=22)
-    from tem_acq.train import concatenate
+    from tem_acq.pairs import concatenate
 
     model = load_model(trained, "cpu", path="eager")
     reps = evaluate_groups(model, concatenate([pairs, other]), flips_at_dose=None)
@@ -264,6 +265,20 @@ def test_pairs_store_adapter(pairs: PairArrays, store: Path) -> None:
         from_pairs_store([store.parent / "missing.ome.zarr"])
     with pytest.raises(TemAcqError, match="no pairs stores"):
         from_pairs_store([])
+
+
+def test_pixel_sizes_are_in_angstrom(pairs: PairArrays, store: Path, trained: Path) -> None:
+    from tem_acq.sim import SimulationConfig, TEMSimulator
+
+    sim = TEMSimulator(SimulationConfig(specimen="nanoparticles", detector="counting", seed=21,
+                                        size=64))
+    assert pairs.pixel_size_A is not None
+    np.testing.assert_array_equal(pairs.pixel_size_A, sim.pixel_size_A)
+    back = from_pairs_store([store])  # the store records the instrument's pixel_size_A
+    assert back.pixel_size_A is not None
+    np.testing.assert_allclose(back.pixel_size_A, pairs.pixel_size_A)
+    card = load_package(trained).card
+    assert card.pixel_size_A_range == (sim.pixel_size_A, sim.pixel_size_A)
 
 
 def test_cli_train_and_evaluate(

@@ -309,6 +309,33 @@ def test_card_from_newer_schema(fast_pkg: Path, tmp_path: Path) -> None:
         load_package(pkg)
 
 
+def test_card_pixel_sizes_in_angstrom_and_older_cards_in_nm(
+    fast_pkg: Path, tmp_path: Path
+) -> None:
+    doc = json.loads((fast_pkg / "card.json").read_text())
+    assert "pixel_size_A_range" in doc and "pixel_size_nm_range" not in doc
+    pkg = _copy(fast_pkg, tmp_path)
+    del doc["pixel_size_A_range"]
+    (pkg / "card.json").write_text(json.dumps({**doc, "pixel_size_nm_range": [0.07, 3.0]}))
+    assert load_package(pkg).card.pixel_size_A_range == (0.7, 30.0)  # x10, no float dust
+    rehash_package(pkg)  # written back with the new field, same schema
+    again = json.loads((pkg / "card.json").read_text())
+    assert again["pixel_size_A_range"] == [0.7, 30.0] and "pixel_size_nm_range" not in again
+    assert again["schema_version"] == 1
+    (pkg / "card.json").write_text(json.dumps({**doc, "pixel_size_nm_range": None}))
+    assert load_package(pkg).card.pixel_size_A_range is None
+    both = {**doc, "pixel_size_nm_range": [0.1, 1.0], "pixel_size_A_range": [1.0, 10.0]}
+    (pkg / "card.json").write_text(json.dumps(both))
+    with pytest.raises(ModelPackageError, match="both pixel_size_nm_range"):
+        load_package(pkg)
+    (pkg / "card.json").write_text(json.dumps({**doc, "pixel_size_nm_range": [3.0, 0.1]}))
+    with pytest.raises(ModelPackageError, match="pixel_size_A_range must satisfy"):
+        load_package(pkg)
+    for shipped in ("default", "fast"):
+        card = load_package(REPO / "models" / shipped).card  # re-written, still verified
+        assert card.pixel_size_A_range == (0.5, 30.0)
+
+
 def test_invalid_card(fast_pkg: Path, tmp_path: Path) -> None:
     pkg = _copy(fast_pkg, tmp_path)
     _edit_json(pkg / "card.json", percentile_stretch=80)

@@ -12,22 +12,11 @@ import pytest
 from pydantic import ValidationError
 
 from tem_acq.denoise import dose_scale, load_package
+from tem_acq.denoise.dihedral import dihedral, inverse_dihedral
 from tem_acq.errors import TemAcqError
-from tem_acq.registration import phase_correlation_shift
-from tem_acq.train import (
-    CropSampler,
-    PairArrays,
-    TrainConfig,
-    concatenate,
-    dihedral,
-    inverse_dihedral,
-    prepare,
-    shift_image,
-    simulate_pairs,
-    split_by_field,
-    train,
-)
-from tem_acq.train.data import align_to_low, border_for
+from tem_acq.pairs import PairArrays, concatenate, simulate_pairs
+from tem_acq.registration import align_to_low, border_for, phase_correlation_shift, shift_image
+from tem_acq.train import CropSampler, TrainConfig, prepare, split_by_field, train
 
 #: The smallest useful training run: fast architecture, 32 px crops, a handful of steps.
 TINY = {

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         render_table,
         write_quality,
     )
-    from tem_acq.train import from_pairs_store
+    from tem_acq.pairs import from_pairs_store
 
     pairs = from_pairs_store(args.pairs)
     den = load_model(args.model, args.device, tta=args.tta)

@@ -3,6 +3,11 @@
 The card is a versioned pydantic model that forbids unknown fields, so a typo or a card written
 by a newer tem-acq is reported instead of silently ignored. ``schema_version`` is checked
 before validation so that a card from a newer schema gets a clear "upgrade tem-acq" error.
+
+Pixel sizes are in ångström (``pixel_size_A_range``), like the rest of tem-acq. Cards written
+before that said ``pixel_size_nm_range`` (nanometres): they still read, converted on loading,
+and are written back with the new field. The rename stays within schema 1: schema 1 is what
+every tem-acq so far writes and reads, and this release still refuses a card that says 2.
 """
 
 from __future__ import annotations
@@ -109,8 +114,9 @@ class ModelCard(StrictModel):
         Range of input doses (e-/px per frame) it was trained for.
     detectors
         Detector kind(s) of the training data.
-    pixel_size_nm_range
-        Range of pixel sizes (nm) of the training data; ``None`` when untrained or unknown.
+    pixel_size_A_range
+        Range of pixel sizes (Å, at the specimen) of the training data; ``None`` when
+        untrained or unknown. Read from ``pixel_size_nm_range`` (nm) in older cards.
     training_data
         Provenance of the training data (required when ``trained``).
     quality
@@ -136,7 +142,7 @@ class ModelCard(StrictModel):
     output: str = OUTPUT_MEANING
     dose_range_e_per_px: tuple[float, float]
     detectors: list[Detector] = Field(min_length=1)
-    pixel_size_nm_range: tuple[float, float] | None = None
+    pixel_size_A_range: tuple[float, float] | None = None
     training_data: TrainingData | None = None
     quality: list[QualityRow] = Field(default_factory=list)
     trained: bool
@@ -144,15 +150,31 @@ class ModelCard(StrictModel):
     package_hash: Sha256
     tem_acq_version: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pixel_size_in_angstrom(cls, data: Any) -> Any:
+        """Read an older card's ``pixel_size_nm_range`` as ``pixel_size_A_range`` (x 10)."""
+        if not (isinstance(data, dict) and "pixel_size_nm_range" in data):
+            return data
+        data = dict(data)
+        old = data.pop("pixel_size_nm_range")
+        if "pixel_size_A_range" in data:
+            raise ValueError(
+                "the card has both pixel_size_nm_range (older cards) and pixel_size_A_range; "
+                "keep pixel_size_A_range"
+            )
+        data["pixel_size_A_range"] = _nm_to_angstrom(old)
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
         lo, hi = self.dose_range_e_per_px
         if not 0 < lo <= hi:
             raise ValueError(f"dose_range_e_per_px must satisfy 0 < min <= max, got {lo}, {hi}")
-        if self.pixel_size_nm_range is not None:
-            plo, phi = self.pixel_size_nm_range
+        if self.pixel_size_A_range is not None:
+            plo, phi = self.pixel_size_A_range
             if not 0 < plo <= phi:
-                raise ValueError("pixel_size_nm_range must satisfy 0 < min <= max")
+                raise ValueError("pixel_size_A_range must satisfy 0 < min <= max")
         if not self.trained and self.quality:
             raise ValueError("an untrained model cannot have a quality table")
         if self.trained and self.training_data is None:
@@ -171,6 +193,20 @@ class ModelCard(StrictModel):
             f"{lo:g}-{hi:g} e-/px, {'+'.join(self.detectors)}, "
             f"{self.package_hash.removeprefix('sha256:')[:12]}"
         )
+
+
+def _nm_to_angstrom(value: Any) -> Any:
+    """A range in nm as one in Å (12 significant digits: 0.07 nm reads 0.7, not 0.7000000000000001).
+
+    Anything but two numbers is passed on unchanged, for validation to report.
+    """
+    if not (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        return value
+    return [float(f"{10.0 * v:.12g}") for v in value]
 
 
 def read_card(path: Path) -> ModelCard:

@@ -148,6 +148,35 @@ def select_device(device: str | Any = "auto") -> torch.device:
     return dev
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CUDA, or a CPU with oneDNN bf16).
+
+    The one check of it: the engine offers its bf16 path only then, and training's
+    ``precision: auto`` uses bf16 autocast only then.
+    """
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad ``(..., y, x)`` at the bottom and right to sizes the network takes (multiples).
+
+    Reflect keeps the noise statistics at the border; frames too small to reflect are padded
+    by replication. The network's output is cropped back to ``(y, x)`` by the caller.
+    """
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
 def check_frames(frames: Any) -> np.ndarray:
     """Validate raw frames: numeric, (y, x) or (n, y, x), non-empty, finite.
 
@@ -331,7 +360,7 @@ class Denoiser:
             if req in ("auto", "channels_last"):
                 cands.append(_Runner("channels_last", cl_copy(), torch.float32, True, nullcontext))
             if req in ("auto", "bf16"):
-                if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                if native_bf16(self.device):
                     cands.append(
                         _Runner(
                             "bf16+channels_last",
@@ -535,17 +564,6 @@ class Denoiser:
             return runner(torch.cat([x, pad]))[:b]
         return runner(x)
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if not (ph or pw):
-            return x
-        # Reflect keeps the noise statistics at the border; tiny frames cannot reflect.
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
-
     @property
     def receptive_radius(self) -> int | None:
         """The network's receptive-field radius in pixels (``None``: global), probed once."""
@@ -632,7 +650,7 @@ class Denoiser:
     def _network_once(self, x: torch.Tensor) -> torch.Tensor:
         """(b, y, x) normalised frames -> (b, y, x) network output, padded/tiled as needed."""
         h, w = x.shape[-2:]
-        xp = self._pad(x.unsqueeze(1))
+        xp = pad_to_multiple(x.unsqueeze(1), self.multiple)
         if max(xp.shape[-2:]) > self.tile_size:
             y = self._run_tiled(xp)
         else:

@@ -183,8 +183,35 @@ def from_network(
     -------
     The estimate of the expected electrons per pixel at the input's dose, same kind as input.
     """
-    norm = norm or DoseNormalization()
     y: Any = output
-    if norm.preserve_mean and network_input is not None:
-        y = y + (_mean_yx(network_input) - _mean_yx(y))
+    if network_input is not None:
+        y = keep_input_mean(y, network_input, norm)
     return y * scale
+
+
+def keep_input_mean(
+    output: ArrayT, network_input: ArrayT, norm: DoseNormalization | None = None
+) -> ArrayT:
+    """The network output shifted so each frame's mean equals its input's (``preserve_mean``).
+
+    The one place the rule is applied: inference (:func:`from_network`) and training (the loss
+    and validation see what inference will deliver) both call it.
+
+    Parameters
+    ----------
+    output
+        The network's output ``y`` in network units, shape ``(..., y, x)``.
+    network_input
+        The network input ``x`` it was computed from, same shape.
+    norm
+        The normalisation; without ``preserve_mean`` the output is returned unchanged.
+
+    Returns
+    -------
+    ``y + mean(x) - mean(y)`` per frame (same kind as ``output``), or ``output``.
+    """
+    norm = norm or DoseNormalization()
+    if not norm.preserve_mean:
+        return output
+    y: Any = output
+    return y + (_mean_yx(network_input) - _mean_yx(y))

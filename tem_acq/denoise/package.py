@@ -21,13 +21,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tem_acq.denoise.card import ModelCard, read_card, write_card
-from tem_acq.errors import ModelPackageError
+from tem_acq.denoise.card import ModelCard, QualityRow, read_card, write_card
+from tem_acq.errors import ModelPackageError, TemAcqError
 
 if TYPE_CHECKING:
     import torch
@@ -512,6 +512,31 @@ def rehash_package(folder: str | os.PathLike[str]) -> ModelCard:
     card = card.model_copy(update={"package_hash": compute_package_hash(path)})
     write_card(card, path / CARD_FILE)
     return card
+
+
+def write_quality(package: str | os.PathLike[str], rows: Sequence[QualityRow]) -> None:
+    """Replace the quality table in a package's ``card.json`` (weights are untouched).
+
+    The package hash covers config and weights only, so it stays valid.
+
+    Parameters
+    ----------
+    package
+        A package folder or name.
+    rows
+        The new quality table (e.g. :func:`tem_acq.evaluate.quality_rows` of its reports).
+
+    Raises
+    ------
+    TemAcqError
+        The package is untrained (an untrained model has no quality table).
+    """
+    folder = resolve_package(package)
+    card = read_card(folder / CARD_FILE)
+    if not card.trained:
+        raise TemAcqError(f"{folder} is untrained; train it before recording its quality")
+    new = card.model_validate({**card.model_dump(), "quality": [r.model_dump() for r in rows]})
+    write_card(new, folder / CARD_FILE)
 
 
 # --- finding packages by name ----------------------------------------------------------------

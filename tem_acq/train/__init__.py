@@ -4,26 +4,20 @@
 >>> pairs = simulate_pairs("nanoparticles", "counting", n_fields=8, size=256)
 >>> result = train(pairs, TrainConfig(max_steps=20), "my-model")
 
-The data layer works on plain arrays (:class:`PairArrays`); :func:`from_pairs_store` reads
-pairs stores into it. Importing this package does not import torch.
+The pairs themselves (:class:`~tem_acq.pairs.PairArrays`, :func:`~tem_acq.pairs.from_pairs_store`,
+:func:`~tem_acq.pairs.simulate_pairs`, :func:`~tem_acq.pairs.concatenate`) live in
+:mod:`tem_acq.pairs` and are re-exported here for scripts that train on them. This package
+holds what training adds: preparation in network units, the split by field, crop sampling,
+the loop, losses, checkpoints and the config. Importing it does not import torch.
 """
 
 from __future__ import annotations
 
 from tem_acq.denoise.dihedral import dihedral, inverse_dihedral
+from tem_acq.pairs import PairArrays, concatenate, from_pairs_store, simulate_pairs
 from tem_acq.train.config import TrainConfig
-from tem_acq.train.data import (
-    CropSampler,
-    PairArrays,
-    Prepared,
-    concatenate,
-    from_pairs_store,
-    prepare,
-    shift_image,
-    split_by_field,
-)
+from tem_acq.train.data import CropSampler, Prepared, prepare, split_by_field
 from tem_acq.train.loop import TRAINING_FILE, TrainResult, default_checkpoint_dir, train
-from tem_acq.train.simulate import simulate_pairs
 
 __all__ = [
     "TRAINING_FILE",
@@ -38,7 +32,6 @@ __all__ = [
     "from_pairs_store",
     "inverse_dihedral",
     "prepare",
-    "shift_image",
     "simulate_pairs",
     "split_by_field",
     "train",

@@ -8,13 +8,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tem_acq.errors import TemAcqError
+from tem_acq.pairs import PairArrays
 from tem_acq.train.checkpoint import (
     load_checkpoint,
     prefixed,
@@ -22,12 +23,13 @@ from tem_acq.train.checkpoint import (
     save_checkpoint,
 )
 from tem_acq.train.config import TrainConfig
-from tem_acq.train.data import CropSampler, PairArrays, Prepared, prepare, split_by_field
+from tem_acq.train.data import CropSampler, Prepared, prepare, split_by_field
 
 if TYPE_CHECKING:
     import torch
 
     from tem_acq.denoise import ModelCard
+    from tem_acq.denoise.normalization import DoseNormalization
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +87,15 @@ def default_checkpoint_dir(out: Path) -> Path:
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
-    import torch
+    """Whether to train in bf16 autocast: ``auto`` where the device has it natively."""
+    from tem_acq.denoise.engine import native_bf16
 
     if precision == "fp32":
         return False
-    if device.type == "cuda":
-        supported = bool(torch.cuda.is_bf16_supported())
-    else:
-        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    supported = native_bf16(device)
     if precision == "bf16" and not supported:
         raise TemAcqError(f"precision bf16 asked for but {device} has no native bf16; use fp32")
     return supported
-
-
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
 
 
 #: Validation frames whose reference spans less than this (network units, mean ~1) are flat
@@ -120,7 +110,14 @@ class _Validator:
     the L1 loss against the target over all chosen frames.
     """
 
-    def __init__(self, data: Prepared, index: np.ndarray, max_frames: int, multiple: int) -> None:
+    def __init__(
+        self,
+        data: Prepared,
+        index: np.ndarray,
+        max_frames: int,
+        multiple: int,
+        normalization: DoseNormalization,
+    ) -> None:
         ref = data.truth if data.truth is not None else data.targets
         spans = np.array([float(np.ptp(ref[i])) for i in index]) if len(index) else np.array([])
         structured = index[spans >= MIN_VAL_RANGE] if len(index) else index
@@ -131,10 +128,13 @@ class _Validator:
         self.index = index
         self.data = data
         self.multiple = multiple
+        self.normalization = normalization
 
     def __call__(self, model: torch.nn.Module, device: torch.device) -> tuple[float, float]:
         import torch
 
+        from tem_acq.denoise.engine import pad_to_multiple
+        from tem_acq.denoise.normalization import keep_input_mean
         from tem_acq.metrics import psnr
 
         if len(self.index) == 0:
@@ -147,8 +147,8 @@ class _Validator:
                 for i in self.index:
                     x = torch.from_numpy(self.data.inputs[i]).to(device)[None, None]
                     h, w = x.shape[-2:]
-                    y = model(_pad_to(x, self.multiple))[..., :h, :w].float()
-                    y = y + (x.mean() - y.mean())  # the engine's preserve_mean
+                    y = model(pad_to_multiple(x, self.multiple))[..., :h, :w].float()
+                    y = keep_input_mean(y, x, self.normalization)  # as the engine delivers it
                     out = y[0, 0].cpu().numpy()
                     ref = (
                         self.data.truth[i] if self.data.truth is not None else self.data.targets[i]
@@ -197,9 +197,8 @@ def train(
         The training pairs (validation fields are split off them by ``config.val_fraction``).
     config
         The training configuration.
-    out
-        Package folder to write (its checkpoint goes to ``<out>.ckpt`` unless
-        ``checkpoint_dir`` is given).
+    out, checkpoint_dir
+        Package folder to write, and where its checkpoints go (default ``<out>.ckpt``).
     init
         Start from this package's weights (name or folder) instead of fresh ones; its
         architecture is used.
@@ -208,8 +207,6 @@ def train(
         the fields in :data:`RESUMABLE_CHANGES`, and the same data).
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-    checkpoint_dir
-        Where checkpoints go.
     name
         Package name (default: the folder's name).
     overwrite
@@ -227,18 +224,11 @@ def train(
     """
     import torch
 
-    from tem_acq.denoise import build_model, load_package, resolve_package, select_device
+    from tem_acq.denoise import select_device
 
     t_start = time.perf_counter()
     out_path = Path(out)
-    if out_path.exists() and not overwrite and not resume:
-        raise TemAcqError(f"{out_path} already exists; choose another --out or remove it")
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir(out_path)
-    if not resume and (ckpt / "state.json").exists() and not overwrite:
-        raise TemAcqError(
-            f"a checkpoint of an earlier run is in {ckpt}; pass --resume to continue it, or "
-            "remove the folder to start afresh"
-        )
+    ckpt = _check_outputs(out_path, checkpoint_dir, overwrite=overwrite, resume=resume)
     if not pairs.detector:
         raise TemAcqError(
             "the pairs do not say which detector recorded them; set PairArrays.detector"
@@ -250,194 +240,341 @@ def train(
 
     data = prepare(pairs, config.mode, config.registration, measure=config.measure_missing_shifts)
     train_idx, val_idx = split_by_field(data.field, config.val_fraction, config.seed)
-    total = config.total_steps(len(train_idx))
-    data_sha = pairs.sha256()
-
-    init_info: dict[str, Any] | None = None
-    torch.manual_seed(config.seed)
-    if init is not None:
-        pkg = load_package(resolve_package(init))
-        model = pkg.model
-        init_info = {"package": str(pkg.path), "package_hash": pkg.package_hash}
-        depth = int(pkg.card.architecture_kwargs.get("encoder_depth", 5))
-    else:
-        model = build_model({**config.model_kwargs, "in_channels": 1, "classes": 1})
-        depth = config.encoder_depth
-    multiple = 2**depth
-    if config.crop % multiple:
-        raise TemAcqError(f"crop {config.crop} must be a multiple of {multiple} for this model")
-    model = model.to(dev).train()
-    if dev.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC209]))
-    step = 0
-    best_psnr, best_step = -math.inf, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    history: list[dict[str, float]] = []
-    wall_before = 0.0  # wall time of the earlier runs of a resumed training
+    run = _Run(
+        config,
+        dev,
+        bf16=bf16,
+        total=config.total_steps(len(train_idx)),
+        data_sha=pairs.sha256(),
+        ckpt=ckpt,
+        t_start=t_start,
+        init=init,
+    )
     if resume:
-        info, tensors = load_checkpoint(ckpt)
-        diff = _config_diff(info.get("config", {}), config)
+        run.resume()
+    sampler = CropSampler(data, train_idx, config.crop, config.augment, run.rng)
+    validator = _Validator(data, val_idx, config.val_max_frames, run.multiple, run.normalization)
+    show = progress if progress is not None else _stderr_is_terminal()
+    interrupted = run.optimise(sampler, validator, show_progress=show, on_validation=on_validation)
+    card = run.write_package(
+        pairs,
+        out_path,
+        name=name,
+        overwrite=overwrite or resume,
+        interrupted=interrupted,
+        split=_split_record(data.field, train_idx, val_idx),
+    )
+    return run.result(out_path, card, interrupted)
+
+
+def _check_outputs(
+    out: Path, checkpoint_dir: str | os.PathLike[str] | None, *, overwrite: bool, resume: bool
+) -> Path:
+    """The checkpoint folder, once neither it nor ``out`` holds an earlier run by mistake."""
+    if out.exists() and not overwrite and not resume:
+        raise TemAcqError(f"{out} already exists; choose another --out or remove it")
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir(out)
+    if not resume and (ckpt / "state.json").exists() and not overwrite:
+        raise TemAcqError(
+            f"a checkpoint of an earlier run is in {ckpt}; pass --resume to continue it, or "
+            "remove the folder to start afresh"
+        )
+    return ckpt
+
+
+@dataclass
+class _Run:
+    """One training run: the model, its optimiser and everything a checkpoint keeps.
+
+    Built fresh (seeded weights, or those of the ``init`` package); :meth:`resume` then
+    restores a saved run. :meth:`optimise` runs the steps, validating and checkpointing as
+    the config says.
+
+    Attributes
+    ----------
+    config, device, bf16
+        How to train, where, and whether in bf16 autocast.
+    total
+        Steps the run is to reach.
+    data_sha
+        The pairs' hash (a resumed run must train on the same).
+    ckpt
+        The checkpoint folder.
+    t_start
+        When this run started (``time.perf_counter``).
+    """
+
+    config: TrainConfig
+    device: torch.device
+    bf16: bool
+    total: int
+    data_sha: str
+    ckpt: Path
+    t_start: float
+    init: InitVar[str | os.PathLike[str] | None]
+
+    def __post_init__(self, init: str | os.PathLike[str] | None) -> None:
+        import torch
+
+        from tem_acq.denoise import DoseNormalization
+
+        config, device = self.config, self.device
+        #: Trained models run with the default normalisation (it is what the card records).
+        self.normalization = DoseNormalization()
+        torch.manual_seed(config.seed)
+        model, self.init_info, depth = _initial_model(config, init)
+        self.multiple = 2**depth
+        if config.crop % self.multiple:
+            raise TemAcqError(
+                f"crop {config.crop} must be a multiple of {self.multiple} for this model"
+            )
+        model = model.to(device).train()
+        if device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions
+        self.model = model
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC209]))
+        self.step = 0
+        self.best_psnr, self.best_step = -math.inf, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+        self.wall_before = 0.0  # wall time of the earlier runs of a resumed training
+
+    def resume(self) -> None:
+        """Continue the run saved in the checkpoint folder (same config and data)."""
+        import torch
+
+        info, tensors = load_checkpoint(self.ckpt)
+        diff = _config_diff(info.get("config", {}), self.config)
         if diff:
             raise TemAcqError(
-                f"cannot resume {ckpt}: the config differs in {', '.join(diff)} (only "
+                f"cannot resume {self.ckpt}: the config differs in {', '.join(diff)} (only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change); use the saved config"
             )
-        if info.get("data_sha256") != data_sha:
+        if info.get("data_sha256") != self.data_sha:
             raise TemAcqError(
-                f"cannot resume {ckpt}: the pairs differ from the run's ({info.get('data_sha256')}"
-                f" vs {data_sha}); pass the same --pairs"
+                f"cannot resume {self.ckpt}: the pairs differ from the run's "
+                f"({info.get('data_sha256')} vs {self.data_sha}); pass the same --pairs"
             )
-        model.load_state_dict(prefixed(tensors, "model"))
-        restore_optimizer(optimizer, info, tensors)
-        best = prefixed(tensors, "best")
-        best_state = best or None
+        self.model.load_state_dict(prefixed(tensors, "model"))
+        restore_optimizer(self.optimizer, info, tensors)
+        self.best_state = prefixed(tensors, "best") or None
         torch.set_rng_state(tensors["rng.torch"])
-        rng.bit_generator.state = info["numpy_rng"]
-        step = int(info["step"])
-        best_psnr = (
-            float(info["best_val_psnr_db"]) if info["best_val_psnr_db"] is not None else -math.inf
-        )
-        best_step = int(info["best_step"])
-        history = list(info["history"])
-        init_info = info.get("init")
-        wall_before = float(info.get("wall_s_total", 0.0))
+        self.rng.bit_generator.state = info["numpy_rng"]
+        self.step = int(info["step"])
+        saved_best = info["best_val_psnr_db"]
+        self.best_psnr = float(saved_best) if saved_best is not None else -math.inf
+        self.best_step = int(info["best_step"])
+        self.history = list(info["history"])
+        self.init_info = info.get("init")
+        self.wall_before = float(info.get("wall_s_total", 0.0))
 
-    sampler = CropSampler(data, train_idx, config.crop, config.augment, rng)
-    validator = _Validator(data, val_idx, config.val_max_frames, multiple)
-    loss_name = config.effective_loss
-    from tem_acq.denoise import DoseNormalization
+    def optimise(
+        self,
+        sampler: CropSampler,
+        validator: _Validator,
+        *,
+        show_progress: bool,
+        on_validation: Callable[[dict[str, float]], None] | None,
+    ) -> bool:
+        """Run the remaining steps; returns whether Ctrl-C stopped them.
 
-    preserve_mean = DoseNormalization().preserve_mean
-    from tem_acq.train.losses import compute_loss
+        Validates every ``val_every`` steps and checkpoints every ``checkpoint_every`` (and
+        both at the end, or when interrupted).
+        """
+        config = self.config
+        running = math.nan
+        try:
+            with _Progress(show_progress, self.total, self.step) as bar:
+                while self.step < self.total:
+                    lv = self.train_step(sampler)
+                    running = lv if math.isnan(running) else 0.95 * running + 0.05 * lv
+                    if self.step % config.val_every == 0 or self.step == self.total:
+                        self.validate(validator, running, on_validation)
+                    if self.step % config.checkpoint_every == 0 or self.step == self.total:
+                        self.save_checkpoint()
+                    bar.update(self.step, running, self.best_psnr)
+        except KeyboardInterrupt:
+            if not self.history or self.history[-1]["step"] != self.step:
+                self.validate(validator, running, on_validation)
+            self.save_checkpoint()
+            return True
+        return False
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt,
-            model=model,
-            best=best_state,
-            optimizer=optimizer,
-            info={
-                "step": step,
-                "total_steps": total,
-                "config": config.model_dump(mode="json"),
-                "data_sha256": data_sha,
-                "numpy_rng": rng.bit_generator.state,
-                "best_val_psnr_db": None if best_psnr == -math.inf else best_psnr,
-                "best_step": best_step,
-                "history": history,
-                "init": init_info,
-                "wall_s_total": wall_before + time.perf_counter() - t_start,
-            },
-        )
+    def train_step(self, sampler: CropSampler) -> float:
+        """One optimiser step on a batch of crops; returns its loss."""
+        import torch
 
-    def validate(loss_value: float) -> None:
-        nonlocal best_psnr, best_step, best_state
-        vp, vl = validator(model, dev)
+        from tem_acq.denoise.normalization import keep_input_mean
+        from tem_acq.train.losses import compute_loss
+
+        config, dev = self.config, self.device
+        lr = config.lr_at(self.step, self.total)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        xs, ts = sampler.batch(config.batch_size)
+        x = torch.from_numpy(xs).unsqueeze(1).to(dev)
+        t = torch.from_numpy(ts).unsqueeze(1).to(dev)
+        if dev.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            y = self.model(x)
+        # Train as the engine runs: its output is shifted to the input's mean.
+        y = keep_input_mean(y.float(), x, self.normalization)
+        loss = compute_loss(config.effective_loss, y, t, config.ssim_weight)
+        if not torch.isfinite(loss):
+            raise TemAcqError(
+                f"the loss became {float(loss)} at step {self.step}; lower lr (now {lr:g}) "
+                "or check the pairs for empty or saturated frames"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def validate(
+        self,
+        validator: _Validator,
+        loss_value: float,
+        on_validation: Callable[[dict[str, float]], None] | None,
+    ) -> None:
+        """Validate now; record it, and keep the weights when they are the best so far."""
+        vp, vl = validator(self.model, self.device)
         rec = {
-            "step": float(step),
-            "lr": float(optimizer.param_groups[0]["lr"]),
+            "step": float(self.step),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
             "loss": loss_value,
             "val_loss": vl,
             "val_psnr_db": vp,
         }
-        history.append(rec)
-        if math.isnan(vp) or vp > best_psnr:
-            best_psnr = vp if not math.isnan(vp) else -math.inf
-            best_step = step
-            best_state = _state_copy(model)
-        log.info("step %d: loss %.4f val loss %.4f val PSNR %.2f dB", step, loss_value, vl, vp)
+        self.history.append(rec)
+        if math.isnan(vp) or vp > self.best_psnr:
+            self.best_psnr = vp if not math.isnan(vp) else -math.inf
+            self.best_step = self.step
+            self.best_state = _state_copy(self.model)
+        log.info("step %d: loss %.4f val loss %.4f val PSNR %.2f dB", self.step, loss_value, vl, vp)
         if on_validation is not None:
             on_validation(rec)
 
-    show = progress if progress is not None else _stderr_is_terminal()
-    bar = _Progress(show, total, step)
-    interrupted = False
-    running = math.nan
-    try:
-        with bar:
-            while step < total:
-                lr = config.lr_at(step, total)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                xs, ts = sampler.batch(config.batch_size)
-                x = torch.from_numpy(xs).unsqueeze(1).to(dev)
-                t = torch.from_numpy(ts).unsqueeze(1).to(dev)
-                if dev.type == "cpu":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                    y = model(x)
-                y = y.float()
-                if preserve_mean:
-                    # Train as the engine runs: its output is shifted to the input's mean.
-                    y = y + (
-                        x.mean(dim=(-2, -1), keepdim=True) - y.mean(dim=(-2, -1), keepdim=True)
-                    )
-                loss = compute_loss(loss_name, y, t, config.ssim_weight)
-                if not torch.isfinite(loss):
-                    raise TemAcqError(
-                        f"the loss became {float(loss)} at step {step}; lower lr (now {lr:g}) "
-                        "or check the pairs for empty or saturated frames"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                lv = float(loss.detach())
-                running = lv if math.isnan(running) else 0.95 * running + 0.05 * lv
-                if step % config.val_every == 0 or step == total:
-                    validate(running)
-                if step % config.checkpoint_every == 0 or step == total:
-                    checkpoint()
-                bar.update(step, running, best_psnr)
-    except KeyboardInterrupt:
-        interrupted = True
-        if not history or history[-1]["step"] != step:
-            validate(running)
-        checkpoint()
-    if best_state is None:  # interrupted before the first validation
-        best_state = _state_copy(model)
-        best_step = step
-    model.load_state_dict(best_state)
-    card = _write_package(
-        model.cpu().float().to(memory_format=torch.contiguous_format),
-        pairs,
-        config,
-        out_path,
-        name=name,
-        overwrite=overwrite or resume,
-        data_sha=data_sha,
-        extra={
-            "steps": step,
-            "total_steps": total,
-            "best_step": best_step,
-            "best_val_psnr_db": None if best_psnr == -math.inf else best_psnr,
+    def save_checkpoint(self) -> None:
+        """Write the resumable state to the checkpoint folder."""
+        save_checkpoint(
+            self.ckpt,
+            model=self.model,
+            best=self.best_state,
+            optimizer=self.optimizer,
+            info={
+                "step": self.step,
+                "total_steps": self.total,
+                "config": self.config.model_dump(mode="json"),
+                "data_sha256": self.data_sha,
+                "numpy_rng": self.rng.bit_generator.state,
+                "best_val_psnr_db": None if self.best_psnr == -math.inf else self.best_psnr,
+                "best_step": self.best_step,
+                "history": self.history,
+                "init": self.init_info,
+                "wall_s_total": self.wall_total(),
+            },
+        )
+
+    def write_package(
+        self,
+        pairs: PairArrays,
+        out: Path,
+        *,
+        name: str | None,
+        overwrite: bool,
+        interrupted: bool,
+        split: dict[str, int],
+    ) -> ModelCard:
+        """Write the package from the best validated weights (the last ones if none were).
+
+        ``split`` says how many pairs and fields trained and validated (``training.json``).
+        """
+        import torch
+
+        if self.best_state is None:  # interrupted before the first validation
+            self.best_state = _state_copy(self.model)
+            self.best_step = self.step
+        self.model.load_state_dict(self.best_state)
+        return _write_package(
+            self.model.cpu().float().to(memory_format=torch.contiguous_format),
+            pairs,
+            self.config,
+            out,
+            name=name,
+            overwrite=overwrite,
+            data_sha=self.data_sha,
+            extra={
+                **self.record(interrupted),
+                **split,
+                "init": self.init_info,
+                "history": self.history,
+            },
+        )
+
+    def wall_total(self) -> float:
+        """Wall time of this run and the earlier runs it resumed (seconds)."""
+        return self.wall_before + time.perf_counter() - self.t_start
+
+    def record(self, interrupted: bool) -> dict[str, Any]:
+        """How the run went, for ``training.json``."""
+        return {
+            "steps": self.step,
+            "total_steps": self.total,
+            "best_step": self.best_step,
+            "best_val_psnr_db": None if self.best_psnr == -math.inf else self.best_psnr,
             "interrupted": interrupted,
-            "wall_s": time.perf_counter() - t_start,
-            "wall_s_total": wall_before + time.perf_counter() - t_start,
-            "device": str(dev),
-            "precision": "bf16" if bf16 else "fp32",
-            "n_train_pairs": len(train_idx),
-            "n_val_pairs": len(val_idx),
-            "train_fields": len(np.unique(data.field[train_idx])),
-            "val_fields": len(np.unique(data.field[val_idx])) if len(val_idx) else 0,
-            "init": init_info,
-            "history": history,
-        },
-    )
-    return TrainResult(
-        package=out_path,
-        card=card,
-        steps=step,
-        total_steps=total,
-        best_val_psnr_db=best_psnr if best_psnr != -math.inf else math.nan,
-        best_step=best_step,
-        interrupted=interrupted,
-        wall_s=time.perf_counter() - t_start,
-        history=history,
-        checkpoint_dir=ckpt,
-    )
+            "wall_s": time.perf_counter() - self.t_start,
+            "wall_s_total": self.wall_total(),
+            "device": str(self.device),
+            "precision": "bf16" if self.bf16 else "fp32",
+        }
+
+    def result(self, package: Path, card: ModelCard, interrupted: bool) -> TrainResult:
+        """What the run produced, once its package is written."""
+        return TrainResult(
+            package=package,
+            card=card,
+            steps=self.step,
+            total_steps=self.total,
+            best_val_psnr_db=self.best_psnr if self.best_psnr != -math.inf else math.nan,
+            best_step=self.best_step,
+            interrupted=interrupted,
+            wall_s=time.perf_counter() - self.t_start,
+            history=self.history,
+            checkpoint_dir=self.ckpt,
+        )
+
+
+def _split_record(field: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> dict[str, int]:
+    """How many pairs and fields trained and validated, for ``training.json``."""
+    return {
+        "n_train_pairs": len(train_idx),
+        "n_val_pairs": len(val_idx),
+        "train_fields": len(np.unique(field[train_idx])),
+        "val_fields": len(np.unique(field[val_idx])) if len(val_idx) else 0,
+    }
+
+
+def _initial_model(
+    config: TrainConfig, init: str | os.PathLike[str] | None
+) -> tuple[torch.nn.Module, dict[str, Any] | None, int]:
+    """The starting weights: ``init``'s (its architecture) or fresh ones of the config's.
+
+    Returns the model, where it came from (``None``: fresh) and its U-Net depth.
+    """
+    from tem_acq.denoise import build_model, load_package, resolve_package
+
+    if init is None:
+        model = build_model({**config.model_kwargs, "in_channels": 1, "classes": 1})
+        return model, None, config.encoder_depth
+    pkg = load_package(resolve_package(init))
+    info = {"package": str(pkg.path), "package_hash": pkg.package_hash}
+    return pkg.model, info, int(pkg.card.architecture_kwargs.get("encoder_depth", 5))
 
 
 def _write_package(
@@ -461,8 +598,8 @@ def _write_package(
     )
     detectors = sorted(set(pairs.detector))
     px = None
-    if pairs.pixel_size_nm is not None and np.isfinite(pairs.pixel_size_nm).all():
-        px = (float(pairs.pixel_size_nm.min()), float(pairs.pixel_size_nm.max()))
+    if pairs.pixel_size_A is not None and np.isfinite(pairs.pixel_size_A).all():
+        px = (float(pairs.pixel_size_A.min()), float(pairs.pixel_size_A.max()))
     specimens = sorted(set(pairs.specimen))
     kind = "short -> long exposure" if config.mode == "supervised" else "short -> short"
     what = (
@@ -485,7 +622,7 @@ def _write_package(
         description=description,
         dose_range_e_per_px=dose_range,
         detectors=detectors,
-        pixel_size_nm_range=px,
+        pixel_size_A_range=px,
         training_data=TrainingData(
             description=what, sha256=data_sha, source=pairs.source, n_pairs=len(pairs)
         ),

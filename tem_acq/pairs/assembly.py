@@ -24,7 +24,12 @@ from numpy.typing import NDArray
 from tem_acq.errors import AcquisitionError
 from tem_acq.registration import register
 
+#: Why a pair is suspect (``None``: it is not).
 PairFlag = Literal["drift", "saturated", "low_contrast"]
+
+#: Pair flags that leave a pair out of training and evaluation (``low_contrast`` pairs stay,
+#: with their shift taken as zero: the registration could not measure it).
+SKIPPED_FLAGS: frozenset[PairFlag] = frozenset({"drift", "saturated"})
 
 
 def bin_sum(image: NDArray[np.generic], factor: int) -> NDArray[np.float64]:

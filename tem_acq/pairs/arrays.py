@@ -1,0 +1,221 @@
+"""The pairs themselves: :class:`PairArrays`, n (short, long) frame pairs as plain arrays.
+
+Everything that makes or uses pairs meets here: assembly of a recorded field
+(:mod:`tem_acq.pairs.assembly`), the simulator (:mod:`tem_acq.pairs.simulate`), a pairs store
+(:mod:`tem_acq.pairs.reading`), and training and evaluation, which only read them. Plain NumPy
+arrays, so tests and scripts can build pairs directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
+
+import numpy as np
+
+from tem_acq.errors import TemAcqError
+
+
+@dataclass
+class PairArrays:
+    """Pairs of frames of one field each, as plain arrays (``n`` pairs of ``(y, x)`` frames).
+
+    Attributes
+    ----------
+    low
+        ``(n, y, x)`` raw counts of the short exposures (any numeric dtype).
+    high
+        ``(n, y, x)`` counts of the long exposure of the same field, binned to the short
+        frame's size by summing (``None`` for noise2noise-only data).
+    counts_per_electron
+        ``(n,)`` camera conversion factor of each pair.
+    low_dose
+        ``(n,)`` dose of each short frame (e-/px).
+    high_dose
+        ``(n,)`` dose of each long exposure (e-/px); the target is rescaled by
+        ``low_dose / high_dose``.
+    field
+        ``(n,)`` field id of each pair (frames of one field share it).
+    shift
+        ``(n, 2)`` ``(dy, dx)`` of ``high`` relative to ``low`` as
+        :func:`~tem_acq.registration.phase_correlation_shift` ``(low, high)`` returns it, or NaN
+        where unknown; ``None``: all unknown.
+    truth
+        ``(n, y, x)`` noise-free expected electrons per pixel at the short's dose, or ``None``.
+    vacuum
+        ``(n, y, x)`` boolean vacuum masks (simulated data), or ``None``.
+    particles
+        ``(n, y, x)`` boolean masks of the particles (nanoparticles, or the nanocrystals of
+        atomic-resolution fields) in simulated data, or ``None``.
+    detector
+        ``(n,)`` detector kind of each pair (``"counting"``/``"integrating"``), when known.
+    specimen
+        ``(n,)`` specimen kind of each pair, when known.
+    pixel_size_A
+        ``(n,)`` pixel size of each pair at the specimen (Å), when known.
+    source
+        Where the data came from (provenance text for the model card).
+    """
+
+    low: np.ndarray
+    high: np.ndarray | None
+    counts_per_electron: np.ndarray
+    low_dose: np.ndarray
+    high_dose: np.ndarray
+    field: np.ndarray
+    shift: np.ndarray | None = None
+    truth: np.ndarray | None = None
+    vacuum: np.ndarray | None = None
+    particles: np.ndarray | None = None
+    detector: list[str] = dc_field(default_factory=list)
+    specimen: list[str] = dc_field(default_factory=list)
+    pixel_size_A: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.low = np.asarray(self.low)
+        if self.low.ndim == 2:
+            self.low = self.low[None]
+        if self.low.ndim != 3 or self.low.size == 0 or self.low.dtype.kind not in "iuf":
+            raise TemAcqError(
+                f"low must be a non-empty numeric (n, y, x) stack, got {self.low.dtype} "
+                f"{self.low.shape}"
+            )
+        n = self.low.shape[0]
+        shape = self.low.shape
+        for name in ("high", "truth", "vacuum", "particles"):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            arr = np.asarray(arr)
+            if arr.ndim == 2:
+                arr = arr[None]
+            if arr.shape != shape:
+                raise TemAcqError(
+                    f"{name} has shape {arr.shape} but low has {shape}: every pair needs frames "
+                    "of one size (bin the long exposure to the short frame's size by summing)"
+                )
+            setattr(self, name, arr)
+
+        def per_pair(name: str, value: Any, dtype: Any) -> np.ndarray:
+            a = np.asarray(value, dtype=dtype)
+            if a.ndim == 0:
+                a = np.full(n, a, dtype=dtype)
+            if a.shape != (n,):
+                raise TemAcqError(f"{name} must be one value or one per pair ({n}), got {a.shape}")
+            return a
+
+        self.counts_per_electron = per_pair("counts_per_electron", self.counts_per_electron, float)
+        self.low_dose = per_pair("low_dose", self.low_dose, float)
+        self.high_dose = per_pair("high_dose", self.high_dose, float)
+        self.field = per_pair("field", self.field, np.int64)
+        if not (
+            np.isfinite(self.counts_per_electron).all() and (self.counts_per_electron > 0).all()
+        ):
+            raise TemAcqError("counts_per_electron must be finite and > 0 for every pair")
+        if not (np.isfinite(self.low_dose).all() and (self.low_dose > 0).all()):
+            raise TemAcqError("low_dose must be finite and > 0 e-/px for every pair")
+        if self.high is not None and not (
+            np.isfinite(self.high_dose).all() and (self.high_dose > 0).all()
+        ):
+            raise TemAcqError("high_dose must be finite and > 0 e-/px for every pair")
+        if self.shift is None:
+            self.shift = np.full((n, 2), np.nan)
+        self.shift = np.asarray(self.shift, dtype=float).reshape(n, 2)
+        if self.pixel_size_A is not None:
+            self.pixel_size_A = per_pair("pixel_size_A", self.pixel_size_A, float)
+        for name in ("detector", "specimen"):
+            values = list(getattr(self, name))
+            if values and len(values) != n:
+                raise TemAcqError(f"{name} must list one value per pair ({n}), got {len(values)}")
+
+    def __len__(self) -> int:
+        return int(self.low.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Frame shape ``(y, x)``."""
+        return (int(self.low.shape[1]), int(self.low.shape[2]))
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> PairArrays:
+        """The pairs at ``index`` (a new object sharing no arrays with this one)."""
+        idx = np.asarray(index, dtype=np.int64)
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.ascontiguousarray(a[idx])
+
+        return PairArrays(
+            low=np.ascontiguousarray(self.low[idx]),
+            high=take(self.high),
+            counts_per_electron=self.counts_per_electron[idx],
+            low_dose=self.low_dose[idx],
+            high_dose=self.high_dose[idx],
+            field=self.field[idx],
+            shift=take(self.shift),
+            truth=take(self.truth),
+            vacuum=take(self.vacuum),
+            particles=take(self.particles),
+            detector=[self.detector[i] for i in idx] if self.detector else [],
+            specimen=[self.specimen[i] for i in idx] if self.specimen else [],
+            pixel_size_A=take(self.pixel_size_A),
+            source=self.source,
+        )
+
+    def sha256(self) -> str:
+        """``sha256:<hex>`` over the frames and per-pair numbers (order included)."""
+        h = hashlib.sha256()
+        for name in ("low", "high", "truth"):
+            arr = getattr(self, name)
+            h.update(name.encode() + b"\0")
+            if arr is not None:
+                a = np.ascontiguousarray(arr)
+                h.update(f"{a.dtype.str}{a.shape}".encode())
+                h.update(a.tobytes())
+        for name in ("counts_per_electron", "low_dose", "high_dose", "field", "shift"):
+            a = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+            h.update(name.encode() + b"\0" + a.tobytes())
+        return "sha256:" + h.hexdigest()
+
+
+def concatenate(parts: Sequence[PairArrays]) -> PairArrays:
+    """Join pair sets; field ids are renumbered so fields of different sets never merge."""
+    if not parts:
+        raise TemAcqError("no pairs to join")
+    shapes = {p.shape for p in parts}
+    if len(shapes) > 1:
+        raise TemAcqError(
+            f"pair sets have different frame sizes {sorted(shapes)}; train on one size at a time "
+            "or crop them to a common size"
+        )
+
+    def cat(name: str) -> np.ndarray | None:
+        arrs = [getattr(p, name) for p in parts]
+        if any(a is None for a in arrs):
+            return None
+        return np.concatenate(arrs)
+
+    fields, offset = [], 0
+    for p in parts:
+        _, inv = np.unique(p.field, return_inverse=True)
+        fields.append(inv + offset)
+        offset += int(inv.max()) + 1
+    px = cat("pixel_size_A")
+    return PairArrays(
+        low=np.concatenate([p.low for p in parts]),
+        high=cat("high"),
+        counts_per_electron=np.concatenate([p.counts_per_electron for p in parts]),
+        low_dose=np.concatenate([p.low_dose for p in parts]),
+        high_dose=np.concatenate([p.high_dose for p in parts]),
+        field=np.concatenate(fields),
+        shift=np.concatenate([p.shift for p in parts if p.shift is not None]),
+        truth=cat("truth"),
+        vacuum=cat("vacuum"),
+        particles=cat("particles"),
+        detector=[d for p in parts for d in p.detector] if all(p.detector for p in parts) else [],
+        specimen=[s for p in parts for s in p.specimen] if all(p.specimen for p in parts) else [],
+        pixel_size_A=px,
+        source="; ".join(dict.fromkeys(p.source for p in parts if p.source)),
+    )
