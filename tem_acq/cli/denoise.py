@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, MODEL, OVERWRITE, TTA, Command
 from tem_acq.denoise.engine import PATHS, PathName
 from tem_acq.errors import TemAcqError
 
@@ -27,29 +28,15 @@ from tem_acq.errors import TemAcqError
 AUTO_PATH_MIN_FRAMES = 4
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``denoise`` subcommand."""
-    parser = subparsers.add_parser(
-        "denoise",
-        help="denoise TIFF/NPY/MRC files or an acquisition store with a model package",
-        description=(
-            "Denoise raw frames (TIFF incl. Gatan, .npy, MRC, or an acquisition store "
-            "*.zarr) into float32 expected electrons per pixel. The output format comes from "
-            "OUT's extension: .tif/.tiff, .npy, .mrc, or .zarr (store input only)."
-        ),
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``denoise`` arguments."""
     parser.add_argument("input", help="a .tif/.tiff, .npy, .mrc file or a tem-acq store (*.zarr)")
-    parser.add_argument(
-        "--model", "-m", default="default", help="model package name or folder (default: default)"
-    )
+    MODEL.add(parser, "-m", help="model package name or folder (default: default)")
     parser.add_argument("--out", "-o", required=True, help="output file (.tif/.npy/.mrc/.zarr)")
-    parser.add_argument(
-        "--counts-per-electron",
-        type=float,
-        default=None,
-        help="camera counts per electron (default: from the file's metadata, else 1)",
+    COUNTS_PER_ELECTRON.add(
+        parser, help="camera counts per electron (default: from the file's metadata, else 1)"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    DEVICE.add(parser)
     parser.add_argument("--batch", type=int, default=None, help="frames per network call")
     parser.add_argument(
         "--compile", action="store_true", help="try torch.compile (slow start; for long stacks)"
@@ -61,14 +48,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"execution path (default: auto for stacks of >= {AUTO_PATH_MIN_FRAMES} frames, "
         "else eager); reduced-precision paths are checked against eager",
     )
-    parser.add_argument(
-        "--tta",
-        action="store_true",
+    TTA.add(
+        parser,
         help="average the model over the 8 flips/rotations of each frame: output independent "
         "of orientation, 8x the time",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    parser.set_defaults(func=run)
+    OVERWRITE.add(parser, help="replace OUT if it exists")
 
 
 def _is_store(path: Path) -> bool:
@@ -232,3 +217,17 @@ def _write_store(
             )
             index = writer.append_raw(np.asarray(store.raw[i]), record)
             writer.write_denoised(index, result[i])
+
+
+COMMAND = Command(
+    "denoise",
+    help="denoise TIFF/NPY/MRC files or an acquisition store with a model package",
+    description=(
+        "Denoise raw frames (TIFF incl. Gatan, .npy, MRC, or an acquisition store "
+        "*.zarr) into float32 expected electrons per pixel. The output format comes from "
+        "OUT's extension: .tif/.tiff, .npy, .mrc, or .zarr (store input only)."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=60,
+)
