@@ -88,7 +88,7 @@ class LoadedPackage:
     package_hash: str
 
 
-def model_config(encoder: str | None = None, *, fast: bool = False) -> dict[str, Any]:
+def architecture_config(encoder: str | None = None, *, fast: bool = False) -> dict[str, Any]:
     """Return smp ``Unet`` arguments for an encoder, or for the paper/fast presets.
 
     Parameters
@@ -385,7 +385,7 @@ def new_package(
     out
         The folder to create.
     encoder, fast
-        See :func:`model_config`.
+        See :func:`architecture_config`.
     name
         Package name (default: the folder name).
     weights_dtype
@@ -401,7 +401,7 @@ def new_package(
     """
     import torch
 
-    cfg = model_config(encoder, fast=fast)
+    cfg = architecture_config(encoder, fast=fast)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model({**cfg, "in_channels": 1, "classes": 1})
