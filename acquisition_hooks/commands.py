@@ -29,6 +29,7 @@ from tem_acq.cli.command import (
     SEED,
     Command,
     Option,
+    keywords,
 )
 from tem_acq.errors import AcquisitionError, ConfigError
 from tem_acq.schema import format_validation_error
@@ -88,14 +89,8 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
 
 def simulation_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The simulated microscope the options of :func:`add_simulation_arguments` describe."""
-    return {
-        "dose_rate": args.dose_rate,
-        "detector": args.detector,
-        "specimen": args.specimen,
-        "seed": args.seed,
-        "size": args.size,
-        "drift_px_per_s": args.drift,
-    }
+    settings = keywords(args, "dose_rate", "detector", "specimen", "seed", "size")
+    return {**settings, "drift_px_per_s": args.drift}
 
 
 @contextmanager
@@ -124,6 +119,19 @@ def require_frames(args: argparse.Namespace) -> None:
     """Check ``--frames``: an acquisition records at least one frame."""
     if args.frames < 1:
         raise AcquisitionError(f"--frames must be at least 1 (got {args.frames})")
+
+
+#: The ``collect-pairs`` options that are :class:`~acquisition_hooks.pairs.PairPlan` fields.
+PLAN_OPTIONS = (
+    "fields",
+    "n_short",
+    "short_exposure_ms",
+    "long_exposure_ms",
+    "long_mode",
+    "long_order",
+    "settle_s",
+    "max_shift_px",
+)
 
 
 def collect_pairs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,16 +167,7 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
             "README), or pass --simulated"
         )
     try:
-        plan = PairPlan(
-            fields=args.fields,
-            n_short=args.n_short,
-            short_exposure_ms=args.short_exposure_ms,
-            long_exposure_ms=args.long_exposure_ms,
-            long_mode=args.long_mode,
-            long_order=args.long_order,
-            settle_s=args.settle_s,
-            max_shift_px=args.max_shift_px,
-        )
+        plan = PairPlan(**keywords(args, *PLAN_OPTIONS))
     except ValidationError as exc:
         raise ConfigError(f"invalid collection plan: {format_validation_error(exc)}") from None
     with (
@@ -220,7 +219,7 @@ def run_acquire(args: argparse.Namespace) -> int:
             **settings,
         )
         with recorder, _progress(recorder, args.frames):
-            _run_events(events, recorder)
+            run_events(events, recorder)
     summary = recorder.summary
     if args.json:
         print(json.dumps({"store": str(args.out), **summary.as_dict()}, indent=2))
@@ -229,7 +228,8 @@ def run_acquire(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_events(events: list[dict[str, Any]], recorder: Any) -> None:
+def run_events(events: list[dict[str, Any]], recorder: Any) -> None:
+    """Run these acquisition events through pycro-manager, recorded by ``recorder``."""
     from pycromanager import Acquisition
 
     # directory=None with a processor that returns nothing: pycro-manager keeps no copy, the

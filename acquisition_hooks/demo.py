@@ -22,6 +22,7 @@ from acquisition_hooks.commands import (
     SPECIMEN,
     open_simulated_microscope,
     require_frames,
+    run_events,
 )
 from tem_acq.cli.command import DEVICE, JSON, MODEL, SEED, Command
 
@@ -51,8 +52,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
-    from pycromanager import Acquisition
-
     from acquisition_hooks.recorder import LiveRecorder
 
     require_frames(args)
@@ -83,10 +82,7 @@ def run_demo(args: argparse.Namespace) -> int:
             overwrite=store.exists(),
             **scope.recorder_settings(),
         ) as live:
-            with Acquisition(
-                directory=None, show_display=False, **live.acquisition_kwargs()
-            ) as acq:
-                acq.acquire(events)
+            run_events(events, live)
         summary = live.summary
         quality = _quality(store, camera, picture)
     result = {

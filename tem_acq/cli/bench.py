@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tem_acq.cli.command import DEVICE, JSON, MODEL, Command, require_at_least_one
+from tem_acq.cli.command import DEVICE, JSON, MODEL, Command, keywords, require_at_least_one
 
 
 def denoise_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +37,8 @@ def run_denoise(args: argparse.Namespace) -> int:
 
     require_at_least_one(args, "size", "batch", "repeats")
     result = bench_denoise(
-        encoder=args.encoder,
-        model=args.model,
-        size=args.size,
-        device=args.device,
-        batch=args.batch,
-        repeats=args.repeats,
+        **keywords(args, "encoder", "model", "size", "device", "batch", "repeats", "reference"),
         compile=not args.no_compile,
-        reference=args.reference,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

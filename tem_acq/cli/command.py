@@ -144,6 +144,14 @@ STORE = Option(("store",), {"help": "path of the store (a directory NAME.zarr)"}
 PAIRS = Option(("--pairs",), {"nargs": "+", "metavar": "STORE"})
 
 
+def keywords(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed options ``names`` (argparse dests), as keyword arguments of the same names.
+
+    For the options a command hands on unchanged to the function that does the work.
+    """
+    return {name: getattr(args, name) for name in names}
+
+
 def require_at_least_one(args: argparse.Namespace, *names: str) -> None:
     """Check that the integer options ``names`` (argparse dests) are >= 1 where given.
 
@@ -173,5 +181,6 @@ __all__ = [
     "TTA",
     "Command",
     "Option",
+    "keywords",
     "require_at_least_one",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tem_acq.cli.command import FAST, JSON, OVERWRITE, PACKAGE_NAME, SEED, Command
+from tem_acq.cli.command import FAST, JSON, OVERWRITE, PACKAGE_NAME, SEED, Command, keywords
 
 
 def new_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +40,7 @@ def run_new(args: argparse.Namespace) -> int:
     from tem_acq.denoise import new_package
 
     card = new_package(
-        args.out,
-        encoder=args.encoder,
-        fast=args.fast,
-        name=args.name,
-        weights_dtype=args.weights_dtype,
-        seed=args.seed,
-        overwrite=args.overwrite,
+        args.out, **keywords(args, "encoder", "fast", "name", "weights_dtype", "seed", "overwrite")
     )
     print(f"created {args.out}: {card.name}: {card.summary()}")
     return 0
