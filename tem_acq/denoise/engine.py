@@ -235,8 +235,29 @@ class Denoiser:
 
     Create one with :func:`tem_acq.load_model`. Not thread-safe: call it from one thread.
 
+    Parameters
+    ----------
+    package
+        The package (:func:`~tem_acq.denoise.package.load_package`).
+    device
+        Where the network runs (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); given, it
+        overrides ``options.device``.
+    options
+        How it runs (:class:`~tem_acq.denoise.options.DenoiseOptions`; default: its defaults).
+    **settings
+        :class:`~tem_acq.denoise.options.DenoiseOptions` fields to change (``path="eager"``,
+        ``batch_size=4``, ``tta=True``...).
+
+    Raises
+    ------
+    ConfigError
+        An unknown device or path, a batch size below 1, an overlap too large for the tiles,
+        a setting that is not an option.
+
     Attributes
     ----------
+    options
+        The options it runs with.
     card
         The package's :class:`~tem_acq.denoise.card.ModelCard`.
     package_hash
@@ -268,28 +289,6 @@ class Denoiser:
         options: DenoiseOptions | None = None,
         **settings: Any,
     ) -> None:
-        """Make a denoiser for a loaded package.
-
-        Parameters
-        ----------
-        package
-            The package (:func:`~tem_acq.denoise.package.load_package`).
-        device
-            Where the network runs (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); given,
-            it overrides ``options.device``.
-        options
-            How it runs (:class:`~tem_acq.denoise.options.DenoiseOptions`; default: its
-            defaults).
-        **settings
-            :class:`~tem_acq.denoise.options.DenoiseOptions` fields to change
-            (``path="eager"``, ``batch_size=4``, ``tta=True``...).
-
-        Raises
-        ------
-        ConfigError
-            An unknown device or path, a batch size below 1, an overlap too large for the
-            tiles, a setting that is not an option.
-        """
         import torch
 
         if device is not None:
