@@ -30,6 +30,7 @@ from tem_acq.cli.command import (
     Command,
     Option,
     keywords,
+    require_finite,
 )
 from tem_acq.errors import AcquisitionError, ConfigError
 from tem_acq.schema import format_validation_error
@@ -158,7 +159,7 @@ def collect_pairs_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_collect_pairs(args: argparse.Namespace) -> int:
     """Collect pairs as ``args`` say; returns the exit code."""
-    from acquisition_hooks.pairs import PairPlan, collect_pairs
+    from acquisition_hooks.pairs import collect_pairs
 
     if not args.simulated:
         raise AcquisitionError(
@@ -166,10 +167,7 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
             "acquisition_hooks.pairs.PairCollector from your acquisition script (see the "
             "README), or pass --simulated"
         )
-    try:
-        plan = PairPlan(**keywords(args, *PLAN_OPTIONS))
-    except ValidationError as exc:
-        raise ConfigError(f"invalid collection plan: {format_validation_error(exc)}") from None
+    plan = _pair_plan(args)
     with (
         open_simulated_microscope(
             **simulation_settings(args), exposure_ms=args.short_exposure_ms
@@ -184,6 +182,18 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
     info = open_pairs(args.out).info()
     print(f"collected {info['pairs']} pairs from {args.fields} fields into {args.out}")
     return 0
+
+
+def _pair_plan(args: argparse.Namespace) -> Any:
+    """The :class:`~acquisition_hooks.pairs.PairPlan` the options describe, checked."""
+    from acquisition_hooks.pairs import PairPlan
+
+    try:
+        plan = PairPlan(**keywords(args, *PLAN_OPTIONS))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid collection plan: {format_validation_error(exc)}") from None
+    require_finite(args, "short_exposure_ms", "long_exposure_ms", "settle_s")
+    return plan
 
 
 @contextmanager
@@ -206,6 +216,7 @@ def run_acquire(args: argparse.Namespace) -> int:
     require_frames(args)
     if not args.exposure_ms > 0:
         raise AcquisitionError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
+    require_finite(args, "exposure_ms")
     model = None if args.model.lower() == "none" else args.model
     events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
     with _microscope(args) as settings:

@@ -24,7 +24,7 @@ from acquisition_hooks.commands import (
     require_frames,
     run_events,
 )
-from tem_acq.cli.command import DEVICE, JSON, MODEL, SEED, Command
+from tem_acq.cli.command import DEVICE, JSON, MODEL, SEED, Command, require_finite
 
 #: Short exposure of the demo (ms) and the dose rate that makes it ~5 e-/px, as in the paper.
 EXPOSURE_MS = 2.0
@@ -55,6 +55,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from acquisition_hooks.recorder import LiveRecorder
 
     require_frames(args)
+    require_finite(args, "interval_ms")
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "demo.ome.zarr"
     picture = args.out / "demo.png"

@@ -167,6 +167,13 @@ def test_a_command_needs_a_run_function_or_subcommands() -> None:
             ["collect-pairs", "--simulated", "--out", "p.ome.zarr", "--fields", "0"],
             "invalid collection plan: fields: Input should be greater than or equal to 1",
         ),
+        # nan and inf pass argparse's float and stalled the acquisition
+        (["acquire", "--simulated", "--out", "a.ome.zarr", "--exposure-ms", "inf"], "finite"),
+        (
+            ["collect-pairs", "--simulated", "--out", "p.ome.zarr", "--long-exposure-ms", "inf"],
+            "--long-exposure-ms must be a finite number, got inf",
+        ),
+        (["demo", "--out", "d", "--interval-ms", "nan"], "--interval-ms must be a finite number"),
         (["demo", "--out", "d", "--frames", "0"], "--frames must be at least 1"),
         (["demo", "--out", "d", "--size", "0"], "invalid simulated microscope: size"),
     ],

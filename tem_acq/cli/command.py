@@ -10,6 +10,7 @@ it, changing only what differs for it (its help text, default or whether it is r
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -152,6 +153,23 @@ def keywords(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
+def require_finite(args: argparse.Namespace, *names: str) -> None:
+    """Check that the number options ``names`` (argparse dests) are finite (not nan or inf).
+
+    argparse's ``float`` takes ``nan`` and ``inf``; an exposure or interval of either would
+    stall an acquisition instead of failing.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first option that is not finite.
+    """
+    for name in names:
+        value = getattr(args, name)
+        if not math.isfinite(value):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
 def require_at_least_one(args: argparse.Namespace, *names: str) -> None:
     """Check that the integer options ``names`` (argparse dests) are >= 1 where given.
 
@@ -183,4 +201,5 @@ __all__ = [
     "Option",
     "keywords",
     "require_at_least_one",
+    "require_finite",
 ]
