@@ -13,6 +13,7 @@ import pytest
 
 import tem_acq.cli
 from tem_acq.cli import ENTRY_POINT_GROUP, Command, build_parser, main
+from tem_acq.errors import StoreError
 
 #: What ``tem-acq --help`` listed before commands came from entry points.
 COMMANDS_IN_HELP_ORDER = [
@@ -62,6 +63,10 @@ def run_hello(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_failing(args: argparse.Namespace) -> int:
+    raise StoreError("a message that embeds another report:\n  first line\n\n  second line")
+
+
 def clashing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--who")
     parser.add_argument("--who")
@@ -70,6 +75,7 @@ def clashing_arguments(parser: argparse.ArgumentParser) -> None:
 #: A plug-in command that works, and one whose arguments argparse refuses.
 HELLO = Command("hello", help="say hello", arguments=hello_arguments, run=run_hello)
 CLASHING = Command("clash", help="--who twice", arguments=clashing_arguments, run=run_hello)
+FAILING = Command("fail", help="raises a multi-line error", run=run_failing)
 
 
 @pytest.fixture
@@ -82,6 +88,7 @@ def with_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
         fake("clash", f"{__name__}:CLASHING"),
         fake("info-again", "tem_acq.cli.info:COMMAND"),
         fake("hello", f"{__name__}:HELLO"),
+        fake("fail", f"{__name__}:FAILING"),
     ]
     monkeypatch.setattr(tem_acq.cli, "command_entry_points", lambda: [*plugins, *real])
 
@@ -90,7 +97,7 @@ def with_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_broken_plugins_are_reported_and_the_others_still_work(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert listed_commands(build_parser()) == [*COMMANDS_IN_HELP_ORDER, "hello"]
+    assert listed_commands(build_parser()) == [*COMMANDS_IN_HELP_ORDER, "fail", "hello"]
     err = capsys.readouterr().err.splitlines()
     expected = {
         "missing": "(no_such_module_of_tem_acq:COMMAND) is unavailable: ModuleNotFoundError",
@@ -106,6 +113,15 @@ def test_broken_plugins_are_reported_and_the_others_still_work(
     assert main(["hello", "--who", "tem"]) == 0
     assert "hello tem" in capsys.readouterr().out
     assert main(["models", "--json"]) == 0
+
+
+@pytest.mark.usefixtures("with_plugins")
+def test_an_error_is_printed_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fail"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        "tem-acq fail: error: a message that embeds another report: first line second line"
+    )
 
 
 def test_no_commands_at_all_says_how_to_fix_it(
