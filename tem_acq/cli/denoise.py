@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             out,
             result,
             metadata=meta,
-            pixel_size_nm=frame_file.pixel_size_nm,
+            pixel_size_A=frame_file.pixel_size_A,
             overwrite=args.overwrite,
         )
     print(
@@ -124,7 +124,7 @@ def _read_input(src: Path) -> tuple[io.FrameFile, Any]:
         frame_file = io.FrameFile(
             np.asarray(store.raw[:]),
             counts_per_electron=store.metadata.camera.counts_per_electron,
-            pixel_size_nm=store.metadata.instrument.pixel_size_A / 10.0,
+            pixel_size_A=store.metadata.instrument.pixel_size_A,
         )
         if frame_file.data.shape[0] == 0:
             raise TemAcqError(f"store {src} has no committed frames")
