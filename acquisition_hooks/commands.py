@@ -89,7 +89,7 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def simulation_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The simulated microscope the options of :func:`add_simulation_arguments` describe."""
+    """The :func:`open_simulated_microscope` settings that :func:`add_simulation_arguments` adds."""
     settings = keywords(args, "dose_rate", "detector", "specimen", "seed", "size")
     return {**settings, "drift_px_per_s": args.drift}
 
