@@ -5,6 +5,8 @@
 - :func:`simulated_microscope`: a real Micro-Manager core with a simulated TEM camera, attached
   to pycro-manager's Python backend (no microscope needed).
 - :class:`SimulatedTEMCamera`: the camera device itself, for any pymmcore-plus ``UniMMCore``.
+- ``tem-acq acquire``, ``collect-pairs`` and ``demo``: the commands this layer contributes to
+  the core's command line (:mod:`.commands`, :mod:`.demo`; entry points in pyproject.toml).
 
 Names are imported on first use, so ``tem-acq`` commands that need none of them stay quick.
 """

@@ -1,7 +1,8 @@
-"""``tem-acq acquire``: a real pycro-manager acquisition, recorded (and denoised) live.
+"""``tem-acq acquire`` and ``collect-pairs``: real pycro-manager acquisitions, recorded live.
 
-Registered by ``tem_acq.cli``; pycro-manager is imported only when the command runs, so the
-core package never imports it.
+The hook layer contributes these commands to ``tem-acq`` through the ``tem_acq.commands``
+entry points (pyproject.toml); pycro-manager is imported only when one runs, so the core
+package never imports it.
 """
 
 from __future__ import annotations
@@ -12,121 +13,153 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from tem_acq.errors import AcquisitionError
+from pydantic import ValidationError
+
+from tem_acq.cli.command import (
+    COUNTS_PER_ELECTRON,
+    DEVICE,
+    JSON,
+    MODEL,
+    OVERWRITE,
+    RESUME,
+    SEED,
+    Command,
+    Option,
+    keywords,
+    require_finite,
+)
+from tem_acq.errors import AcquisitionError, ConfigError
+from tem_acq.schema import format_validation_error
+
+#: The store a command creates.
+NEW_STORE = Option(("--out",), {"required": True, "type": Path})
+#: Run on the simulated TEM instead of the Micro-Manager that pycro-manager finds.
+SIMULATED = Option(("--simulated",), {"action": "store_true", "help": "use the simulated TEM"})
+#: The simulated camera's sensor, detector and specimen.
+SENSOR_SIZE = Option(("--size",), {"type": int, "default": 512, "help": "sensor size in pixels"})
+DETECTOR = Option(("--detector",), {"choices": ("counting", "integrating"), "default": "counting"})
+SPECIMEN = Option(
+    ("--specimen",), {"choices": ("nanoparticles", "atomic"), "default": "nanoparticles"}
+)
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``acquire`` and ``collect-pairs`` subcommands."""
-    register_acquire(subparsers)
-    register_collect_pairs(subparsers)
-
-
-def register_acquire(subparsers: Any) -> None:
-    """Add the ``acquire`` subcommand."""
-    p = subparsers.add_parser(
-        "acquire",
-        help="run a pycro-manager acquisition and record raw (+ denoised) frames to OME-Zarr",
-        description=(
-            "Run a real pycro-manager acquisition and record every raw frame to an OME-Zarr "
-            "store, denoising live when a model is given. --simulated runs it on the simulated "
-            "TEM (no microscope needed); without it, the Micro-Manager that pycro-manager finds "
-            "(a running Micro-Manager with its pycro-manager server) is used."
-        ),
-    )
-    p.add_argument("--out", required=True, type=Path, help="new store path (*.ome.zarr)")
-    p.add_argument("--simulated", action="store_true", help="use the simulated TEM")
-    p.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
-    p.add_argument("--exposure-ms", type=float, default=2.0, help="exposure per frame (ms)")
-    p.add_argument("--model", default="none", help="model package name or path, or 'none'")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (for --model)")
-    p.add_argument(
+def acquire_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``acquire`` arguments."""
+    NEW_STORE.add(parser, help="new store path (*.ome.zarr)")
+    SIMULATED.add(parser)
+    parser.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
+    parser.add_argument("--exposure-ms", type=float, default=2.0, help="exposure per frame (ms)")
+    MODEL.add(parser, default="none", help="model package name or path, or 'none'")
+    DEVICE.add(parser, help="auto, cpu or cuda (for --model)")
+    parser.add_argument(
         "--policy",
         choices=("skip", "block"),
         default="skip",
         help="when the denoiser falls behind: skip frames (default) or make the camera wait",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    add_simulation_arguments(p)
-    real = p.add_argument_group("a real microscope (without --simulated)")
+    OVERWRITE.add(parser)
+    JSON.add(parser, help="print the run summary as JSON")
+    add_simulation_arguments(parser)
+    real = parser.add_argument_group("a real microscope (without --simulated)")
     real.add_argument(
         "--pixel-size-A",
         type=float,
         default=None,
         help="pixel size in angstrom (default: Micro-Manager's pixel size calibration)",
     )
-    real.add_argument("--counts-per-electron", type=float, default=None)
+    COUNTS_PER_ELECTRON.add(real)
     real.add_argument("--voltage-kV", type=float, default=200.0)
-    p.set_defaults(func=run_acquire)
 
 
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     """The simulated microscope's options (used with --simulated)."""
     sim = parser.add_argument_group("simulated microscope (--simulated)")
-    sim.add_argument("--size", type=int, default=512, help="sensor size in pixels")
+    SENSOR_SIZE.add(sim)
     sim.add_argument(
         "--dose-rate", type=float, default=2500.0, help="electrons per pixel per second"
     )
-    sim.add_argument("--detector", choices=("counting", "integrating"), default="counting")
-    sim.add_argument("--specimen", choices=("nanoparticles", "atomic"), default="nanoparticles")
-    sim.add_argument("--seed", type=int, default=0, help="specimen and noise seed")
+    DETECTOR.add(sim)
+    SPECIMEN.add(sim)
+    SEED.add(sim, default=0, help="specimen and noise seed")
     sim.add_argument("--drift", type=float, default=0.0, help="stage drift along x (px/s)")
 
 
-def open_simulated_microscope(args: argparse.Namespace, exposure_ms: float) -> Any:
-    """The simulated microscope the options of :func:`add_simulation_arguments` describe."""
+def simulation_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`open_simulated_microscope` settings that :func:`add_simulation_arguments` adds."""
+    settings = keywords(args, "dose_rate", "detector", "specimen", "seed", "size")
+    return {**settings, "drift_px_per_s": args.drift}
+
+
+@contextmanager
+def open_simulated_microscope(**settings: Any) -> Iterator[Any]:
+    """Start the simulated microscope with these :func:`simulated_microscope` settings.
+
+    Raises
+    ------
+    ConfigError
+        A setting the simulator rejects (a sensor of 0 pixels, a negative dose rate...),
+        named in one line.
+    """
     from acquisition_hooks.session import simulated_microscope
 
-    return simulated_microscope(
-        dose_rate=args.dose_rate,
-        detector=args.detector,
-        specimen=args.specimen,
-        seed=args.seed,
-        size=args.size,
-        drift_px_per_s=args.drift,
-        exposure_ms=exposure_ms,
-    )
+    with ExitStack() as stack:
+        try:
+            scope = stack.enter_context(simulated_microscope(**settings))
+        except ValidationError as exc:
+            raise ConfigError(
+                f"invalid simulated microscope: {format_validation_error(exc)}"
+            ) from None
+        yield scope
 
 
-def register_collect_pairs(subparsers: Any) -> None:
-    """Add the ``collect-pairs`` subcommand."""
-    p = subparsers.add_parser(
-        "collect-pairs",
-        help="collect short/long exposure pairs over many fields for training",
-        description=(
-            "For each field: K short exposures and one long exposure (or the sum of M short "
-            "frames), through real pycro-manager events, written to a pairs store with "
-            "registration shifts and quality flags. Resumable with --resume."
-        ),
-    )
-    p.add_argument("--out", required=True, type=Path, help="pairs store path (*.ome.zarr)")
-    p.add_argument("--simulated", action="store_true", help="use the simulated TEM")
-    p.add_argument("--fields", type=int, default=6, help="number of fields (default 6)")
-    p.add_argument("--n-short", type=int, default=2, help="short exposures per field")
-    p.add_argument("--short-exposure-ms", type=float, default=2.0)
-    p.add_argument("--long-exposure-ms", type=float, default=400.0)
-    p.add_argument(
+def require_frames(args: argparse.Namespace) -> None:
+    """Check ``--frames``: an acquisition records at least one frame."""
+    if args.frames < 1:
+        raise AcquisitionError(f"--frames must be at least 1 (got {args.frames})")
+
+
+#: The ``collect-pairs`` options that are :class:`~acquisition_hooks.pairs.PairPlan` fields.
+PLAN_OPTIONS = (
+    "fields",
+    "n_short",
+    "short_exposure_ms",
+    "long_exposure_ms",
+    "long_mode",
+    "long_order",
+    "settle_s",
+    "max_shift_px",
+)
+
+
+def collect_pairs_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``collect-pairs`` arguments."""
+    NEW_STORE.add(parser, help="pairs store path (*.ome.zarr)")
+    SIMULATED.add(parser)
+    parser.add_argument("--fields", type=int, default=6, help="number of fields (default 6)")
+    parser.add_argument("--n-short", type=int, default=2, help="short exposures per field")
+    parser.add_argument("--short-exposure-ms", type=float, default=2.0)
+    parser.add_argument("--long-exposure-ms", type=float, default=400.0)
+    parser.add_argument(
         "--long-mode",
         choices=("exposure", "sum"),
         default="exposure",
         help="one long exposure, or the sum of short frames (long/short of them)",
     )
-    p.add_argument("--long-order", choices=("after", "before"), default="after")
-    p.add_argument("--settle-s", type=float, default=0.0, help="wait after each stage move")
-    p.add_argument("--max-shift-px", type=float, default=2.0, help="flag pairs drifting more")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted collection")
-    add_simulation_arguments(p)
-    p.set_defaults(func=run_collect_pairs)
+    parser.add_argument("--long-order", choices=("after", "before"), default="after")
+    parser.add_argument("--settle-s", type=float, default=0.0, help="wait after each stage move")
+    parser.add_argument("--max-shift-px", type=float, default=2.0, help="flag pairs drifting more")
+    OVERWRITE.add(parser)
+    RESUME.add(parser, help="continue an interrupted collection")
+    add_simulation_arguments(parser)
 
 
 def run_collect_pairs(args: argparse.Namespace) -> int:
     """Collect pairs as ``args`` say; returns the exit code."""
-    from acquisition_hooks.pairs import PairPlan, collect_pairs
+    from acquisition_hooks.pairs import collect_pairs
 
     if not args.simulated:
         raise AcquisitionError(
@@ -134,21 +167,11 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
             "acquisition_hooks.pairs.PairCollector from your acquisition script (see the "
             "README), or pass --simulated"
         )
-    try:
-        plan = PairPlan(
-            fields=args.fields,
-            n_short=args.n_short,
-            short_exposure_ms=args.short_exposure_ms,
-            long_exposure_ms=args.long_exposure_ms,
-            long_mode=args.long_mode,
-            long_order=args.long_order,
-            settle_s=args.settle_s,
-            max_shift_px=args.max_shift_px,
-        )
-    except ValueError as exc:
-        raise AcquisitionError(f"invalid collection plan: {exc}") from None
+    plan = _pair_plan(args)
     with (
-        open_simulated_microscope(args, args.short_exposure_ms) as scope,
+        open_simulated_microscope(
+            **simulation_settings(args), exposure_ms=args.short_exposure_ms
+        ) as scope,
         _field_progress(args.fields) as on_field,
     ):
         collect_pairs(
@@ -159,6 +182,18 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
     info = open_pairs(args.out).info()
     print(f"collected {info['pairs']} pairs from {args.fields} fields into {args.out}")
     return 0
+
+
+def _pair_plan(args: argparse.Namespace) -> Any:
+    """The :class:`~acquisition_hooks.pairs.PairPlan` the options describe, checked."""
+    from acquisition_hooks.pairs import PairPlan
+
+    try:
+        plan = PairPlan(**keywords(args, *PLAN_OPTIONS))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid collection plan: {format_validation_error(exc)}") from None
+    require_finite(args, "short_exposure_ms", "long_exposure_ms", "settle_s")
+    return plan
 
 
 @contextmanager
@@ -178,10 +213,10 @@ def run_acquire(args: argparse.Namespace) -> int:
     """Run the acquisition described by ``args``; returns the exit code."""
     from acquisition_hooks.recorder import LiveRecorder
 
-    if args.frames < 1:
-        raise AcquisitionError(f"--frames must be at least 1 (got {args.frames})")
+    require_frames(args)
     if not args.exposure_ms > 0:
         raise AcquisitionError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
+    require_finite(args, "exposure_ms")
     model = None if args.model.lower() == "none" else args.model
     events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
     with _microscope(args) as settings:
@@ -195,7 +230,7 @@ def run_acquire(args: argparse.Namespace) -> int:
             **settings,
         )
         with recorder, _progress(recorder, args.frames):
-            _run_events(events, recorder)
+            run_events(events, recorder)
     summary = recorder.summary
     if args.json:
         print(json.dumps({"store": str(args.out), **summary.as_dict()}, indent=2))
@@ -204,7 +239,8 @@ def run_acquire(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_events(events: list[dict[str, Any]], recorder: Any) -> None:
+def run_events(events: list[dict[str, Any]], recorder: Any) -> None:
+    """Run these acquisition events through pycro-manager, recorded by ``recorder``."""
     from pycromanager import Acquisition
 
     # directory=None with a processor that returns nothing: pycro-manager keeps no copy, the
@@ -218,7 +254,9 @@ def _run_events(events: list[dict[str, Any]], recorder: Any) -> None:
 def _microscope(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Yield the recorder's instrument settings for the chosen microscope."""
     if args.simulated:
-        with open_simulated_microscope(args, args.exposure_ms) as scope:
+        with open_simulated_microscope(
+            **simulation_settings(args), exposure_ms=args.exposure_ms
+        ) as scope:
             yield scope.recorder_settings()
         return
     yield _real_microscope_settings(args)
@@ -310,3 +348,31 @@ def _describe(path: Path, summary: Any) -> str:
     for error in summary.errors:
         lines.append(f"error recorded in the store: {error}")
     return "\n".join(lines)
+
+
+ACQUIRE = Command(
+    "acquire",
+    help="run a pycro-manager acquisition and record raw (+ denoised) frames to OME-Zarr",
+    description=(
+        "Run a real pycro-manager acquisition and record every raw frame to an OME-Zarr "
+        "store, denoising live when a model is given. --simulated runs it on the simulated "
+        "TEM (no microscope needed); without it, the Micro-Manager that pycro-manager finds "
+        "(a running Micro-Manager with its pycro-manager server) is used."
+    ),
+    arguments=acquire_arguments,
+    run=run_acquire,
+    rank=100,
+)
+
+COLLECT_PAIRS = Command(
+    "collect-pairs",
+    help="collect short/long exposure pairs over many fields for training",
+    description=(
+        "For each field: K short exposures and one long exposure (or the sum of M short "
+        "frames), through real pycro-manager events, written to a pairs store with "
+        "registration shifts and quality flags. Resumable with --resume."
+    ),
+    arguments=collect_pairs_arguments,
+    run=run_collect_pairs,
+    rank=110,
+)

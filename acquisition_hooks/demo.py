@@ -16,48 +16,46 @@ from typing import Any
 
 import numpy as np
 
-from tem_acq.errors import AcquisitionError
+from acquisition_hooks.commands import (
+    DETECTOR,
+    SENSOR_SIZE,
+    SPECIMEN,
+    open_simulated_microscope,
+    require_frames,
+    run_events,
+)
+from tem_acq.cli.command import DEVICE, JSON, MODEL, SEED, Command, require_finite
 
 #: Short exposure of the demo (ms) and the dose rate that makes it ~5 e-/px, as in the paper.
 EXPOSURE_MS = 2.0
 DOSE_RATE = 2500.0
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``demo`` subcommand."""
-    p = subparsers.add_parser(
-        "demo",
-        help="simulated low-dose acquisition with live denoising, summary and picture",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--out", type=Path, default=Path("tem-acq-demo"), help="output folder")
-    p.add_argument("--frames", type=int, default=60, help="frames to acquire (default 60)")
-    p.add_argument(
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` arguments."""
+    parser.add_argument("--out", type=Path, default=Path("tem-acq-demo"), help="output folder")
+    parser.add_argument("--frames", type=int, default=60, help="frames to acquire (default 60)")
+    parser.add_argument(
         "--interval-ms",
         type=float,
         default=100.0,
         help="time between frame starts (default 100 ms: a 10 fps live view)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--model", default="default", help="model package name or folder")
-    p.add_argument("--size", type=int, default=512, help="sensor size in pixels")
-    p.add_argument("--detector", choices=("counting", "integrating"), default="integrating")
-    p.add_argument("--specimen", choices=("nanoparticles", "atomic"), default="nanoparticles")
-    p.add_argument("--seed", type=int, default=2022)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run_demo)
+    DEVICE.add(parser, help="auto, cpu or cuda")
+    MODEL.add(parser)
+    SENSOR_SIZE.add(parser)
+    DETECTOR.add(parser, default="integrating")
+    SPECIMEN.add(parser)
+    SEED.add(parser, default=2022)
+    JSON.add(parser, help="print the summary as JSON")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
-    from pycromanager import Acquisition
-
     from acquisition_hooks.recorder import LiveRecorder
-    from acquisition_hooks.session import simulated_microscope
 
-    if args.frames < 1:
-        raise AcquisitionError(f"--frames must be at least 1 (got {args.frames})")
+    require_frames(args)
+    require_finite(args, "interval_ms")
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "demo.ome.zarr"
     picture = args.out / "demo.png"
@@ -66,7 +64,7 @@ def run_demo(args: argparse.Namespace) -> int:
         {"axes": {"time": i}, "exposure": EXPOSURE_MS, "min_start_time": i * args.interval_ms / 1e3}
         for i in range(args.frames)
     ]
-    with simulated_microscope(
+    with open_simulated_microscope(
         dose_rate=DOSE_RATE,
         detector=args.detector,
         specimen=args.specimen,
@@ -85,10 +83,7 @@ def run_demo(args: argparse.Namespace) -> int:
             overwrite=store.exists(),
             **scope.recorder_settings(),
         ) as live:
-            with Acquisition(
-                directory=None, show_display=False, **live.acquisition_kwargs()
-            ) as acq:
-                acq.acquire(events)
+            run_events(events, live)
         summary = live.summary
         quality = _quality(store, camera, picture)
     result = {
@@ -206,3 +201,14 @@ def _describe(r: dict[str, Any]) -> str:
             f"done in {r['wall_s']} s",
         ]
     )
+
+
+COMMAND = Command(
+    "demo",
+    help="simulated low-dose acquisition with live denoising, summary and picture",
+    description=__doc__,
+    arguments=arguments,
+    run=run_demo,
+    rank=120,
+    raw_description=True,
+)

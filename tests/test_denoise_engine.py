@@ -353,3 +353,26 @@ def test_tta_output_does_not_depend_on_orientation(fast_pkg: Path, shape: tuple[
         )
     assert spread > 1e-3 * np.abs(ref).max()
     assert abs(out.mean() - ref.mean()) <= 0.01 * abs(ref.mean())
+
+
+def test_one_options_model_passes_through(fast_pkg: Path) -> None:
+    from tem_acq.denoise import DenoiseOptions, Denoiser, load_package
+    from tem_acq.errors import ConfigError
+
+    options = DenoiseOptions(device="cpu", path="eager", batch_size=2, tile_size=1024, tta=True)
+    den = load_model(fast_pkg, options=options)
+    assert den.options == options
+    assert (den.batch_size, den.tile_size, den.tta) == (2, 1024, True)
+    assert den.path_name == "cpu eager+tta"
+    # keywords change the fields they name; the positional device wins over the options'
+    same = load_model(fast_pkg, "cpu", path="eager", batch_size=2, tile_size=1024, tta=True)
+    assert same.options == options
+    frame = _poisson((64, 64))
+    np.testing.assert_array_equal(den.denoise(frame), same.denoise(frame))
+    plain = Denoiser(load_package(fast_pkg), options=options, tta=False)
+    assert plain.options == options.model_copy(update={"tta": False}) and not plain.tta
+    assert DenoiseOptions.from_settings(options, batch_size=4).path == "eager"
+    with pytest.raises(ConfigError, match="denoiser options: bach_size: Extra inputs"):
+        load_model(fast_pkg, "cpu", bach_size=4)
+    with pytest.raises(ConfigError, match="denoiser options: tta: Input should be a valid"):
+        load_model(fast_pkg, "cpu", tta="sometimes")

@@ -1,11 +1,16 @@
-"""The core package never imports pycro-manager; the CLI starts without it."""
+"""The core package never imports pycro-manager or the hook layer, by statement or by string;
+the CLI starts without them."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import tem_acq
 
@@ -36,3 +41,90 @@ def test_core_sources_do_not_mention_pycromanager_imports() -> None:
         )
     ]
     assert offenders == []
+
+
+#: Packages of the layers above the core: the hook layer, and the microscope stack it adapts.
+UPPER_LAYERS = ("acquisition_hooks", *FORBIDDEN)
+#: A string that names a module of those packages the way an import by string would.
+_MODULE_PATH = re.compile(
+    rf"^(?:{'|'.join(UPPER_LAYERS)})(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_][\w.]*)?$"
+)
+#: Calls that import the module a string names.
+_IMPORTERS = {"import_module", "__import__", "find_spec", "resolve_name", "EntryPoint"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants (prose, which may explain the layering)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def string_imports(source: str) -> list[str]:
+    """The string literals of ``source`` (docstrings aside) that name an upper layer's module.
+
+    ``acquisition_hooks`` may not be named at all; the microscope stack's packages may not be
+    named as a dotted module path or given to an import function (the core may still name
+    ``pycromanager`` to report the version of what is already imported, never to import it).
+    """
+    tree = ast.parse(source)
+    prose = _docstrings(tree)
+    imported = {
+        id(arg)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", getattr(node.func, "id", None)) in _IMPORTERS
+        for arg in [*node.args, *(k.value for k in node.keywords)]
+    }
+    offenders = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        if id(node) in prose:
+            continue
+        text = node.value.strip()
+        if (
+            re.search(r"\bacquisition_hooks\b", text)
+            or (_MODULE_PATH.match(text) and ("." in text or ":" in text))
+            or (id(node) in imported and _MODULE_PATH.match(text))
+        ):
+            offenders.append(text)
+    return offenders
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'import importlib\nimportlib.import_module("acquisition_hooks.commands")\n',
+        'COMMAND_MODULES = ("info", "acquisition_hooks.demo")\n',
+        'ENTRY = "acquisition_hooks.commands:ACQUIRE"\n',
+        'def f():\n    """Doc."""\n    return __import__("pycromanager")\n',
+        'MODULE = "pymmcore_plus.experimental.unicore"\n',
+    ],
+)
+def test_the_string_import_check_finds_string_imports(source: str) -> None:
+    assert string_imports(source)
+
+
+def test_the_string_import_check_leaves_prose_and_version_reports() -> None:
+    source = (
+        '"""Module doc naming acquisition_hooks and pycromanager."""\n'
+        "def f():\n"
+        '    """The hook layer (acquisition_hooks) adapts pycro-manager."""\n'
+        '    return loaded("pycromanager", "pymmcore-plus"), "pycro-manager server"\n'
+    )
+    assert string_imports(source) == []
+
+
+def test_core_code_names_no_upper_layer_in_strings() -> None:
+    root = Path(tem_acq.__file__).parent
+    offenders = {
+        str(p.relative_to(root)): found
+        for p in sorted(root.rglob("*.py"))
+        if (found := string_imports(p.read_text()))
+    }
+    assert offenders == {}

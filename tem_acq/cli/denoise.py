@@ -20,36 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from tem_acq.denoise.engine import PATHS, PathName
+from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, MODEL, OVERWRITE, TTA, Command
+from tem_acq.denoise import io
+from tem_acq.denoise.options import PATHS, DenoiseOptions
 from tem_acq.errors import TemAcqError
 
 #: Stacks at least this long let the engine time its paths and keep the fastest.
 AUTO_PATH_MIN_FRAMES = 4
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``denoise`` subcommand."""
-    parser = subparsers.add_parser(
-        "denoise",
-        help="denoise TIFF/NPY/MRC files or an acquisition store with a model package",
-        description=(
-            "Denoise raw frames (TIFF incl. Gatan, .npy, MRC, or an acquisition store "
-            "*.zarr) into float32 expected electrons per pixel. The output format comes from "
-            "OUT's extension: .tif/.tiff, .npy, .mrc, or .zarr (store input only)."
-        ),
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``denoise`` arguments."""
     parser.add_argument("input", help="a .tif/.tiff, .npy, .mrc file or a tem-acq store (*.zarr)")
-    parser.add_argument(
-        "--model", "-m", default="default", help="model package name or folder (default: default)"
-    )
+    MODEL.add(parser, "-m", help="model package name or folder (default: default)")
     parser.add_argument("--out", "-o", required=True, help="output file (.tif/.npy/.mrc/.zarr)")
-    parser.add_argument(
-        "--counts-per-electron",
-        type=float,
-        default=None,
-        help="camera counts per electron (default: from the file's metadata, else 1)",
+    COUNTS_PER_ELECTRON.add(
+        parser, help="camera counts per electron (default: from the file's metadata, else 1)"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    DEVICE.add(parser)
     parser.add_argument("--batch", type=int, default=None, help="frames per network call")
     parser.add_argument(
         "--compile", action="store_true", help="try torch.compile (slow start; for long stacks)"
@@ -61,14 +49,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"execution path (default: auto for stacks of >= {AUTO_PATH_MIN_FRAMES} frames, "
         "else eager); reduced-precision paths are checked against eager",
     )
-    parser.add_argument(
-        "--tta",
-        action="store_true",
+    TTA.add(
+        parser,
         help="average the model over the 8 flips/rotations of each frame: output independent "
         "of orientation, 8x the time",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    parser.set_defaults(func=run)
+    OVERWRITE.add(parser, help="replace OUT if it exists")
 
 
 def _is_store(path: Path) -> bool:
@@ -77,87 +63,28 @@ def _is_store(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Read, denoise, write; user errors raise TemAcqError (printed, exit 2)."""
-    from tem_acq.denoise import io
-
     src, out = Path(args.input), Path(args.out)
-    if not src.exists():
-        raise TemAcqError(f"input {src} does not exist")
-    store_in = _is_store(src)
-    store_out = out.suffix.lower() == ".zarr"
-    if store_out and not store_in:
-        raise TemAcqError(
-            f"{out}: a .zarr output needs a store input (it copies the raw frames); write "
-            ".tif, .npy or .mrc instead"
-        )
-    if args.counts_per_electron is not None and not args.counts_per_electron > 0:
-        raise TemAcqError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
-    if not store_out:
-        io.check_output_path(out, overwrite=args.overwrite)  # fail before the slow part
-    if store_in:
-        from tem_acq.store import open_store
-
-        store = open_store(src)
-        frame_file = io.FrameFile(
-            np.asarray(store.raw[:]),
-            counts_per_electron=store.metadata.camera.counts_per_electron,
-            pixel_size_nm=store.metadata.instrument.pixel_size_A / 10.0,
-        )
-        if frame_file.data.shape[0] == 0:
-            raise TemAcqError(f"store {src} has no committed frames")
-    else:
-        store = None
-        frame_file = io.read_frames(src)
-    from tem_acq.denoise.engine import check_frames
-
-    check_frames(frame_file.data)  # bad frames fail before the model loads
+    _check_arguments(args, src, out)
+    frame_file, store = _read_input(src)
+    n = 1 if frame_file.data.ndim == 2 else frame_file.data.shape[0]
     from tem_acq.denoise import load_model
 
-    n = 1 if frame_file.data.ndim == 2 else frame_file.data.shape[0]
-    # Choosing a path costs a dozen network calls: worth it for stacks, not for a frame or two.
-    path: PathName = args.path or ("auto" if n >= AUTO_PATH_MIN_FRAMES or args.compile else "eager")
-    denoiser = load_model(
-        args.model,
-        args.device,
-        path=path,
-        compile=args.compile,
-        batch_size=args.batch,
-        tta=args.tta,
-    )
-    cpe, note, in_electrons = _counts_per_electron(args.counts_per_electron, frame_file)
-    print(note, file=sys.stderr)
-    if args.counts_per_electron is not None and frame_file.counts_per_electron:
-        print(
-            f"note: the file says {frame_file.counts_per_electron:.4g} counts per electron; "
-            "--counts-per-electron overrides it",
-            file=sys.stderr,
-        )
-
-    if not denoiser.card.trained:
-        print(
-            f"warning: model {denoiser.card.name!r} is UNTRAINED (fresh weights): the output "
-            "is not a denoised image",
-            file=sys.stderr,
-        )
+    denoiser = load_model(args.model, options=_denoise_options(args, n))
+    cpe, in_electrons = _counts_per_electron(args.counts_per_electron, frame_file)
+    _warn_if_untrained(denoiser)
     data = frame_file.data
     t0 = time.perf_counter()
     result = _denoise_with_progress(denoiser, data, cpe)
     elapsed = time.perf_counter() - t0
-    meta = {
-        "model": denoiser.card.name,
-        "package_hash": denoiser.package_hash,
-        "counts_per_electron": cpe,
-        "units": "electrons per pixel" if in_electrons else "counts (counts_per_electron unknown)",
-        "source": str(src),
-        "path": denoiser.path_name,
-    }
-    if store is not None and store_out:
+    if store is not None and out.suffix.lower() == ".zarr":
         _write_store(store, out, result, denoiser, overwrite=args.overwrite)
     else:
+        meta = _file_provenance(denoiser, cpe, in_electrons, src)
         io.write_frames(
             out,
             result,
             metadata=meta,
-            pixel_size_nm=frame_file.pixel_size_nm,
+            pixel_size_A=frame_file.pixel_size_A,
             overwrite=args.overwrite,
         )
     print(
@@ -168,21 +95,105 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _counts_per_electron(flag: float | None, frame_file: Any) -> tuple[float, str, bool]:
-    """(counts per electron, a note saying where it came from, whether it is known)."""
-    if flag is not None:
-        return float(flag), f"counts per electron {flag:g} (--counts-per-electron)", True
-    if frame_file.counts_per_electron:
-        return (
-            float(frame_file.counts_per_electron),
-            f"counts per electron {frame_file.counts_per_electron:.4g} (file metadata)",
-            True,
+def _check_arguments(args: argparse.Namespace, src: Path, out: Path) -> None:
+    """Fail on a missing input, a wrong output kind or a bad flag before the slow part."""
+    if not src.exists():
+        raise TemAcqError(f"input {src} does not exist")
+    store_out = out.suffix.lower() == ".zarr"
+    if store_out and not _is_store(src):
+        raise TemAcqError(
+            f"{out}: a .zarr output needs a store input (it copies the raw frames); write "
+            ".tif, .npy or .mrc instead"
         )
-    note = (
-        "note: the input does not say its counts per electron; using 1, so the output is in "
-        "counts, not electrons (pass --counts-per-electron for electrons)"
+    if args.counts_per_electron is not None and not args.counts_per_electron > 0:
+        raise TemAcqError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
+    if not store_out:
+        io.check_output_path(out, overwrite=args.overwrite)
+
+
+def _read_input(src: Path) -> tuple[io.FrameFile, Any]:
+    """The input's frames (checked, so bad frames fail before the model loads) and its store.
+
+    The store is ``None`` for a frame file.
+    """
+    store = None
+    if _is_store(src):
+        from tem_acq.store import open_store
+
+        store = open_store(src)
+        frame_file = io.FrameFile(
+            np.asarray(store.raw[:]),
+            counts_per_electron=store.metadata.camera.counts_per_electron,
+            pixel_size_A=store.metadata.instrument.pixel_size_A,
+        )
+        if frame_file.data.shape[0] == 0:
+            raise TemAcqError(f"store {src} has no committed frames")
+    else:
+        frame_file = io.read_frames(src)
+    from tem_acq.denoise.engine import check_frames
+
+    check_frames(frame_file.data)
+    return frame_file, store
+
+
+def _denoise_options(args: argparse.Namespace, n_frames: int) -> DenoiseOptions:
+    """The denoiser options the flags ask for; the path, unless given, suits the stack."""
+    # Choosing a path costs a dozen network calls: worth it for stacks, not for a frame or two.
+    auto = n_frames >= AUTO_PATH_MIN_FRAMES or args.compile
+    return DenoiseOptions.from_settings(
+        device=args.device,
+        path=args.path or ("auto" if auto else "eager"),
+        compile=args.compile,
+        batch_size=args.batch,
+        tta=args.tta,
     )
-    return 1.0, note, False
+
+
+def _counts_per_electron(flag: float | None, frame_file: io.FrameFile) -> tuple[float, bool]:
+    """The counts per electron to use and whether it is known; says on stderr where it is from."""
+    if flag is not None:
+        print(f"counts per electron {flag:g} (--counts-per-electron)", file=sys.stderr)
+        if frame_file.counts_per_electron:
+            print(
+                f"note: the file says {frame_file.counts_per_electron:.4g} counts per electron; "
+                "--counts-per-electron overrides it",
+                file=sys.stderr,
+            )
+        return float(flag), True
+    if frame_file.counts_per_electron:
+        print(
+            f"counts per electron {frame_file.counts_per_electron:.4g} (file metadata)",
+            file=sys.stderr,
+        )
+        return float(frame_file.counts_per_electron), True
+    print(
+        "note: the input does not say its counts per electron; using 1, so the output is in "
+        "counts, not electrons (pass --counts-per-electron for electrons)",
+        file=sys.stderr,
+    )
+    return 1.0, False
+
+
+def _warn_if_untrained(denoiser: Any) -> None:
+    """Say so when the model has fresh weights: its output is not a denoised image."""
+    if not denoiser.card.trained:
+        print(
+            f"warning: model {denoiser.card.name!r} is UNTRAINED (fresh weights): the output "
+            "is not a denoised image",
+            file=sys.stderr,
+        )
+
+
+def _file_provenance(denoiser: Any, cpe: float, in_electrons: bool, src: Path) -> dict[str, Any]:
+    """What a frame file records about how it was denoised (a TIFF's description)."""
+    return {
+        "model": denoiser.card.name,
+        "package_hash": denoiser.package_hash,
+        "counts_per_electron": cpe,
+        "units": "electrons per pixel" if in_electrons else "counts (counts_per_electron unknown)",
+        "source": str(src),
+        "path": denoiser.path_name,
+    }
 
 
 def _denoise_with_progress(denoiser: Any, data: np.ndarray, cpe: float) -> np.ndarray:
@@ -232,3 +243,17 @@ def _write_store(
             )
             index = writer.append_raw(np.asarray(store.raw[i]), record)
             writer.write_denoised(index, result[i])
+
+
+COMMAND = Command(
+    "denoise",
+    help="denoise TIFF/NPY/MRC files or an acquisition store with a model package",
+    description=(
+        "Denoise raw frames (TIFF incl. Gatan, .npy, MRC, or an acquisition store "
+        "*.zarr) into float32 expected electrons per pixel. The output format comes from "
+        "OUT's extension: .tif/.tiff, .npy, .mrc, or .zarr (store input only)."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=60,
+)

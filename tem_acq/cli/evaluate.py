@@ -5,33 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 
+from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, JSON, MODEL, PAIRS, TTA, Command
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``evaluate`` subcommand."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="measure a denoiser's quality on pairs (or on two real frames of one field)",
-        description=(
-            "Per dose: PSNR, SSIM and edge-masked PSNR of the raw frame, an oracle Gaussian and "
-            "the model against ground truth (simulated pairs) or the long exposure; mean shift, "
-            "structure invented in vacuum, flip/rotation consistency and ms per frame. With "
-            "--frame-pair: how alike two frames of one field denoise and whether anything "
-            "appears that is in neither input."
-        ),
-    )
-    parser.add_argument("--model", required=True, help="package name or folder")
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``evaluate`` arguments."""
+    MODEL.add(parser, required=True, default=None, help="package name or folder")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--pairs", nargs="+", metavar="STORE", help="pairs store(s)")
+    PAIRS.add(src, help="pairs store(s)")
     src.add_argument(
         "--frame-pair",
         nargs=2,
         metavar=("A", "B"),
         help="two frame files (TIFF/.npy/MRC) of one field",
     )
-    parser.add_argument(
-        "--counts-per-electron",
-        type=float,
-        help="conversion factor for --frame-pair (default: from the file)",
+    COUNTS_PER_ELECTRON.add(
+        parser, help="conversion factor for --frame-pair (default: from the file)"
     )
     parser.add_argument(
         "--reference",
@@ -40,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="compare with ground truth or the long exposure (default: truth "
         "when the pairs have it)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    JSON.add(parser, help="print JSON instead of tables")
     parser.add_argument(
         "--figure",
         metavar="PNG",
@@ -56,13 +45,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="write the measured quality table into the model's card.json",
     )
-    parser.add_argument(
-        "--tta",
-        action="store_true",
+    TTA.add(
+        parser,
         help="evaluate the model averaged over the 8 flips/rotations of each frame (8x cost)",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.set_defaults(func=run)
+    DEVICE.add(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,3 +117,19 @@ def _frame_pair(args: argparse.Namespace) -> int:
     report = evaluate_frame_pair(den, frames[0], frames[1], float(cpe), device=args.device)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
     return 0
+
+
+COMMAND = Command(
+    "evaluate",
+    help="measure a denoiser's quality on pairs (or on two real frames of one field)",
+    description=(
+        "Per dose: PSNR, SSIM and edge-masked PSNR of the raw frame, an oracle Gaussian and "
+        "the model against ground truth (simulated pairs) or the long exposure; mean shift, "
+        "structure invented in vacuum, flip/rotation consistency and ms per frame. With "
+        "--frame-pair: how alike two frames of one field denoise and whether anything "
+        "appears that is in neither input."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=50,
+)

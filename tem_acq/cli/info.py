@@ -6,20 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from tem_acq.cli.command import JSON, STORE, Command
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``info`` subcommand."""
-    parser = subparsers.add_parser(
-        "info",
-        help="summarise an acquisition or pairs store",
-        description=(
-            "Summarise an acquisition store: frames, geometry, exposure and dose, denoised and "
-            "skipped frames, denoise latency, model, errors, and whether it was closed cleanly."
-        ),
-    )
-    parser.add_argument("store", help="path of the store (a directory NAME.zarr)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.set_defaults(func=run)
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``info`` arguments."""
+    STORE.add(parser)
+    JSON.add(parser, help="print JSON instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,3 +112,16 @@ def _skipped(info: dict[str, Any]) -> str:
         f"{reason or 'no reason'}: {n}" for reason, n in sorted(info["skipped_reasons"].items())
     )
     return f"{info['skipped']} ({reasons})"
+
+
+COMMAND = Command(
+    "info",
+    help="summarise an acquisition or pairs store",
+    description=(
+        "Summarise an acquisition store: frames, geometry, exposure and dose, denoised and "
+        "skipped frames, denoise latency, model, errors, and whether it was closed cleanly."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=10,
+)

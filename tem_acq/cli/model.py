@@ -5,51 +5,34 @@ from __future__ import annotations
 import argparse
 import json
 
+from tem_acq.cli.command import FAST, JSON, OVERWRITE, PACKAGE_NAME, SEED, Command, keywords
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``model`` subcommand group."""
-    parser = subparsers.add_parser(
-        "model", help="create or inspect a model package", description=__doc__
-    )
-    sub = parser.add_subparsers(dest="model_command", metavar="ACTION", required=True)
 
-    new = sub.add_parser(
-        "new",
-        help="create a package with freshly initialised (untrained) weights",
-        description=(
-            "Create a model package (config.json + model.safetensors + card.json) with freshly "
-            "initialised weights; its card says untrained. Without --encoder: the paper's "
-            "resnet18 U-Net, or with --fast the fast CPU configuration (MobileNetV3-small "
-            "minimal, depth 4, decoder 64-32-16-16). --fast with --encoder puts that encoder "
-            "on the fast decoder."
-        ),
-    )
-    new.add_argument("--out", required=True, help="package folder to create")
-    new.add_argument("--encoder", default=None, help="smp encoder name (or tu-<timm name>)")
-    new.add_argument("--name", default=None, help="package name (default: the folder name)")
-    new.add_argument("--fast", action="store_true", help="the fast configuration / decoder")
-    new.add_argument(
+def new_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``model new`` arguments."""
+    parser.add_argument("--out", required=True, help="package folder to create")
+    parser.add_argument("--encoder", default=None, help="smp encoder name (or tu-<timm name>)")
+    PACKAGE_NAME.add(parser, default=None)
+    FAST.add(parser, help="the fast configuration / decoder")
+    parser.add_argument(
         "--weights-dtype",
         choices=("float32", "float16", "bfloat16"),
         default="float32",
         help="dtype of the weights on disk (float16 halves the size)",
     )
-    new.add_argument("--seed", type=int, default=0, help="initialisation seed")
-    new.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    new.set_defaults(func=run_new)
+    SEED.add(parser, default=0, help="initialisation seed")
+    OVERWRITE.add(parser, help="replace an existing folder")
 
-    info = sub.add_parser("info", help="check a package and print its card")
-    info.add_argument("package", help="package name or folder")
-    info.add_argument("--json", action="store_true", help="print the card as JSON")
-    info.set_defaults(func=run_info)
 
-    rehash = sub.add_parser(
-        "rehash",
-        help="record the hash of changed weights/config in the card",
-        description="Recompute the package hash after an intended change to its weights.",
-    )
-    rehash.add_argument("package", help="package folder")
-    rehash.set_defaults(func=run_rehash)
+def info_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``model info`` arguments."""
+    parser.add_argument("package", help="package name or folder")
+    JSON.add(parser, help="print the card as JSON")
+
+
+def rehash_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``model rehash`` arguments."""
+    parser.add_argument("package", help="package folder")
 
 
 def run_new(args: argparse.Namespace) -> int:
@@ -57,13 +40,7 @@ def run_new(args: argparse.Namespace) -> int:
     from tem_acq.denoise import new_package
 
     card = new_package(
-        args.out,
-        encoder=args.encoder,
-        fast=args.fast,
-        name=args.name,
-        weights_dtype=args.weights_dtype,
-        seed=args.seed,
-        overwrite=args.overwrite,
+        args.out, **keywords(args, "encoder", "fast", "name", "weights_dtype", "seed", "overwrite")
     )
     print(f"created {args.out}: {card.name}: {card.summary()}")
     return 0
@@ -111,3 +88,39 @@ def run_rehash(args: argparse.Namespace) -> int:
     card = rehash_package(args.package)
     print(f"{args.package}: package hash now {card.package_hash}")
     return 0
+
+
+COMMAND = Command(
+    "model",
+    help="create or inspect a model package",
+    description=__doc__,
+    subcommands=(
+        Command(
+            "new",
+            help="create a package with freshly initialised (untrained) weights",
+            description=(
+                "Create a model package (config.json + model.safetensors + card.json) with "
+                "freshly initialised weights; its card says untrained. Without --encoder: the "
+                "paper's resnet18 U-Net, or with --fast the fast CPU configuration "
+                "(MobileNetV3-small minimal, depth 4, decoder 64-32-16-16). --fast with "
+                "--encoder puts that encoder on the fast decoder."
+            ),
+            arguments=new_arguments,
+            run=run_new,
+        ),
+        Command(
+            "info",
+            help="check a package and print its card",
+            arguments=info_arguments,
+            run=run_info,
+        ),
+        Command(
+            "rehash",
+            help="record the hash of changed weights/config in the card",
+            description="Recompute the package hash after an intended change to its weights.",
+            arguments=rehash_arguments,
+            run=run_rehash,
+        ),
+    ),
+    rank=70,
+)

@@ -6,20 +6,12 @@ import argparse
 import json
 from typing import Any
 
+from tem_acq.cli.command import JSON, Command
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``models`` subcommand."""
-    parser = subparsers.add_parser(
-        "models",
-        help="list installed model packages",
-        description=(
-            "List model packages in $TEM_ACQ_MODELS, the user folder "
-            "(~/.local/share/tem-acq/models) and the shipped models/ folder; the first "
-            "package of a name wins."
-        ),
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(func=run)
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``models`` arguments."""
+    JSON.add(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,3 +57,17 @@ def run(args: argparse.Namespace) -> int:
         flag = " (shadowed)" if r["shadowed"] else ""
         print(f"{r['name']:<{width}}  {text}{flag}\n{'':<{width}}  {r['path']}")
     return 0
+
+
+COMMAND = Command(
+    "models",
+    help="list installed model packages",
+    description=(
+        "List model packages in $TEM_ACQ_MODELS, the user folder "
+        "(~/.local/share/tem-acq/models) and the shipped models/ folder; the first "
+        "package of a name wins."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=80,
+)

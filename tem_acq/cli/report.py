@@ -5,20 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tem_acq.cli.command import STORE, Command
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``report`` subcommand."""
-    parser = subparsers.add_parser(
-        "report",
-        help="write an HTML report of an acquisition store",
-        description=(
-            "Write one self-contained HTML file (images embedded, no external assets): the "
-            "acquisition's metadata (dose, exposure, pixel size, voltage, camera, model), "
-            "recorded errors, per-frame plots (dose, denoise latency with skipped frames, frame "
-            "interval) and raw next to denoised for the first, middle and last frame."
-        ),
-    )
-    parser.add_argument("store", help="path of the acquisition store (a directory NAME.zarr)")
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``report`` arguments."""
+    STORE.add(parser, help="path of the acquisition store (a directory NAME.zarr)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -31,7 +23,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=3,
         help="frames shown raw next to denoised, first to last (default 3; 0 for none)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,3 +35,18 @@ def run(args: argparse.Namespace) -> int:
     path = write_report(args.store, args.out, frames=args.frames)
     print(f"wrote {path}")
     return 0
+
+
+COMMAND = Command(
+    "report",
+    help="write an HTML report of an acquisition store",
+    description=(
+        "Write one self-contained HTML file (images embedded, no external assets): the "
+        "acquisition's metadata (dose, exposure, pixel size, voltage, camera, model), "
+        "recorded errors, per-frame plots (dose, denoise latency with skipped frames, frame "
+        "interval) and raw next to denoised for the first, middle and last frame."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=30,
+)

@@ -5,42 +5,35 @@ from __future__ import annotations
 import argparse
 import math
 
+from tem_acq.cli.command import (
+    DEVICE,
+    FAST,
+    OVERWRITE,
+    PACKAGE_NAME,
+    PAIRS,
+    RESUME,
+    SEED,
+    Command,
+)
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``train`` subcommand."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a denoiser on pairs stores",
-        description=(
-            "Train a U-Net denoiser on (short, long) pairs from pairs stores and write a model "
-            "package. The last fields (by --config val_fraction) are held out for validation; "
-            "the package keeps the weights with the best validation PSNR. Ctrl-C stops cleanly "
-            "and still writes the best model; --resume continues from the checkpoint "
-            "(MODEL_DIR.ckpt)."
-        ),
-    )
-    parser.add_argument(
-        "--pairs",
-        nargs="+",
-        required=True,
-        metavar="STORE",
-        help="pairs store(s) (*.ome.zarr) to train on",
-    )
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``train`` arguments."""
+    PAIRS.add(parser, required=True, help="pairs store(s) (*.ome.zarr) to train on")
     parser.add_argument("--out", required=True, metavar="MODEL_DIR", help="package folder to write")
     parser.add_argument("--config", metavar="YAML", help="training config (TrainConfig fields)")
     parser.add_argument(
         "--init", metavar="PACKAGE", help="start from this package's weights (name or folder)"
     )
     parser.add_argument("--max-steps", type=int, metavar="N", help="override max_steps")
-    parser.add_argument("--fast", action="store_true", help="train the fast architecture")
+    FAST.add(parser, help="train the fast architecture")
     parser.add_argument("--mode", choices=["supervised", "noise2noise"], help="override mode")
-    parser.add_argument("--seed", type=int, help="override seed")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--resume", action="store_true", help="continue the run's checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing MODEL_DIR")
-    parser.add_argument("--name", help="package name (default: the folder's name)")
+    SEED.add(parser, help="override seed")
+    DEVICE.add(parser)
+    RESUME.add(parser, help="continue the run's checkpoint")
+    OVERWRITE.add(parser, help="replace an existing MODEL_DIR")
+    PACKAGE_NAME.add(parser, help="package name (default: the folder's name)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,3 +81,19 @@ def run(args: argparse.Namespace) -> int:
         f"checkpoint: {result.checkpoint_dir} (resume with --resume; delete when done)"
     )
     return 130 if result.interrupted else 0
+
+
+COMMAND = Command(
+    "train",
+    help="train a denoiser on pairs stores",
+    description=(
+        "Train a U-Net denoiser on (short, long) pairs from pairs stores and write a model "
+        "package. The last fields (by --config val_fraction) are held out for validation; "
+        "the package keeps the weights with the best validation PSNR. Ctrl-C stops cleanly "
+        "and still writes the best model; --resume continues from the checkpoint "
+        "(MODEL_DIR.ckpt)."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=40,
+)

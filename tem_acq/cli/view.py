@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from tem_acq.cli.command import STORE, Command
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``view`` subcommand."""
-    parser = subparsers.add_parser(
-        "view",
-        help="open a store in napari (raw and denoised side by side)",
-        description=(
-            "Open an acquisition store in napari: raw frames (counts) and denoised frames "
-            "(electrons per pixel) as two layers side by side, scaled in angstrom and seconds, "
-            "with contrast from percentiles of a few frames and the acquisition's metadata in "
-            "the title and an overlay. A pairs store shows its low, high and truth images. "
-            "Needs napari: pip install 'tem-acq[viewer]'."
-        ),
-    )
-    parser.add_argument("store", help="path of the store (a directory NAME.zarr)")
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``view`` arguments."""
+    STORE.add(parser)
     parser.add_argument(
         "--describe",
         action="store_true",
@@ -32,7 +23,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="percentiles of a few frames that set the contrast limits (default 0.5 99.5)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,3 +44,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     show(spec, block=True, path=args.store)
     return 0
+
+
+COMMAND = Command(
+    "view",
+    help="open a store in napari (raw and denoised side by side)",
+    description=(
+        "Open an acquisition store in napari: raw frames (counts) and denoised frames "
+        "(electrons per pixel) as two layers side by side, scaled in angstrom and seconds, "
+        "with contrast from percentiles of a few frames and the acquisition's metadata in "
+        "the title and an overlay. A pairs store shows its low, high and truth images. "
+        "Needs napari: pip install 'tem-acq[viewer]'."
+    ),
+    arguments=arguments,
+    run=run,
+    rank=20,
+)

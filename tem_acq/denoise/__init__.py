@@ -16,6 +16,7 @@
 - :mod:`tem_acq.denoise.normalization`: counts → electrons → dose-normalised network input
   and back; shared with training.
 - :mod:`tem_acq.denoise.engine`: devices, checked fast paths, padding, batching.
+- :mod:`tem_acq.denoise.options`: the denoiser's options (device, path, batch, tiles, tta).
 - :mod:`tem_acq.denoise.tiling`: receptive field, tile layout and blending.
 - :mod:`tem_acq.denoise.io`: TIFF (Gatan) / NPY / MRC files for ``tem-acq denoise``.
 - :mod:`tem_acq.denoise.bench`: eager float32 versus the best path.
@@ -27,7 +28,7 @@ import os
 from typing import Any
 
 from tem_acq.denoise.card import SCHEMA_VERSION, ModelCard, QualityRow, TrainingData
-from tem_acq.denoise.engine import FAST_PATH_TOLERANCE, Denoiser, PathName, select_device
+from tem_acq.denoise.engine import FAST_PATH_TOLERANCE, Denoiser, select_device
 from tem_acq.denoise.normalization import (
     DoseNormalization,
     counts_to_electrons,
@@ -35,15 +36,16 @@ from tem_acq.denoise.normalization import (
     from_network,
     to_network,
 )
+from tem_acq.denoise.options import DenoiseOptions, PathName
 from tem_acq.denoise.package import (
     FAST_CONFIG,
     PAPER_CONFIG,
     LoadedPackage,
+    architecture_config,
     build_model,
     compute_package_hash,
     iter_packages,
     load_package,
-    model_config,
     model_search_dirs,
     new_package,
     rehash_package,
@@ -56,6 +58,7 @@ __all__ = [
     "FAST_PATH_TOLERANCE",
     "PAPER_CONFIG",
     "SCHEMA_VERSION",
+    "DenoiseOptions",
     "Denoiser",
     "DoseNormalization",
     "LoadedPackage",
@@ -63,6 +66,7 @@ __all__ = [
     "PathName",
     "QualityRow",
     "TrainingData",
+    "architecture_config",
     "build_model",
     "compute_package_hash",
     "counts_to_electrons",
@@ -71,7 +75,6 @@ __all__ = [
     "iter_packages",
     "load_model",
     "load_package",
-    "model_config",
     "model_search_dirs",
     "new_package",
     "rehash_package",
@@ -84,14 +87,10 @@ __all__ = [
 
 def load_model(
     name_or_path: str | os.PathLike[str] = "default",
-    device: str | Any = "auto",
+    device: str | Any | None = None,
     *,
-    path: PathName = "auto",
-    compile: bool = False,
-    batch_size: int | None = None,
-    tile_size: int | None = None,
-    tile_overlap: int | None = None,
-    tta: bool = False,
+    options: DenoiseOptions | None = None,
+    **settings: Any,
 ) -> Denoiser:
     """Load a model package and return a :class:`Denoiser` for it.
 
@@ -101,35 +100,27 @@ def load_model(
         A package folder, or a package name looked up in ``$TEM_ACQ_MODELS``,
         ``~/.local/share/tem-acq/models`` and the shipped ``models/`` folder (in that order).
     device
-        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    path
-        Execution path: ``"auto"`` picks the fastest one that matches eager float32 within
-        :data:`FAST_PATH_TOLERANCE` on these weights; or ``"eager"``, ``"channels_last"``,
-        ``"bf16"`` (CPU), ``"fp16"`` (CUDA), still checked, falling back to eager.
-    compile
-        Also try ``torch.compile`` (5-40 s per input shape at warm-up; worth it for live use).
-    batch_size
-        Frames or tiles per network call (default 8 on CUDA, 1 on CPU).
-    tile_size, tile_overlap
-        Frames larger than ``tile_size`` (default 2560) are denoised in blended tiles; the
-        default overlap (twice the receptive-field radius plus a blend zone) makes the tiled
-        output equal the untiled one up to float rounding.
-    tta
-        Average the network over the 8 flips/90-degree rotations of each frame: output
-        independent of orientation, at 8x the cost (see :class:`Denoiser`).
+        ``"auto"`` (CUDA if available, else CPU; the default), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``; given, it overrides ``options.device``.
+    options
+        How the denoiser runs: a :class:`DenoiseOptions` (execution path, ``torch.compile``,
+        batch size, tiling, test-time augmentation), passed through to the :class:`Denoiser`.
+    **settings
+        :class:`DenoiseOptions` fields to change, e.g. ``path="eager"``, ``batch_size=4``,
+        ``tta=True``.
 
     Returns
     -------
     The denoiser; call ``warmup(shape)`` before the first real frame.
+
+    Raises
+    ------
+    ModelPackageError
+        No such package, or a damaged one.
+    ConfigError
+        An option that is not one, or of the wrong type or value.
     """
-    package = load_package(resolve_package(name_or_path))
-    return Denoiser(
-        package,
-        device,
-        path=path,
-        compile=compile,
-        batch_size=batch_size,
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
-        tta=tta,
-    )
+    if device is not None:
+        settings["device"] = device
+    opts = DenoiseOptions.from_settings(options, **settings)  # a misspelt option fails first
+    return Denoiser(load_package(resolve_package(name_or_path)), options=opts)

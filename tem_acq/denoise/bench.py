@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tem_acq.denoise.engine import Denoiser, select_device
+from tem_acq.denoise.options import DenoiseOptions
 from tem_acq.denoise.package import LoadedPackage, load_package, new_package, resolve_package
 
 
@@ -107,38 +108,18 @@ def bench_denoise(
     with tempfile.TemporaryDirectory() as tmp:
         pkg = _package(encoder, model, Path(tmp) / "model")
         ref_pkg = _package(reference, None, Path(tmp) / "ref") if reference else None
-    eager = Denoiser(pkg, dev, path="eager", batch_size=batch)
-    best = Denoiser(pkg, dev, path="auto", compile=compile, batch_size=batch)
-    runs = {"eager": eager, "best": best}
+    eager = DenoiseOptions(device=dev, path="eager", batch_size=batch)
+    runs = {
+        "eager": Denoiser(pkg, options=eager),
+        "best": Denoiser(pkg, options=eager, path="auto", compile=compile),
+    }
     if ref_pkg is not None:
-        runs["reference"] = Denoiser(ref_pkg, dev, path="eager", batch_size=batch)
-    rng = np.random.default_rng(0)
-    frames = rng.poisson(5.0 * 44.0, size=(batch, size, size)).astype(np.uint16)
-    t0 = time.perf_counter()
-    best.warmup(frames.shape)
-    warmup_s = time.perf_counter() - t0
-    eager.warmup(frames.shape)
-    if ref_pkg is not None:
-        runs["reference"].warmup(frames.shape)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, den in runs.items():
-            t, c = time.perf_counter(), time.process_time()
-            den.denoise_batch(frames, 44.0)
-            times[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
-    e = _stats(times["eager"], cpu["eager"], batch)
-    b = _stats(times["best"], cpu["best"], batch)
-    extra: dict[str, Any] = {}
-    if ref_pkg is not None:
-        ref = _stats(times["reference"], cpu["reference"], batch)
-        extra = {
-            "reference": {"model": reference, "architecture": ref_pkg.card.summary(), **ref},
-            "best_vs_reference": ref["p50_ms"] / b["p50_ms"],
-            "best_vs_reference_cpu_time": ref["cpu_ms_per_frame"] / b["cpu_ms_per_frame"],
-            "best_vs_reference_min": ref["min_ms"] / b["min_ms"],
-        }
+        runs["reference"] = Denoiser(ref_pkg, options=eager)
+    frames = np.random.default_rng(0).poisson(5.0 * 44.0, size=(batch, size, size))
+    frames = frames.astype(np.uint16)
+    warmup_s = _warm_up(runs, frames.shape)
+    stats = _time_interleaved(runs, frames, repeats)
+    e, b = stats["eager"], stats["best"]
     return {
         "model": pkg.card.name if model else encoder,
         "architecture": pkg.card.summary(),
@@ -150,24 +131,75 @@ def bench_denoise(
         "device_name": device_name(dev),
         "eager": e,
         "best": b,
-        "best_path": best.path_name,
-        "speedup": e["p50_ms"] / b["p50_ms"],
-        "speedup_cpu_time": e["cpu_ms_per_frame"] / b["cpu_ms_per_frame"],
-        "speedup_min": e["min_ms"] / b["min_ms"],
+        "best_path": runs["best"].path_name,
+        **_ratios("speedup", e, b),
         "warmup_s": warmup_s,
-        "paths_tried": [
-            {
-                "name": t.name,
-                "ok": t.ok,
-                "rel_rms": t.rel_rms,
-                "rel_max": t.rel_max,
-                "ms": None if np.isnan(t.ms) else t.ms,
-                "note": t.note,
-            }
-            for t in best.selection
-        ],
-        **extra,
+        "paths_tried": _paths_tried(runs["best"]),
+        **_reference_comparison(reference, ref_pkg, stats),
     }
+
+
+def _warm_up(runs: dict[str, Denoiser], shape: tuple[int, ...]) -> float:
+    """Warm every denoiser up at this shape; the seconds the best path's warm-up took."""
+    t0 = time.perf_counter()
+    runs["best"].warmup(shape)
+    warmup_s = time.perf_counter() - t0
+    for name, den in runs.items():
+        if name != "best":
+            den.warmup(shape)
+    return warmup_s
+
+
+def _time_interleaved(
+    runs: dict[str, Denoiser], frames: np.ndarray, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Time ``repeats`` calls of each denoiser, alternating call by call; stats per denoiser."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, den in runs.items():
+            t, c = time.perf_counter(), time.process_time()
+            den.denoise_batch(frames, 44.0)
+            times[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return {name: _stats(times[name], cpu[name], frames.shape[0]) for name in runs}
+
+
+def _ratios(prefix: str, slow: dict[str, float], fast: dict[str, float]) -> dict[str, float]:
+    """How much faster ``fast`` is: by median wall time, CPU time and least-disturbed call."""
+    return {
+        prefix: slow["p50_ms"] / fast["p50_ms"],
+        f"{prefix}_cpu_time": slow["cpu_ms_per_frame"] / fast["cpu_ms_per_frame"],
+        f"{prefix}_min": slow["min_ms"] / fast["min_ms"],
+    }
+
+
+def _reference_comparison(
+    reference: str | None, ref_pkg: LoadedPackage | None, stats: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """The reference encoder's timings and the best path's speed-up over it (if one ran)."""
+    if reference is None or ref_pkg is None:
+        return {}
+    ref = stats["reference"]
+    return {
+        "reference": {"model": reference, "architecture": ref_pkg.card.summary(), **ref},
+        **_ratios("best_vs_reference", ref, stats["best"]),
+    }
+
+
+def _paths_tried(den: Denoiser) -> list[dict[str, Any]]:
+    """The paths the denoiser tried at warm-up, JSON-ready."""
+    return [
+        {
+            "name": t.name,
+            "ok": t.ok,
+            "rel_rms": t.rel_rms,
+            "rel_max": t.rel_max,
+            "ms": None if np.isnan(t.ms) else t.ms,
+            "note": t.note,
+        }
+        for t in den.selection
+    ]
 
 
 def format_result(r: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,8 +37,9 @@ from tem_acq.denoise.normalization import (
     from_network,
     to_network,
 )
+from tem_acq.denoise.options import PATHS, DenoiseOptions
 from tem_acq.denoise.tiling import axis_plan, ramp, receptive_radius
-from tem_acq.errors import TemAcqError
+from tem_acq.errors import ConfigError, TemAcqError
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PathName = Literal["auto", "eager", "channels_last", "bf16", "fp16"]
-PATHS: tuple[str, ...] = ("auto", "eager", "channels_last", "bf16", "fp16")
 
 #: A fast path is accepted when, on a synthetic 5 e-/px Poisson frame and the loaded weights,
 #: its output differs from eager float32 by at most these fractions: RMS difference / RMS of
@@ -123,7 +122,7 @@ def select_device(device: str | Any = "auto") -> torch.device:
 
     Raises
     ------
-    TemAcqError
+    ConfigError
         Unknown device string, or CUDA asked for but not available.
     """
     import torch
@@ -133,15 +132,15 @@ def select_device(device: str | Any = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise TemAcqError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
     if dev.type == "cpu":
         return dev
     if dev.type != "cuda":
-        raise TemAcqError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise TemAcqError(f"device {device!r} asked for but CUDA is not available; use cpu")
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use cpu")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise TemAcqError(
+        raise ConfigError(
             f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s); "
             f"use cuda:0..cuda:{torch.cuda.device_count() - 1}"
         )
@@ -234,6 +233,21 @@ def _check_cpe(counts_per_electron: Any, n: int) -> np.ndarray:
     return cpe.astype(np.float32)
 
 
+def _tune_for(device: torch.device) -> None:
+    """Let cuDNN pick its kernels on CUDA; on a CPU, warn when OpenMP threads spin."""
+    import torch
+
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
+    elif os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        log.warning(
+            "OpenMP threads spin while waiting (OMP_WAIT_POLICY=%s): on a busy CPU this "
+            "makes denoising several times slower; set OMP_WAIT_POLICY=PASSIVE before "
+            "torch is imported (import tem_acq first, or set it in the environment)",
+            os.environ.get("OMP_WAIT_POLICY", "unset"),
+        )
+
+
 def _synthetic_check_input(shape: tuple[int, ...], seed: int = 1234) -> np.ndarray:
     """A deterministic 5 e-/px Poisson frame with smooth structure, in network units."""
     n, h, w = shape
@@ -250,8 +264,29 @@ class Denoiser:
 
     Create one with :func:`tem_acq.load_model`. Not thread-safe: call it from one thread.
 
+    Parameters
+    ----------
+    package
+        The package (:func:`~tem_acq.denoise.package.load_package`).
+    device
+        Where the network runs (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); given, it
+        overrides ``options.device``.
+    options
+        How it runs (:class:`~tem_acq.denoise.options.DenoiseOptions`; default: its defaults).
+    **settings
+        :class:`~tem_acq.denoise.options.DenoiseOptions` fields to change (``path="eager"``,
+        ``batch_size=4``, ``tta=True``...).
+
+    Raises
+    ------
+    ConfigError
+        An unknown device or path, a batch size below 1, an overlap too large for the tiles,
+        a setting that is not an option.
+
     Attributes
     ----------
+    options
+        The options it runs with.
     card
         The package's :class:`~tem_acq.denoise.card.ModelCard`.
     package_hash
@@ -278,64 +313,68 @@ class Denoiser:
     def __init__(
         self,
         package: LoadedPackage,
-        device: str | Any = "auto",
+        device: str | Any | None = None,
         *,
-        path: PathName = "auto",
-        compile: bool = False,
-        batch_size: int | None = None,
-        tile_size: int | None = None,
-        tile_overlap: int | None = None,
-        tta: bool = False,
+        options: DenoiseOptions | None = None,
+        **settings: Any,
     ) -> None:
         import torch
 
-        if path not in PATHS:
-            raise TemAcqError(f"unknown path {path!r}; use one of {', '.join(PATHS)}")
+        if device is not None:
+            settings["device"] = device
+        opts = DenoiseOptions.from_settings(options, **settings)
+        if opts.path not in PATHS:
+            raise ConfigError(f"unknown path {opts.path!r}; use one of {', '.join(PATHS)}")
+        self.options = opts
         self.card: ModelCard = package.card
         self.package_hash: str = package.package_hash
         self.source = package.path
-        self.device = select_device(device)
+        self.device = select_device(opts.device)
         self.normalization: DoseNormalization = package.card.normalization
         depth = int(package.card.architecture_kwargs.get("encoder_depth", 5))
         #: Input sizes must be multiples of this (the U-Net's total stride).
         self.multiple = 2**depth
-        cuda = self.device.type == "cuda"
-        self.batch_size = int(batch_size or (8 if cuda else 1))
-        if self.batch_size < 1:
-            raise TemAcqError(f"batch_size must be >= 1, got {batch_size}")
-        # 2560 splits a 4096 frame into 2 x 2 tiles even with the paper model's overlap.
-        tile = int(tile_size or 2560)
-        self.tile_size = max(4 * self.multiple, tile // self.multiple * self.multiple)
-        max_overlap = self.tile_size // 2 - self.multiple
-        if tile_overlap is not None and not 0 <= tile_overlap <= max_overlap:
-            raise TemAcqError(
-                f"tile_overlap ({tile_overlap}) must be between 0 and half the tile size minus "
-                f"{self.multiple} ({self.tile_size // 2 - self.multiple}); raise tile_size"
-            )
-        self._overlap_arg = tile_overlap
-        self.tta = bool(tta)
+        self.batch_size = self._batch_size_for(opts.batch_size)
+        self.tile_size = self._tile_size_for(opts.tile_size)
+        self._overlap_arg = self._checked_overlap(opts.tile_overlap)
+        self.tta = opts.tta
         self._overlap: int | None = None
         self._rf: int | None = None
-        self._requested_path: str = path
-        self._compile = bool(compile)
-        if cuda:
-            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
-        elif os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-            log.warning(
-                "OpenMP threads spin while waiting (OMP_WAIT_POLICY=%s): on a busy CPU this "
-                "makes denoising several times slower; set OMP_WAIT_POLICY=PASSIVE before "
-                "torch is imported (import tem_acq first, or set it in the environment)",
-                os.environ.get("OMP_WAIT_POLICY", "unset"),
-            )
+        self._requested_path: str = opts.path
+        self._compile = opts.compile
+        _tune_for(self.device)
         self._eager = _Runner(
             "eager", package.model.to(self.device).eval(), torch.float32, False, nullcontext
         )
         self._runner: _Runner = self._eager
         self._fallback: _Runner = self._eager  # same path, uncompiled: for other shapes
-        self._selected = path == "eager" and not compile
+        self._selected = opts.path == "eager" and not opts.compile
         self.selection: list[PathTrial] = []
         self._unavailable: list[PathTrial] = []  # paths this device does not have
         self._warm_shapes: set[tuple[int, ...]] = set()
+
+    def _batch_size_for(self, batch_size: int | None) -> int:
+        """Frames per network call: as asked, else 8 on CUDA and 1 on a CPU."""
+        size = int(batch_size or (8 if self.device.type == "cuda" else 1))
+        if size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        return size
+
+    def _tile_size_for(self, tile_size: int | None) -> int:
+        """The largest tile: as asked (default 2560), a multiple of the stride, >= 4 strides."""
+        # 2560 splits a 4096 frame into 2 x 2 tiles even with the paper model's overlap.
+        tile = int(tile_size or 2560)
+        return max(4 * self.multiple, tile // self.multiple * self.multiple)
+
+    def _checked_overlap(self, tile_overlap: int | None) -> int | None:
+        """The asked tile overlap (``None``: planned from the receptive field), if it fits."""
+        max_overlap = self.tile_size // 2 - self.multiple
+        if tile_overlap is not None and not 0 <= tile_overlap <= max_overlap:
+            raise ConfigError(
+                f"tile_overlap ({tile_overlap}) must be between 0 and half the tile size minus "
+                f"{self.multiple} ({max_overlap}); raise tile_size"
+            )
+        return tile_overlap
 
     # --- paths ---------------------------------------------------------------------------
 

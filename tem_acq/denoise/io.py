@@ -41,15 +41,15 @@ class FrameFile:
         ``(y, x)`` or ``(n, y, x)`` raw frames.
     counts_per_electron
         From the file's metadata (Gatan tags), or ``None`` when it does not say.
-    pixel_size_nm
-        Pixel size from the file, when present.
+    pixel_size_A
+        Pixel size in angstrom from the file, when present.
     notes
         Human-readable remarks on what was read.
     """
 
     data: np.ndarray
     counts_per_electron: float | None = None
-    pixel_size_nm: float | None = None
+    pixel_size_A: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -59,7 +59,7 @@ def _tag(page: Any, code: int) -> Any:
 
 
 def _gatan_calibration(page: Any) -> tuple[float | None, float | None]:
-    """(counts per electron, pixel size nm) from Gatan private tags, when present and sane."""
+    """(counts per electron, pixel size in Å) from Gatan private tags, when present and sane."""
     cpe = None
     unit = _tag(page, _GATAN_INTENSITY_UNIT)
     scale = _tag(page, _GATAN_INTENSITY_SCALE)
@@ -81,7 +81,8 @@ def _gatan_calibration(page: Any) -> tuple[float | None, float | None]:
     except (TypeError, ValueError):
         sxf = math.nan
     if math.isfinite(sxf) and sxf > 0 and isinstance(ux, str):
-        factor = {"micrometer": 1e3, "µm": 1e3, "um": 1e3, "nm": 1.0, "nanometer": 1.0}.get(
+        # Gatan's unit of the x scale -> angstrom
+        factor = {"micrometer": 1e4, "µm": 1e4, "um": 1e4, "nm": 10.0, "nanometer": 10.0}.get(
             ux.strip().rstrip("\x00")
         )
         if factor is not None:
@@ -112,7 +113,7 @@ def _read_tiff(path: Path) -> FrameFile:
         raise TemAcqError(f"{path} is not a readable TIFF ({exc})") from exc
     if data.ndim > 3:
         data = data.reshape(-1, *data.shape[-2:])
-    ff = FrameFile(np.asarray(data), counts_per_electron=cpe, pixel_size_nm=px)
+    ff = FrameFile(np.asarray(data), counts_per_electron=cpe, pixel_size_A=px)
     if cpe is not None:
         ff.notes.append(f"counts per electron {cpe:.4g} from the Gatan intensity calibration")
     return ff
@@ -138,8 +139,7 @@ def _read_mrc(path: Path) -> FrameFile:
             vx = float(mrc.voxel_size.x)
     except (ValueError, OSError, EOFError) as exc:
         raise TemAcqError(f"{path} is not a readable MRC file ({exc})") from exc
-    px = vx / 10.0 if vx > 0 else None  # MRC voxel sizes are in Å
-    return FrameFile(data, pixel_size_nm=px)
+    return FrameFile(data, pixel_size_A=vx if vx > 0 else None)  # MRC voxel sizes are in Å
 
 
 def read_frames(path: str | Path) -> FrameFile:
@@ -192,7 +192,7 @@ def write_frames(
     data: np.ndarray,
     *,
     metadata: dict[str, Any] | None = None,
-    pixel_size_nm: float | None = None,
+    pixel_size_A: float | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write float32 frames, the format taken from the extension (.tif/.tiff/.npy/.mrc).
@@ -206,8 +206,8 @@ def write_frames(
     metadata
         Provenance (model name, package hash, counts per electron...): stored in the TIFF
         description as JSON; ``.npy`` and MRC have no place for it.
-    pixel_size_nm
-        Written to MRC headers (as Å) when known.
+    pixel_size_A
+        Pixel size in angstrom, written to MRC headers when known.
     overwrite
         Replace an existing file.
 
@@ -235,6 +235,6 @@ def write_frames(
 
         with mrcfile.new(p, overwrite=overwrite) as mrc:
             mrc.set_data(arr)
-            if pixel_size_nm:
-                mrc.voxel_size = pixel_size_nm * 10.0
+            if pixel_size_A:
+                mrc.voxel_size = pixel_size_A
     return p

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -87,7 +88,7 @@ class LoadedPackage:
     package_hash: str
 
 
-def model_config(encoder: str | None = None, *, fast: bool = False) -> dict[str, Any]:
+def architecture_config(encoder: str | None = None, *, fast: bool = False) -> dict[str, Any]:
     """Return smp ``Unet`` arguments for an encoder, or for the paper/fast presets.
 
     Parameters
@@ -255,52 +256,56 @@ def save_package(
     **card_fields
         Further :class:`~tem_acq.denoise.card.ModelCard` fields: ``trained`` (required),
         ``dose_range_e_per_px``, ``detectors``, ``training_data``, ``quality``,
-        ``normalization``, ``pixel_size_nm_range``, ``description``.
+        ``normalization``, ``pixel_size_A_range``, ``description``.
 
     Returns
     -------
     The card written.
     """
-    import safetensors.torch
-    import torch
-
-    from tem_acq import __version__
-
     dest = Path(out)
     if dest.exists() and not overwrite:
         raise ModelPackageError(f"{dest} already exists; choose another --out or remove it")
     config = _smp_config(model)
+    state = _weights_on_disk(model, weights_dtype)
+    with _new_folder(dest) as folder:
+        _write_model_files(folder, config, state)
+        card = _new_card(
+            config,
+            name=name or dest.name,
+            weights_dtype=weights_dtype,
+            package_hash=compute_package_hash(folder),
+            card_fields=card_fields,
+        )
+        write_card(card, folder / CARD_FILE)
+    return card
+
+
+def _weights_on_disk(model: torch.nn.Module, weights_dtype: WeightsDtype) -> dict[str, Any]:
+    """The model's state on the CPU, floating-point tensors in ``weights_dtype``."""
+    import torch
+
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
         weights_dtype
     ]
-    state = {
+    return {
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
         .contiguous()
         .clone()
         for k, v in model.state_dict().items()
     }
+
+
+@contextmanager
+def _new_folder(dest: Path) -> Iterator[Path]:
+    """A folder to fill that becomes ``dest`` (replacing it) only once it is complete.
+
+    It is built as a sibling temporary folder and renamed, so a crash never leaves half a
+    package; on any error it is removed and ``dest`` is left as it was.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Build in a sibling temp folder and rename, so a crash never leaves half a package.
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        safetensors.torch.save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        fields: dict[str, Any] = {
-            "dose_range_e_per_px": (1.0, 20.0),
-            "detectors": ["counting", "integrating"],
-            **card_fields,
-        }
-        card = ModelCard(
-            name=name or dest.name,
-            architecture=config["_model_class"],
-            encoder=config["encoder_name"],
-            architecture_kwargs=_architecture_kwargs(config),
-            weights_dtype=weights_dtype,
-            package_hash=compute_package_hash(tmp),
-            tem_acq_version=__version__,
-            **fields,
-        )
-        write_card(card, tmp / CARD_FILE)
+        yield tmp
         _make_readable(tmp)
         if dest.exists():
             shutil.rmtree(dest)
@@ -308,7 +313,46 @@ def save_package(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return card
+
+
+def _write_model_files(folder: Path, config: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write smp's ``config.json`` and the weights (``model.safetensors``)."""
+    import safetensors.torch
+
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    safetensors.torch.save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+
+
+def _new_card(
+    config: dict[str, Any],
+    *,
+    name: str,
+    weights_dtype: WeightsDtype,
+    package_hash: str,
+    card_fields: dict[str, Any],
+) -> ModelCard:
+    """The card of a package just written: its architecture read from the config.
+
+    The caller's fields come on top (doses 1-20 e-/px and both detectors unless it says
+    otherwise).
+    """
+    from tem_acq import __version__
+
+    fields: dict[str, Any] = {
+        "dose_range_e_per_px": (1.0, 20.0),
+        "detectors": ["counting", "integrating"],
+        **card_fields,
+    }
+    return ModelCard(
+        name=name,
+        architecture=config["_model_class"],
+        encoder=config["encoder_name"],
+        architecture_kwargs=_architecture_kwargs(config),
+        weights_dtype=weights_dtype,
+        package_hash=package_hash,
+        tem_acq_version=__version__,
+        **fields,
+    )
 
 
 def _make_readable(folder: Path) -> None:
@@ -341,7 +385,7 @@ def new_package(
     out
         The folder to create.
     encoder, fast
-        See :func:`model_config`.
+        See :func:`architecture_config`.
     name
         Package name (default: the folder name).
     weights_dtype
@@ -357,7 +401,7 @@ def new_package(
     """
     import torch
 
-    cfg = model_config(encoder, fast=fast)
+    cfg = architecture_config(encoder, fast=fast)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model({**cfg, "in_channels": 1, "classes": 1})

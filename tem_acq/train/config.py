@@ -159,9 +159,9 @@ class TrainConfig(StrictModel):
     @property
     def model_kwargs(self) -> dict[str, Any]:
         """Smp ``Unet`` keyword arguments of this configuration."""
-        from tem_acq.denoise import model_config
+        from tem_acq.denoise import architecture_config
 
-        kwargs = model_config(self.encoder, fast=self.fast)
+        kwargs = architecture_config(self.encoder, fast=self.fast)
         if self.depth is not None:
             kwargs["encoder_depth"] = self.depth
             # the preset's widths of the finest levels (smp's own default when it has none)
