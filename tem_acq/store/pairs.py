@@ -44,7 +44,13 @@ from pydantic import (
 from yaozarrs import v05
 
 from tem_acq.errors import StoreError
-from tem_acq.store._files import EventLog, fsync_dir, write_atomic, write_json_atomic
+from tem_acq.store._files import (
+    EventLog,
+    fsync_dir,
+    read_event_log,
+    write_atomic,
+    write_json_atomic,
+)
 from tem_acq.store.layout import BLOSC_SETTINGS, EVENT_LOG, LEVEL, OME_XML, ome_xml
 from tem_acq.store.metadata import (
     SCHEMA_VERSION,
@@ -275,22 +281,20 @@ def _parse_metadata(attrs: Mapping[str, Any], where: str) -> PairsMetadata:
         ) from None
 
 
-def _read_rows(path: Path, limit: int | None = None) -> tuple[list[PairRow], bool, list[str]]:
-    """Rows (deduplicated by index, in order), whether the last close was complete, errors."""
-    rows: dict[int, PairRow] = {}
-    complete = False
-    errors: list[str] = []
+def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
+    """Rows (deduplicated by index, in order), whether the last close was complete, errors.
+
+    The log is read by the one reader of event logs (:func:`~tem_acq.store._files.read_event_log`),
+    with its rule for a torn last line.
+    """
     log = path / EVENT_LOG
     if not log.is_file():
         return [], False, [f"{EVENT_LOG} is missing"]
-    for number, line in enumerate(log.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            errors.append(f"{EVENT_LOG} line {number} is damaged (ignored)")
-            continue
+    events, problems = read_event_log(log)
+    rows: dict[int, PairRow] = {}
+    complete = False
+    errors: list[str] = []
+    for event in events:
         kind = event.get("event")
         if kind == "pair":
             row = PairRow.model_validate({**event["record"], "index": event["index"]})
@@ -302,9 +306,7 @@ def _read_rows(path: Path, limit: int | None = None) -> tuple[list[PairRow], boo
         elif kind == "error":
             errors.append(str(event.get("message")))
     ordered = [rows[i] for i in range(len(rows)) if i in rows]
-    if limit is not None:
-        ordered = ordered[:limit]
-    return ordered, complete, errors
+    return ordered, complete, errors + problems
 
 
 class PairsWriter:
