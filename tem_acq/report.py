@@ -94,10 +94,10 @@ def write_report(
     TemAcqError
         If the report cannot be written where asked, or matplotlib is missing.
     """
-    from tem_acq.store import open_store
+    from tem_acq.store import open_store, store_kind
 
     source = Path(store)
-    if _store_kind(source) == "pairs":
+    if store_kind(source) == "pairs":
         raise StoreError(
             f"{source} is a pairs store; tem-acq report covers acquisition stores. Browse pairs "
             f"with tem-acq info {source} or tem-acq view {source}"
@@ -605,12 +605,6 @@ def _require_matplotlib() -> None:
             "tem-acq report draws its plots with matplotlib, which is not installed: "
             "pip install matplotlib"
         ) from None
-
-
-def _store_kind(path: Path) -> str:
-    from tem_acq.viewer import store_kind
-
-    return store_kind(path)
 
 
 def _rows_by_index(store: AcquisitionStore) -> dict[int, Any]:

@@ -11,14 +11,12 @@ to physical units (angstrom along y and x, seconds along t) so napari's scale ba
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,21 +164,6 @@ def contrast_limits(
     return low, high
 
 
-def store_kind(path: str | os.PathLike[str]) -> str:
-    """``"pairs"`` when the store's root metadata says so, else ``"acquisition"``.
-
-    Reads only the root ``zarr.json`` and checks nothing else: opening the store with
-    :func:`open_any` reports what is wrong with a path that is not a store.
-    """
-    root = Path(path) / "zarr.json"
-    try:
-        doc = json.loads(root.read_bytes())
-    except (OSError, ValueError):
-        return "acquisition"
-    meta = (doc.get("attributes") or {}).get("tem_acq") if isinstance(doc, dict) else None
-    return "pairs" if isinstance(meta, dict) and meta.get("kind") == "pairs" else "acquisition"
-
-
 def open_any(path: str | os.PathLike[str]) -> Any:
     """Open an acquisition store (``open_store``) or a pairs store (``open_pairs``).
 
@@ -190,17 +173,9 @@ def open_any(path: str | os.PathLike[str]) -> Any:
         If ``path`` is not a readable tem-acq store, or is a pairs store and this tem-acq
         cannot read pairs stores.
     """
-    import tem_acq.store as store_module
+    from tem_acq.store import open_pairs, open_store, store_kind
 
-    if store_kind(path) == "pairs":
-        open_pairs = getattr(store_module, "open_pairs", None)
-        if open_pairs is None:
-            raise StoreError(
-                f"{path} is a pairs store, which this version of tem-acq cannot read yet: "
-                "upgrade tem-acq"
-            )
-        return open_pairs(path)
-    return store_module.open_store(path)
+    return open_pairs(path) if store_kind(path) == "pairs" else open_store(path)
 
 
 def build_view(store: Any, *, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> ViewSpec:

@@ -69,6 +69,7 @@ from tem_acq.store.metadata import (
     Instrument,
     ModelProvenance,
     SoftwareVersions,
+    StoreHeader,
     collect_software_versions,
     validate_metadata,
 )
@@ -79,9 +80,9 @@ from tem_acq.store.pairs import (
     PairsStore,
     PairsWriter,
     open_pairs,
-    store_kind,
 )
 from tem_acq.store.reader import AcquisitionStore, open_store
+from tem_acq.store.root import store_kind
 from tem_acq.store.writer import MAX_SHARD_FRAMES, AcquisitionWriter
 
 __all__ = [
@@ -102,6 +103,7 @@ __all__ = [
     "PairsStore",
     "PairsWriter",
     "SoftwareVersions",
+    "StoreHeader",
     "collect_software_versions",
     "open_pairs",
     "open_store",

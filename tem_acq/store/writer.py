@@ -32,6 +32,7 @@ from numcodecs import Blosc
 from pydantic import ValidationError
 
 from tem_acq.errors import StoreError
+from tem_acq.schema import format_validation_error
 from tem_acq.store._files import (
     EventLog,
     fsync_dir,
@@ -58,12 +59,7 @@ from tem_acq.store.layout import (
     root_group_doc,
     series_group_doc,
 )
-from tem_acq.store.metadata import (
-    AcquisitionMetadata,
-    FrameRecord,
-    format_validation_error,
-    validate_metadata,
-)
+from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, validate_metadata
 
 #: Most frames per shard, and so most frames a crash can lose (see the module docstring).
 MAX_SHARD_FRAMES = 16
