@@ -33,6 +33,7 @@ from tem_acq.errors import AcquisitionError, StoreError
 from tem_acq.pipeline import FrameDenoiser, FramePipeline, PipelineSummary, Policy
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
 from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument
+from tem_acq.store.outputs import claim_output
 
 PassThrough = Literal["none", "raw", "denoised"]
 
@@ -112,7 +113,7 @@ class LiveRecorder:
             raise ValueError("pass_through='denoised' needs a model")
         self.path = Path(store)
         self._overwrite = overwrite
-        _check_target(self.path, overwrite)
+        claim_output(self.path, overwrite=overwrite, parent_must_exist=True)
         protocol = AcquisitionProtocol(
             simulated=simulated,
             backend="pycromanager",
@@ -293,18 +294,6 @@ class LiveRecorder:
         if info is None:
             return scaled.astype(raw.dtype)
         return np.clip(np.rint(scaled), info.min, info.max).astype(raw.dtype)
-
-
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise StoreError(
-            f"{path} already exists; a store is never overwritten silently: pass "
-            "overwrite=True (--overwrite) or choose another path"
-        )
-    if not path.parent.exists():
-        raise StoreError(
-            f"the folder {path.parent} does not exist; create it or choose another path"
-        )
 
 
 def _load_denoiser(

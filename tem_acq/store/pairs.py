@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,7 @@ from tem_acq.store.layout import (
     series_group_doc,
 )
 from tem_acq.store.metadata import StoreHeader, _Model
+from tem_acq.store.outputs import claim_output
 from tem_acq.store.root import open_root
 
 if TYPE_CHECKING:
@@ -277,14 +279,13 @@ class PairsWriter:
         if self.path.exists() and resume:
             self._arrays, rows = self._reopen()
         else:
-            if self.path.exists():
-                if not overwrite:
-                    raise StoreError(
-                        f"{self.path} already exists: pass overwrite=True (--overwrite) to "
-                        "replace it, resume=True (--resume) to continue it, or choose another "
-                        "path"
-                    )
-                _remove_store(self.path)
+            if claim_output(
+                self.path,
+                overwrite=overwrite,
+                parent_must_exist=True,
+                alternatives="--resume (resume=True) to continue it",
+            ):
+                shutil.rmtree(self.path)
             self._arrays = self._create()
             rows = []
         self._pairs = len(rows)
@@ -295,8 +296,6 @@ class PairsWriter:
         self._closed = False
 
     def _create(self) -> dict[str, zarr.Array]:
-        if not self.path.parent.is_dir():
-            raise StoreError(f"the folder {self.path.parent} does not exist: create it first")
         self.path.mkdir()
         write_json_atomic(self.path / "zarr.json", root_group_doc(self.metadata))
         (self.path / "OME").mkdir()
@@ -592,16 +591,6 @@ def _fsync_chunks(array_dir: Path, start: int, stop: int) -> None:
             fsync_dir(directory)
     if (array_dir / "c").exists():
         fsync_dir(array_dir / "c")
-
-
-def _remove_store(path: Path) -> None:
-    import shutil
-
-    if not (path / "zarr.json").is_file():
-        raise StoreError(
-            f"{path} exists but is not a store; refusing to delete it: choose another path"
-        )
-    shutil.rmtree(path)
 
 
 def _utc() -> str:

@@ -60,6 +60,7 @@ from tem_acq.store.layout import (
     series_group_doc,
 )
 from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, validate_metadata
+from tem_acq.store.outputs import claim_output
 
 #: Most frames per shard, and so most frames a crash can lose (see the module docstring).
 MAX_SHARD_FRAMES = 16
@@ -850,7 +851,7 @@ def _create_store(
     A crash while creating leaves no half-made store at ``path``. Returns the documents
     written, by path inside the store.
     """
-    replace = _check_target(path, overwrite)
+    replace = claim_output(path, overwrite=overwrite)
     parent = path.parent
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging = parent / f".{path.name}.creating-{tag}"
@@ -906,25 +907,3 @@ def _create_store(
             else ("check the path and its permissions")
         )
         raise StoreError(f"cannot create the store {path}: {exc.strerror or exc}: {hint}") from exc
-
-
-def _check_target(path: Path, overwrite: bool) -> bool:
-    """Refuse to clobber anything but a zarr store; return True if one is to be replaced."""
-    if not path.exists() and not path.is_symlink():
-        return False
-    if not overwrite:
-        raise StoreError(
-            f"{path} already exists: pass --overwrite (overwrite=True) to replace it, or choose "
-            "another path"
-        )
-    if not path.is_dir():
-        raise StoreError(
-            f"{path} exists and is a file, not a store: refusing to replace it even with "
-            "--overwrite; remove it yourself or choose another path"
-        )
-    if not (path / "zarr.json").is_file() and any(path.iterdir()):
-        raise StoreError(
-            f"{path} is a non-empty directory that is not a zarr store: refusing to delete it "
-            "even with --overwrite; choose another path"
-        )
-    return True
