@@ -302,8 +302,8 @@ def metadata_rows(store: AcquisitionStore) -> list[tuple[str, list[tuple[str, st
             ("weights sha256", model.sha256),
             ("architecture", model.architecture or "not recorded"),
             (
-                "normalisation",
-                ", ".join(f"{k}={v}" for k, v in model.normalisation.items()) or "not recorded",
+                "normalization",
+                ", ".join(f"{k}={v}" for k, v in model.normalization.items()) or "not recorded",
             ),
             ("device", " ".join(x for x in (model.device, model.precision) if x) or "unknown"),
             ("denoised frames", f"{store.denoised_frames} of {n}"),

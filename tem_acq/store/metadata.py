@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import (
+    AliasChoices,
     AwareDatetime,
     ConfigDict,
     Field,
@@ -39,7 +40,10 @@ from tem_acq.errors import StoreError
 from tem_acq.schema import StrictModel, format_validation_error
 
 #: The store schema this version of tem-acq writes. Readers accept the same major version.
-SCHEMA_VERSION = "1.0"
+#: 1.1: the model's ``normalisation`` is written ``normalization`` (the model card's spelling);
+#: 1.0 stores still read. A 1.0 reader refuses a 1.1 store that records a model, naming the
+#: new field and the newer schema (it accepts every other 1.1 store as it is).
+SCHEMA_VERSION = "1.1"
 SCHEMA_MAJOR = 1
 
 #: Two derived quantities (dose per frame from dose rate and exposure, dose per area from dose
@@ -176,8 +180,10 @@ class ModelProvenance(_Model):
         Schema version of the model card.
     architecture
         Architecture as the card names it.
-    normalisation
-        How counts were turned into network input (from the card).
+    normalization
+        How counts were turned into network input (the card's ``normalization``). Stores
+        written before schema 1.1 spell it ``normalisation``; that name is still read, and
+        still accepted as a keyword.
     card
         The rest of the card, if worth keeping.
     device, precision
@@ -188,7 +194,10 @@ class ModelProvenance(_Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     card_schema: str | None = None
     architecture: str | None = None
-    normalisation: dict[str, JsonValue] = Field(default_factory=dict)
+    normalization: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("normalization", "normalisation"),
+    )
     card: dict[str, JsonValue] | None = None
     device: str | None = None
     precision: str | None = None
