@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tem_acq.errors import AcquisitionError
+from tem_acq.errors import AcquisitionError, ConfigError
 from tem_acq.sim import SimulationConfig
 
 from ._engine import attach_core, snake_case_core_class
@@ -157,7 +157,7 @@ def simulated_microscope(
             **simulation,
         )
     elif camera != "democamera":
-        raise ValueError(f"camera must be 'tem' or 'democamera', got {camera!r}")
+        raise ConfigError(f"camera must be 'tem' or 'democamera', got {camera!r}")
 
     from pymmcore_plus.experimental.unicore import UniMMCore
 

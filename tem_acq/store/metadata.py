@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from tem_acq.errors import StoreError
+from tem_acq.errors import StoreConfigError
 from tem_acq.schema import StrictModel, format_validation_error
 
 #: The store schema this version of tem-acq writes. Readers accept the same major version.
@@ -414,19 +414,22 @@ class FrameRow(FrameRecord):
 
 
 def validate_metadata(data: AcquisitionMetadata | Mapping[str, Any]) -> AcquisitionMetadata:
-    """Return ``data`` as validated :class:`AcquisitionMetadata`, or raise :class:`StoreError`.
+    """Return ``data`` as validated :class:`AcquisitionMetadata`, or raise a settings error.
 
     Raises
     ------
-    StoreError
-        If a field is missing or invalid; the message lists every problem.
+    StoreConfigError
+        If a field is missing or invalid (a :class:`~tem_acq.errors.ConfigError` and a
+        :class:`~tem_acq.errors.StoreError`); the message lists every problem.
     """
     if isinstance(data, AcquisitionMetadata):
         return data
     try:
         return AcquisitionMetadata.model_validate(data)
     except ValidationError as exc:
-        raise StoreError(f"invalid acquisition metadata: {format_validation_error(exc)}") from None
+        raise StoreConfigError(
+            f"invalid acquisition metadata: {format_validation_error(exc)}"
+        ) from None
 
 
 __all__ = [

@@ -31,7 +31,7 @@ import numpy as np
 from numcodecs import Blosc
 from pydantic import ValidationError
 
-from tem_acq.errors import StoreError
+from tem_acq.errors import StoreConfigError, StoreError
 from tem_acq.schema import format_validation_error
 from tem_acq.store._files import (
     EventLog,
@@ -225,9 +225,11 @@ class AcquisitionWriter:
             ("denoised_compression", denoised_compression),
         ):
             if value not in COMPRESSIONS:
-                raise StoreError(f"{name} must be one of {', '.join(COMPRESSIONS)} (got {value!r})")
+                raise StoreConfigError(
+                    f"{name} must be one of {', '.join(COMPRESSIONS)} (got {value!r})"
+                )
         if flush_interval_s is not None and not flush_interval_s > 0:
-            raise StoreError(f"flush_interval_s must be > 0 or None (got {flush_interval_s})")
+            raise StoreConfigError(f"flush_interval_s must be > 0 or None (got {flush_interval_s})")
         self._flush_interval = flush_interval_s
         self._max_pending = _check_positive_int(
             "max_pending_denoised_shards", max_pending_denoised_shards
@@ -783,7 +785,7 @@ def _utc_now() -> str:
 
 def _check_positive_int(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise StoreError(f"{name} must be a positive integer (got {value!r})")
+        raise StoreConfigError(f"{name} must be a positive integer (got {value!r})")
     return int(value)
 
 
@@ -791,9 +793,9 @@ def _check_frame_shape(shape: tuple[int, int]) -> tuple[int, int]:
     try:
         height, width = (int(n) for n in shape)
     except (TypeError, ValueError):
-        raise StoreError(f"frame_shape must be (height, width) (got {shape!r})") from None
+        raise StoreConfigError(f"frame_shape must be (height, width) (got {shape!r})") from None
     if height < 1 or width < 1:
-        raise StoreError(f"frame_shape must be positive (got {shape!r})")
+        raise StoreConfigError(f"frame_shape must be positive (got {shape!r})")
     return height, width
 
 
@@ -801,9 +803,9 @@ def _check_dtype(dtype: str | np.dtype[Any] | type) -> np.dtype[Any]:
     try:
         resolved = np.dtype(dtype)
     except TypeError:
-        raise StoreError(f"unknown dtype {dtype!r}") from None
+        raise StoreConfigError(f"unknown dtype {dtype!r}") from None
     if resolved.name not in SUPPORTED_DTYPES:
-        raise StoreError(
+        raise StoreConfigError(
             f"raw frames of dtype {resolved} cannot be stored: use one of "
             f"{', '.join(SUPPORTED_DTYPES)}"
         )
