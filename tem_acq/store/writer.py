@@ -29,10 +29,8 @@ from typing import Any
 
 import numpy as np
 from numcodecs import Blosc
-from pydantic import ValidationError
 
 from tem_acq.errors import StoreConfigError, StoreError
-from tem_acq.schema import format_validation_error
 from tem_acq.store._files import (
     EventLog,
     fsync_dir,
@@ -59,7 +57,7 @@ from tem_acq.store.layout import (
     root_group_doc,
     series_group_doc,
 )
-from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, validate_metadata
+from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, as_model, validate_metadata
 from tem_acq.store.outputs import claim_output
 
 #: Most frames per shard, and so most frames a crash can lose (see the module docstring).
@@ -927,14 +925,7 @@ def _check_frame(
 def _check_record(record: FrameRecord | Mapping[str, Any] | None, index: int) -> FrameRecord:
     if record is None:
         return FrameRecord()
-    if isinstance(record, FrameRecord):
-        return record
-    try:
-        return FrameRecord.model_validate(record)
-    except ValidationError as exc:
-        raise StoreError(
-            f"invalid record for frame {index}: {format_validation_error(exc)}"
-        ) from None
+    return as_model(FrameRecord, record, f"record for frame {index}", StoreError)
 
 
 def _create_store(
