@@ -193,6 +193,8 @@ def ome_xml(
         },
     )
     height, width = frame_shape
+    # OME-XML states physical sizes in nm here (a unit of the file format, for its readers);
+    # tem-acq itself is in angstrom throughout
     pixel_size_nm = metadata.instrument.pixel_size_A / 10.0
     for name, dtype in images:
         image = ET.SubElement(root, f"{{{_OME_NS}}}Image", {"ID": image_xml_id(name), "Name": name})
