@@ -28,13 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import ValidationError
 
 from tem_acq.errors import AcquisitionError, ConfigError, StoreConfigError
 from tem_acq.pipeline import FrameDenoiser, FramePipeline, PipelineSummary, Policy
-from tem_acq.schema import format_validation_error
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
-from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument
+from tem_acq.store.metadata import as_model
 from tem_acq.store.outputs import claim_output
 
 PassThrough = Literal["none", "raw", "denoised"]
@@ -111,25 +109,29 @@ class LiveRecorder:
         self.path = Path(store)
         self._overwrite = overwrite
         claim_output(self.path, overwrite=overwrite, parent_must_exist=True)
-        # validated first: a typo fails before seconds go into loading a model
-        self.metadata = _acquisition_metadata(
-            pixel_size_A=pixel_size_A,
-            counts_per_electron=counts_per_electron,
-            exposure_ms=exposure_ms,
-            voltage_kV=voltage_kV,
-            camera=camera,
-            detector=detector,
-            dose_rate_e_per_px_per_s=dose_rate_e_per_px_per_s,
-            description=description,
-            protocol=AcquisitionProtocol(
-                simulated=simulated,
-                backend="pycromanager",
-                settings={
+        settings = {
+            "instrument": {"voltage_kV": voltage_kV, "pixel_size_A": pixel_size_A},
+            "camera": {
+                "name": camera,
+                "counts_per_electron": counts_per_electron,
+                "detector_kind": detector,
+            },
+            "exposure_ms": exposure_ms,
+            "dose_rate_e_per_px_per_s": dose_rate_e_per_px_per_s,
+            "protocol": {
+                "simulated": simulated,
+                "backend": "pycromanager",
+                "settings": {
                     "policy": policy,
                     "pass_through": pass_through,
                     "display_scale": display_scale,
                 },
-            ),
+            },
+            "description": description,
+        }
+        # validated first: a typo fails before seconds go into loading a model
+        self.metadata = as_model(
+            AcquisitionMetadata, settings, "acquisition settings", StoreConfigError
         )
         batch = self._load_model(model, device, max_batch, frame_shape)
         self._cpe = float(counts_per_electron)
@@ -308,42 +310,6 @@ def _check_pass_through(pass_through: str, model: object) -> None:
         raise ConfigError(f"pass_through must be 'none', 'raw' or 'denoised', got {pass_through!r}")
     if pass_through == "denoised" and model is None:
         raise ConfigError("pass_through='denoised' needs a model")
-
-
-def _acquisition_metadata(
-    *,
-    pixel_size_A: float,
-    counts_per_electron: float,
-    exposure_ms: float,
-    voltage_kV: float,
-    camera: str,
-    detector: str | None,
-    dose_rate_e_per_px_per_s: float | None,
-    description: str | None,
-    protocol: AcquisitionProtocol,
-) -> AcquisitionMetadata:
-    """The store's metadata from the recorder's settings, or one line saying what is wrong.
-
-    Raises
-    ------
-    StoreConfigError
-        If a setting is invalid (a ConfigError, and a StoreError as before).
-    """
-    try:
-        return AcquisitionMetadata(
-            instrument=Instrument(voltage_kV=voltage_kV, pixel_size_A=pixel_size_A),
-            camera=Camera(
-                name=camera, counts_per_electron=counts_per_electron, detector_kind=detector
-            ),
-            exposure_ms=exposure_ms,
-            dose_rate_e_per_px_per_s=dose_rate_e_per_px_per_s,
-            protocol=protocol,
-            description=description,
-        )
-    except ValidationError as exc:
-        raise StoreConfigError(
-            f"invalid acquisition settings: {format_validation_error(exc)}"
-        ) from None
 
 
 def _load_denoiser(
