@@ -623,22 +623,21 @@ class AcquisitionWriter:
         committed = self._open_shard * size + len(chunks) if write_raw else self._committed
         outgoing, final = self._outgoing_denoised(committed, everything, closing)
         written = [n for n in outgoing if self._pending[n].dirty] if den is not None else []
-        lines = self._pending_errors + self._rows
-        for number in outgoing:
-            lines += self._pending[number].lines
         rewrite_raw = write_raw and self._open_shard * size < raw.length
-        rewrites = rewrite_raw or any(den is not None and n * size < den.length for n in written)
-        den_durable = max([self._den_durable] + [min((n + 1) * size, committed) for n in written])
         return _Commit(
             write_raw=write_raw,
             committed=committed,
+            lines=self._pending_errors
+            + self._rows
+            + [line for number in outgoing for line in self._pending[number].lines],
             outgoing=outgoing,
             final=final,
             written=written,
-            lines=lines,
             rewrite_raw=rewrite_raw,
-            rewrites=rewrites,
-            den_durable=den_durable,
+            rewrites=rewrite_raw or any(den is not None and n * size < den.length for n in written),
+            den_durable=max(
+                [self._den_durable] + [min((n + 1) * size, committed) for n in written]
+            ),
         )
 
     def _outgoing_denoised(
