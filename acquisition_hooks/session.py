@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from tem_acq.errors import AcquisitionError, ConfigError
 from tem_acq.sim import SimulationConfig
+from tem_acq.store.metadata import as_model
 
 from ._engine import attach_core, snake_case_core_class
 from .camera import SimulatedTEMCamera
@@ -168,9 +169,15 @@ def simulated_microscope(
 
 
 def _simulation_config(camera: str, **fields: Any) -> SimulationConfig | None:
-    """The simulation behind ``camera="tem"``; None for Micro-Manager's DemoCamera."""
+    """The simulation behind ``camera="tem"``; None for Micro-Manager's DemoCamera.
+
+    Raises
+    ------
+    ConfigError
+        If a setting is invalid (one line naming each problem) or the camera is unknown.
+    """
     if camera == "tem":
-        return SimulationConfig(**fields)
+        return as_model(SimulationConfig, fields, "simulation settings", ConfigError)
     if camera != "democamera":
         raise ConfigError(f"camera must be 'tem' or 'democamera', got {camera!r}")
     return None

@@ -157,6 +157,20 @@ def test_cli_reports_a_bad_setting_in_one_line(
     assert not store.exists()
 
 
+def test_cli_reports_a_bad_simulation_setting_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "v.ome.zarr"
+    args = ["acquire", "--simulated", "--frames", "2", "--size", "64", "--out", str(store)]
+    code, _, err = run_cli(*args, "--dose-rate", "-5", capsys=capsys)
+    assert code == 2
+    assert err.strip() == (
+        "tem-acq acquire: error: invalid simulation settings: dose_rate: Input should be "
+        "greater than or equal to 0"
+    )
+    assert not store.exists()
+
+
 def test_frame_shape_change_mid_acquisition_is_refused_and_frames_stay(tmp_path: Path) -> None:
     store = tmp_path / "s.ome.zarr"
     rec = LiveRecorder(store, pixel_size_A=30.0, counts_per_electron=1.0, exposure_ms=1.0)
