@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from tem_acq.errors import StoreError
 from tem_acq.store import (
     AcquisitionMetadata,
     AcquisitionWriter,
@@ -128,3 +130,16 @@ def test_a_whole_last_event_without_its_newline_is_kept(tmp_path: Path) -> None:
     events.append(['{"event": "c"}'])
     events.close()
     assert read_event_log(log) == ([{"event": "a"}, {"event": "b"}, {"event": "c"}], [])
+
+
+def test_a_pairs_row_that_reads_but_does_not_validate_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.ome.zarr"
+    writer = pairs_writer(path)
+    add_field(writer, 0)
+    writer.close()
+    lines = (path / EVENT_LOG).read_bytes().split(b"\n")
+    lines[0] = b'{"event": "pair", "index": 0, "record": {"field": -1}}'
+    (path / EVENT_LOG).write_bytes(b"\n".join(lines))
+    damaged = r"invalid pair row in .*tem_acq_log.jsonl \(the store is damaged\): field: "
+    with pytest.raises(StoreError, match=damaged):
+        open_pairs(path)

@@ -58,7 +58,7 @@ from tem_acq.store.layout import (
     root_group_doc,
     series_group_doc,
 )
-from tem_acq.store.metadata import StoreHeader, _Model
+from tem_acq.store.metadata import StoreHeader, _Model, as_model
 from tem_acq.store.outputs import claim_output
 from tem_acq.store.root import open_root
 
@@ -230,7 +230,10 @@ def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
     for event in events:
         kind = event.get("event")
         if kind == "pair":
-            row = PairRow.model_validate({**event["record"], "index": event["index"]})
+            record = event.get("record")
+            data = {**(record if isinstance(record, dict) else {}), "index": event.get("index")}
+            what = f"pair row in {path / EVENT_LOG} (the store is damaged)"
+            row = as_model(PairRow, data, what, StoreError)
             rows[row.index] = row
         elif kind == "closed":
             complete = bool(event.get("complete"))
