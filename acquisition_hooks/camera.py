@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pymmcore_plus.experimental.unicore import CameraDevice
 
+from tem_acq.errors import ConfigError
 from tem_acq.sim import DETECTOR_KINDS, SPECIMEN_KINDS, SimulationConfig, TEMSimulator
 
 #: Binning factors the camera offers (a OneView bins 1-8).
@@ -108,7 +109,7 @@ class SimulatedTEMCamera(CameraDevice):
         """Set the exposure in milliseconds (must be > 0)."""
         exposure = float(exposure)
         if not exposure > 0:
-            raise ValueError(f"exposure must be > 0 ms, got {exposure}")
+            raise ConfigError(f"exposure must be > 0 ms, got {exposure}")
         self._exposure_ms = exposure
 
     def get_binning(self) -> int:
@@ -119,7 +120,7 @@ class SimulatedTEMCamera(CameraDevice):
         """Set the binning; the sensor size must be divisible by it."""
         value = int(value)
         if value not in ALLOWED_BINNING or self._config.size % value:
-            raise ValueError(
+            raise ConfigError(
                 f"binning {value} not possible: allowed {ALLOWED_BINNING}, dividing the "
                 f"sensor size {self._config.size}"
             )

@@ -29,10 +29,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tem_acq.errors import AcquisitionError, StoreError
+from tem_acq.errors import AcquisitionError, ConfigError, StoreConfigError
 from tem_acq.pipeline import FrameDenoiser, FramePipeline, PipelineSummary, Policy
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
-from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument
+from tem_acq.store.metadata import as_model
+from tem_acq.store.outputs import claim_output
 
 PassThrough = Literal["none", "raw", "denoised"]
 
@@ -104,49 +105,35 @@ class LiveRecorder:
         frame_shape: tuple[int, int] | None = None,
         overwrite: bool = False,
     ) -> None:
-        if pass_through not in ("none", "raw", "denoised"):
-            raise ValueError(
-                f"pass_through must be 'none', 'raw' or 'denoised', got {pass_through!r}"
-            )
-        if pass_through == "denoised" and model is None:
-            raise ValueError("pass_through='denoised' needs a model")
+        _check_pass_through(pass_through, model)
         self.path = Path(store)
         self._overwrite = overwrite
-        _check_target(self.path, overwrite)
-        protocol = AcquisitionProtocol(
-            simulated=simulated,
-            backend="pycromanager",
-            settings={
-                "policy": policy,
-                "pass_through": pass_through,
-                "display_scale": display_scale,
+        claim_output(self.path, overwrite=overwrite, parent_must_exist=True)
+        settings = {
+            "instrument": {"voltage_kV": voltage_kV, "pixel_size_A": pixel_size_A},
+            "camera": {
+                "name": camera,
+                "counts_per_electron": counts_per_electron,
+                "detector_kind": detector,
             },
+            "exposure_ms": exposure_ms,
+            "dose_rate_e_per_px_per_s": dose_rate_e_per_px_per_s,
+            "protocol": {
+                "simulated": simulated,
+                "backend": "pycromanager",
+                "settings": {
+                    "policy": policy,
+                    "pass_through": pass_through,
+                    "display_scale": display_scale,
+                },
+            },
+            "description": description,
+        }
+        # validated first: a typo fails before seconds go into loading a model
+        self.metadata = as_model(
+            AcquisitionMetadata, settings, "acquisition settings", StoreConfigError
         )
-        try:  # validated first: a typo fails before seconds go into loading a model
-            self.metadata = AcquisitionMetadata(
-                instrument=Instrument(voltage_kV=voltage_kV, pixel_size_A=pixel_size_A),
-                camera=Camera(
-                    name=camera, counts_per_electron=counts_per_electron, detector_kind=detector
-                ),
-                exposure_ms=exposure_ms,
-                dose_rate_e_per_px_per_s=dose_rate_e_per_px_per_s,
-                protocol=protocol,
-                description=description,
-            )
-        except ValueError as exc:
-            raise StoreError(f"invalid acquisition settings: {exc}") from None
-        self._denoiser, on_gpu = _load_denoiser(model, device)
-        batch = max_batch or (8 if on_gpu else 1)
-        warmup = getattr(self._denoiser, "warmup", None)
-        if frame_shape is not None and warmup is not None:
-            warmup((batch, *frame_shape))
-        if _is_model_package(self._denoiser):
-            from tem_acq.denoise.provenance import model_provenance
-
-            # after warm-up, so the provenance names the execution path in use
-            self.metadata = self.metadata.model_copy(
-                update={"model": model_provenance(self._denoiser)}
-            )
+        batch = self._load_model(model, device, max_batch, frame_shape)
         self._cpe = float(counts_per_electron)
         self._pass_through: PassThrough = pass_through
         self._display_scale = float(display_scale)
@@ -164,6 +151,28 @@ class LiveRecorder:
         self._frame_shape: tuple[int, ...] | None = None
         self._frame_dtype: np.dtype | None = None
         self._closed_summary: PipelineSummary | None = None
+
+    def _load_model(
+        self,
+        model: str | Path | FrameDenoiser | None,
+        device: str,
+        max_batch: int | None,
+        frame_shape: tuple[int, int] | None,
+    ) -> int:
+        """Load the denoiser, warm it up for ``frame_shape``, note its provenance; the batch."""
+        self._denoiser, on_gpu = _load_denoiser(model, device)
+        batch = max_batch or (8 if on_gpu else 1)
+        warmup = getattr(self._denoiser, "warmup", None)
+        if frame_shape is not None and warmup is not None:
+            warmup((batch, *frame_shape))
+        if _is_model_package(self._denoiser):
+            from tem_acq.denoise.provenance import model_provenance
+
+            # after warm-up, so the provenance names the execution path in use
+            self.metadata = self.metadata.model_copy(
+                update={"model": model_provenance(self._denoiser)}
+            )
+        return batch
 
     # -- what pycro-manager calls ---------------------------------------------------------
 
@@ -295,16 +304,12 @@ class LiveRecorder:
         return np.clip(np.rint(scaled), info.min, info.max).astype(raw.dtype)
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise StoreError(
-            f"{path} already exists; a store is never overwritten silently: pass "
-            "overwrite=True (--overwrite) or choose another path"
-        )
-    if not path.parent.exists():
-        raise StoreError(
-            f"the folder {path.parent} does not exist; create it or choose another path"
-        )
+def _check_pass_through(pass_through: str, model: object) -> None:
+    """Refuse a ``pass_through`` that is unknown, or asks for denoised frames with no model."""
+    if pass_through not in ("none", "raw", "denoised"):
+        raise ConfigError(f"pass_through must be 'none', 'raw' or 'denoised', got {pass_through!r}")
+    if pass_through == "denoised" and model is None:
+        raise ConfigError("pass_through='denoised' needs a model")
 
 
 def _load_denoiser(

@@ -25,8 +25,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tem_acq.errors import AcquisitionError
+from tem_acq.errors import AcquisitionError, ConfigError
 from tem_acq.sim import SimulationConfig
+from tem_acq.store.metadata import as_model
 
 from ._engine import attach_core, snake_case_core_class
 from .camera import SimulatedTEMCamera
@@ -145,47 +146,75 @@ def simulated_microscope(
         If another core is already active in this process, or the demo adapters are missing.
     """
     adapters = _adapter_path()
-    config = None
-    if camera == "tem":
-        config = SimulationConfig(
-            specimen=specimen,
-            detector=detector,
-            dose_rate=dose_rate,
-            seed=seed,
-            drift_px_per_s=drift_px_per_s,
-            size=size,
-            **simulation,
-        )
-    elif camera != "democamera":
-        raise ValueError(f"camera must be 'tem' or 'democamera', got {camera!r}")
+    config = _simulation_config(
+        camera,
+        specimen=specimen,
+        detector=detector,
+        dose_rate=dose_rate,
+        seed=seed,
+        drift_px_per_s=drift_px_per_s,
+        size=size,
+        **simulation,
+    )
 
     from pymmcore_plus.experimental.unicore import UniMMCore
 
     core = snake_case_core_class(UniMMCore)()
     with ExitStack() as cleanup:
         cleanup.callback(core.unloadAllDevices)
-        core.setDeviceAdapterSearchPaths([adapters])
-        tem_camera: SimulatedTEMCamera | None = None
-        if config is None:
-            core.loadSystemConfiguration(os.path.join(adapters, "MMConfig_demo.cfg"))
-            core.setExposure(exposure_ms)
-        else:
-            core.loadDevice(HUB_LABEL, "DemoCamera", "DHub")
-            core.loadDevice(XY_STAGE_LABEL, "DemoCamera", "DXYStage")
-            core.setParentLabel(XY_STAGE_LABEL, HUB_LABEL)
-            tem_camera = SimulatedTEMCamera(
-                config,
-                stage_position_um=lambda: core.getXYPosition(XY_STAGE_LABEL),
-                real_time=real_time,
-            )
-            core.loadPyDevice(CAMERA_LABEL, tem_camera)
-            core.snap_tags = tem_camera.last_frame_tags
-            core.initializeAllDevices()
-            core.setXYStageDevice(XY_STAGE_LABEL)
-            core.setCameraDevice(CAMERA_LABEL)
-            core.setExposure(exposure_ms)
-            core.setXYPosition(XY_STAGE_LABEL, 0.0, 0.0)
-            core.waitForDevice(XY_STAGE_LABEL)
+        tem_camera = _load_devices(core, adapters, config, exposure_ms, real_time=real_time)
         core.setCircularBufferMemoryFootprint(buffer_size_mb)
         cleanup.enter_context(attach_core(core))
         yield MicroscopeSession(core=core, camera=tem_camera)
+
+
+def _simulation_config(camera: str, **fields: Any) -> SimulationConfig | None:
+    """The simulation behind ``camera="tem"``; None for Micro-Manager's DemoCamera.
+
+    Raises
+    ------
+    ConfigError
+        If a setting is invalid (one line naming each problem) or the camera is unknown.
+    """
+    if camera == "tem":
+        return as_model(SimulationConfig, fields, "simulation settings", ConfigError)
+    if camera != "democamera":
+        raise ConfigError(f"camera must be 'tem' or 'democamera', got {camera!r}")
+    return None
+
+
+def _load_devices(
+    core: Any,
+    adapters: str,
+    config: SimulationConfig | None,
+    exposure_ms: float,
+    *,
+    real_time: bool,
+) -> SimulatedTEMCamera | None:
+    """Load the simulated microscope's devices into ``core``; return its TEM camera.
+
+    Our TEM camera goes beside Micro-Manager's demo hub and XY stage (the stage at the origin);
+    with no ``config``, Micro-Manager's demo configuration is loaded instead (no TEM camera).
+    """
+    core.setDeviceAdapterSearchPaths([adapters])
+    if config is None:
+        core.loadSystemConfiguration(os.path.join(adapters, "MMConfig_demo.cfg"))
+        core.setExposure(exposure_ms)
+        return None
+    core.loadDevice(HUB_LABEL, "DemoCamera", "DHub")
+    core.loadDevice(XY_STAGE_LABEL, "DemoCamera", "DXYStage")
+    core.setParentLabel(XY_STAGE_LABEL, HUB_LABEL)
+    camera = SimulatedTEMCamera(
+        config,
+        stage_position_um=lambda: core.getXYPosition(XY_STAGE_LABEL),
+        real_time=real_time,
+    )
+    core.loadPyDevice(CAMERA_LABEL, camera)
+    core.snap_tags = camera.last_frame_tags
+    core.initializeAllDevices()
+    core.setXYStageDevice(XY_STAGE_LABEL)
+    core.setCameraDevice(CAMERA_LABEL)
+    core.setExposure(exposure_ms)
+    core.setXYPosition(XY_STAGE_LABEL, 0.0, 0.0)
+    core.waitForDevice(XY_STAGE_LABEL)
+    return camera

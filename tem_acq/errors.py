@@ -22,6 +22,14 @@ class StoreError(TemAcqError):
     """A store is missing, of the wrong kind, damaged, or would be overwritten."""
 
 
+class StoreConfigError(ConfigError, StoreError):
+    """A setting of a store writer or recorder is invalid (its metadata, geometry, encoding).
+
+    A :class:`ConfigError` (a bad setting, not a bad store), and also a :class:`StoreError`, so
+    code that guards store creation with ``except StoreError`` keeps working.
+    """
+
+
 class ModelPackageError(TemAcqError):
     """A model package is missing a file, damaged, or from an unknown schema or architecture."""
 
@@ -48,6 +56,7 @@ __all__ = [
     "DenoiserFailedError",
     "ModelPackageError",
     "SimulationError",
+    "StoreConfigError",
     "StoreError",
     "TemAcqError",
     "ViewerUnavailableError",

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from tem_acq.errors import AcquisitionError, DenoiserFailedError
+from tem_acq.errors import AcquisitionError, ConfigError, DenoiserFailedError
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,11 @@ class FramePipeline:
         on_denoised: Callable[[int, np.ndarray], None] | None = None,
     ) -> None:
         if policy not in ("skip", "block"):
-            raise ValueError(f"policy must be 'skip' or 'block', got {policy!r}")
+            raise ConfigError(f"policy must be 'skip' or 'block', got {policy!r}")
         if max_batch < 1 or max_pending_frames < 1:
-            raise ValueError("max_batch and max_pending_frames must be at least 1")
+            raise ConfigError("max_batch and max_pending_frames must be at least 1")
         if not counts_per_electron > 0:
-            raise ValueError(f"counts_per_electron must be > 0, got {counts_per_electron}")
+            raise ConfigError(f"counts_per_electron must be > 0, got {counts_per_electron}")
         self._sink: FrameSink | None = None
         self._sink_factory: Callable[[np.ndarray], FrameSink] | None = None
         if callable(getattr(sink, "append_raw", None)):

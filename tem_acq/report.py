@@ -33,7 +33,13 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from tem_acq.store import AcquisitionStore
+    from tem_acq.store import (
+        AcquisitionMetadata,
+        AcquisitionStore,
+        Camera,
+        Instrument,
+        SoftwareVersions,
+    )
 
 #: Percentiles of each frame's pixels that set its display window.
 FRAME_PERCENTILES: tuple[float, float] = (0.5, 99.5)
@@ -94,10 +100,10 @@ def write_report(
     TemAcqError
         If the report cannot be written where asked, or matplotlib is missing.
     """
-    from tem_acq.store import open_store
+    from tem_acq.store import open_store, store_kind
 
     source = Path(store)
-    if _store_kind(source) == "pairs":
+    if store_kind(source) == "pairs":
         raise StoreError(
             f"{source} is a pairs store; tem-acq report covers acquisition stores. Browse pairs "
             f"with tem-acq info {source} or tem-acq view {source}"
@@ -170,34 +176,39 @@ def render_report(store: AcquisitionStore, *, frames: int = DEFAULT_FRAMES) -> s
             )
         )
     parts.append("<h2>Frames</h2>")
-    picks = pick_frames(store, frames)
-    if not picks:
-        parts.append('<p class="none">No frames to show.</p>')
-    else:
-        lo, hi = FRAME_PERCENTILES
-        parts.append(
-            f'<p class="note">Values in electrons per pixel (raw counts / '
-            f"{_num(meta.camera.counts_per_electron)} counts per e-). Each panel's window spans "
-            f"the {lo:g}th to {hi:g}th percentile of its own pixels."
-            + (
-                " Frames are the denoised ones nearest to the first, middle and last frame."
-                if store.denoised is not None and store.denoised_frames
-                else ""
-            )
-            + "</p>"
-        )
-        single = store.denoised is None and meta.model is None
-        parts.append(f'<div class="frames{" single" if single else ""}">')
-        for pick in picks:
-            figure, caption = frame_figure(store, pick)
-            parts.append(
-                "<figure>"
-                + _img(_figure_png(figure, grayscale=True), caption)
-                + f"<figcaption>{_e(caption)}</figcaption></figure>"
-            )
-        parts.append("</div>")
+    parts += _frames_section(store, pick_frames(store, frames))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _frames_section(store: AcquisitionStore, picks: list[FramePick]) -> list[str]:
+    """The HTML of the raw-next-to-denoised panels, with a note on their units and windows."""
+    if not picks:
+        return ['<p class="none">No frames to show.</p>']
+    meta = store.metadata
+    lo, hi = FRAME_PERCENTILES
+    parts = [
+        f'<p class="note">Values in electrons per pixel (raw counts / '
+        f"{_num(meta.camera.counts_per_electron)} counts per e-). Each panel's window spans "
+        f"the {lo:g}th to {hi:g}th percentile of its own pixels."
+        + (
+            " Frames are the denoised ones nearest to the first, middle and last frame."
+            if store.denoised is not None and store.denoised_frames
+            else ""
+        )
+        + "</p>"
+    ]
+    single = store.denoised is None and meta.model is None
+    parts.append(f'<div class="frames{" single" if single else ""}">')
+    for pick in picks:
+        figure, caption = frame_figure(store, pick)
+        parts.append(
+            "<figure>"
+            + _img(_figure_png(figure, grayscale=True), caption)
+            + f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+    parts.append("</div>")
+    return parts
 
 
 # -- metadata ---------------------------------------------------------------------------------
@@ -206,21 +217,28 @@ def render_report(store: AcquisitionStore, *, frames: int = DEFAULT_FRAMES) -> s
 def metadata_rows(store: AcquisitionStore) -> list[tuple[str, list[tuple[str, str]]]]:
     """The metadata tables: (section title, [(name, value text)]) in reading order."""
     meta = store.metadata
-    inst, cam = meta.instrument, meta.camera
+    table = store.frame_table()
+    info = store.info()
+    return [
+        ("Acquisition", _acquisition_rows(store, table)),
+        ("Dose", _dose_rows(store, table)),
+        ("Instrument", _instrument_rows(meta.instrument, store.frame_shape)),
+        ("Camera", _camera_rows(meta.camera)),
+        ("Denoising", _denoising_rows(store, info)),
+        ("Software", _software_rows(meta.software, info)),
+    ]
+
+
+def _acquisition_rows(
+    store: AcquisitionStore, table: dict[str, np.ndarray]
+) -> list[tuple[str, str]]:
+    """Frames, exposure, timing, when and how the store was recorded, whether it closed."""
+    meta = store.metadata
     n = store.n_frames
     h, w = store.frame_shape
-    table = store.frame_table()
-    px2 = inst.pixel_size_A**2
-    measured = table["dose_e_per_px"]
-    measured = measured[np.isfinite(measured)]
-    per_px_total = (
-        float(measured.sum())
-        if measured.size == len(table["index"]) and measured.size
-        else (n * meta.dose_e_per_px if meta.dose_e_per_px is not None else None)
-    )
     seconds = _seconds_since_start(table)
     duration = float(seconds[-1]) if seconds.size > 1 else None
-    acquisition = [
+    return [
         ("frames", f"{n} x {h} x {w} px, {store.raw.dtype}"),
         ("exposure", f"{_num(meta.exposure_ms)} ms"),
         (
@@ -242,7 +260,21 @@ def metadata_rows(store: AcquisitionStore) -> list[tuple[str, list[tuple[str, st
         ("backend", meta.protocol.backend or "unknown"),
         ("complete", "yes" if store.complete else "NO (not closed cleanly)"),
     ]
-    dose = [
+
+
+def _dose_rows(store: AcquisitionStore, table: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """Nominal dose per frame (per pixel, per area, rate), measured dose and the total."""
+    meta = store.metadata
+    n = store.n_frames
+    px2 = meta.instrument.pixel_size_A**2
+    measured = table["dose_e_per_px"]
+    measured = measured[np.isfinite(measured)]
+    per_px_total = (
+        float(measured.sum())
+        if measured.size == len(table["index"]) and measured.size
+        else (n * meta.dose_e_per_px if meta.dose_e_per_px is not None else None)
+    )
+    return [
         ("per frame", f"{_num(meta.dose_e_per_px)} e-/px"),
         ("per frame, per area", f"{_num(meta.dose_e_per_A2)} e-/\u00c5\u00b2"),
         ("dose rate", f"{_num(meta.dose_rate_e_per_px_per_s)} e-/px/s"),
@@ -260,7 +292,12 @@ def metadata_rows(store: AcquisitionStore) -> list[tuple[str, list[tuple[str, st
             else f"{_num(per_px_total)} e-/px = {_num(per_px_total / px2)} e-/\u00c5\u00b2",
         ),
     ]
-    instrument = [
+
+
+def _instrument_rows(inst: Instrument, frame_shape: tuple[int, int]) -> list[tuple[str, str]]:
+    """The microscope; pixel size and field of view also in nm, for reading."""
+    h, w = frame_shape
+    return [
         ("microscope", inst.name or "not recorded"),
         ("voltage", f"{_num(inst.voltage_kV)} kV"),
         ("pixel size", f"{_num(inst.pixel_size_A)} \u00c5 ({_num(inst.pixel_size_A / 10)} nm)"),
@@ -275,7 +312,11 @@ def metadata_rows(store: AcquisitionStore) -> list[tuple[str, list[tuple[str, st
         ("defocus", "not recorded" if inst.defocus_nm is None else f"{_num(inst.defocus_nm)} nm"),
         ("tilt", "not recorded" if inst.tilt_deg is None else f"{_num(inst.tilt_deg)}\u00b0"),
     ]
-    camera = [
+
+
+def _camera_rows(cam: Camera) -> list[tuple[str, str]]:
+    """The camera and how it was read out."""
+    return [
         ("camera", cam.name),
         ("counts per electron", _num(cam.counts_per_electron)),
         ("detector", cam.detector_kind or "not recorded"),
@@ -288,35 +329,40 @@ def metadata_rows(store: AcquisitionStore) -> list[tuple[str, list[tuple[str, st
             else f"{cam.sensor_shape_px[0]} x {cam.sensor_shape_px[1]} px",
         ),
     ]
-    info = store.info()
-    model = meta.model
+
+
+def _denoising_rows(store: AcquisitionStore, info: dict[str, Any]) -> list[tuple[str, str]]:
+    """The model and what it did: denoised and skipped frames, latency."""
+    model = store.metadata.model
     if model is None:
-        denoising = [("model", "none (raw frames only)")]
-    else:
-        skipped = ", ".join(
-            f"{reason or 'no reason'}: {count}"
-            for reason, count in sorted(info["skipped_reasons"].items())
-        )
-        denoising = [
-            ("model", model.name),
-            ("weights sha256", model.sha256),
-            ("architecture", model.architecture or "not recorded"),
-            (
-                "normalisation",
-                ", ".join(f"{k}={v}" for k, v in model.normalisation.items()) or "not recorded",
-            ),
-            ("device", " ".join(x for x in (model.device, model.precision) if x) or "unknown"),
-            ("denoised frames", f"{store.denoised_frames} of {n}"),
-            ("skipped frames", f"{info['skipped']}" + (f" ({skipped})" if skipped else "")),
-            (
-                "latency",
-                "none measured"
-                if info["denoise_latency_p50_ms"] is None
-                else f"p50 {_num(info['denoise_latency_p50_ms'], 3)} ms, "
-                f"p95 {_num(info['denoise_latency_p95_ms'], 3)} ms",
-            ),
-        ]
-    sw = meta.software
+        return [("model", "none (raw frames only)")]
+    skipped = ", ".join(
+        f"{reason or 'no reason'}: {count}"
+        for reason, count in sorted(info["skipped_reasons"].items())
+    )
+    return [
+        ("model", model.name),
+        ("weights sha256", model.sha256),
+        ("architecture", model.architecture or "not recorded"),
+        (
+            "normalization",
+            ", ".join(f"{k}={v}" for k, v in model.normalization.items()) or "not recorded",
+        ),
+        ("device", " ".join(x for x in (model.device, model.precision) if x) or "unknown"),
+        ("denoised frames", f"{store.denoised_frames} of {store.n_frames}"),
+        ("skipped frames", f"{info['skipped']}" + (f" ({skipped})" if skipped else "")),
+        (
+            "latency",
+            "none measured"
+            if info["denoise_latency_p50_ms"] is None
+            else f"p50 {_num(info['denoise_latency_p50_ms'], 3)} ms, "
+            f"p95 {_num(info['denoise_latency_p95_ms'], 3)} ms",
+        ),
+    ]
+
+
+def _software_rows(sw: SoftwareVersions, info: dict[str, Any]) -> list[tuple[str, str]]:
+    """Versions of what wrote the store (those it loaded), and the store's size on disk."""
     software = [
         (name, value)
         for name, value in (
@@ -333,14 +379,7 @@ def metadata_rows(store: AcquisitionStore) -> list[tuple[str, list[tuple[str, st
         if value
     ]
     software.append(("store on disk", _bytes(info["bytes_on_disk"])))
-    return [
-        ("Acquisition", acquisition),
-        ("Dose", dose),
-        ("Instrument", instrument),
-        ("Camera", camera),
-        ("Denoising", denoising),
-        ("Software", software),
-    ]
+    return software
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -378,59 +417,14 @@ def per_frame_figure(store: AcquisitionStore) -> Figure:
     meta = store.metadata
     table = store.frame_table()
     index = table["index"]
-    px2 = meta.instrument.pixel_size_A**2
     has_model = meta.model is not None or store.denoised is not None
     fig = Figure(figsize=(11, 7.6 if has_model else 5.2), dpi=_DPI, layout="constrained")
     axes = list(fig.subplots(3 if has_model else 2, 1, sharex=True))
-    dose_ax, interval_ax = axes[0], axes[-1]
-    latency_ax = axes[1] if has_model else None
-
-    dose = table["dose_e_per_px"]
-    if np.isfinite(dose).any():
-        dose_ax.plot(index, dose, ".-", color="C0", lw=1, ms=3, label="measured")
-    if meta.dose_e_per_px is not None:
-        dose_ax.axhline(
-            meta.dose_e_per_px,
-            color="0.4",
-            ls="--",
-            lw=1,
-            label=f"nominal {meta.dose_e_per_px:.3g}",
-        )
-    dose_ax.set_ylabel("dose (e-/px)")
-    dose_ax.set_title("Dose per frame", loc="left", fontsize=11)
-    secondary = dose_ax.secondary_yaxis("right", functions=(lambda d: d / px2, lambda a: a * px2))
-    secondary.set_ylabel("e-/\u00c5\u00b2")
-    _legend(dose_ax)
-    _pad_limits(dose_ax, dose, meta.dose_e_per_px)
-
-    if latency_ax is not None:
-        _latency_panel(latency_ax, table)
-
-    seconds = _seconds_since_start(table)
-    interval_ax.set_title("Interval between frames", loc="left", fontsize=11)
-    interval_ax.set_ylabel("interval (ms)")
-    if seconds.size > 1 and np.isfinite(seconds).all():
-        gaps = np.diff(seconds) * 1000.0
-        interval_ax.plot(index[1:], gaps, ".-", color="C1", lw=1, ms=3, label="measured")
-        interval_ax.axhline(
-            meta.exposure_ms,
-            color="0.4",
-            ls="--",
-            lw=1,
-            label=f"exposure {meta.exposure_ms:.3g} ms",
-        )
-        _legend(interval_ax)
-        interval_ax.set_ylim(bottom=0)
-    else:
-        interval_ax.text(
-            0.5,
-            0.5,
-            "timestamps not recorded",
-            transform=interval_ax.transAxes,
-            ha="center",
-            va="center",
-            color="0.4",
-        )
+    interval_ax = axes[-1]
+    _dose_panel(axes[0], table, meta)
+    if has_model:
+        _latency_panel(axes[1], table)
+    _interval_panel(interval_ax, table, meta.exposure_ms)
     interval_ax.set_xlabel("frame")
     interval_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if index.size:
@@ -439,6 +433,62 @@ def per_frame_figure(store: AcquisitionStore) -> Figure:
         ax.grid(True, color="0.9", lw=0.8)
         ax.set_axisbelow(True)
     return fig
+
+
+def _dose_panel(ax: Axes, table: dict[str, np.ndarray], meta: AcquisitionMetadata) -> None:
+    """Measured dose of each frame against the nominal dose; e-/A^2 on the right axis."""
+    px2 = meta.instrument.pixel_size_A**2
+    dose = table["dose_e_per_px"]
+    if np.isfinite(dose).any():
+        _measured_line(ax, table["index"], dose, "C0")
+    if meta.dose_e_per_px is not None:
+        _reference_line(ax, meta.dose_e_per_px, f"nominal {meta.dose_e_per_px:.3g}")
+    ax.set_ylabel("dose (e-/px)")
+    ax.set_title("Dose per frame", loc="left", fontsize=11)
+
+    def per_area(values: Any) -> Any:
+        return values / px2
+
+    def per_pixel(values: Any) -> Any:
+        return values * px2
+
+    secondary = ax.secondary_yaxis("right", functions=(per_area, per_pixel))
+    secondary.set_ylabel("e-/\u00c5\u00b2")
+    _legend(ax)
+    _pad_limits(ax, dose, meta.dose_e_per_px)
+
+
+def _interval_panel(ax: Axes, table: dict[str, np.ndarray], exposure_ms: float) -> None:
+    """Time between consecutive frames against the exposure (a note when not recorded)."""
+    seconds = _seconds_since_start(table)
+    ax.set_title("Interval between frames", loc="left", fontsize=11)
+    ax.set_ylabel("interval (ms)")
+    if seconds.size > 1 and np.isfinite(seconds).all():
+        gaps = np.diff(seconds) * 1000.0
+        _measured_line(ax, table["index"][1:], gaps, "C1")
+        _reference_line(ax, exposure_ms, f"exposure {exposure_ms:.3g} ms")
+        _legend(ax)
+        ax.set_ylim(bottom=0)
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "timestamps not recorded",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.4",
+        )
+
+
+def _measured_line(ax: Axes, index: np.ndarray, values: np.ndarray, color: str) -> None:
+    """A measured per-frame series: small dots joined by a thin line."""
+    ax.plot(index, values, ".-", color=color, lw=1, ms=3, label="measured")
+
+
+def _reference_line(ax: Axes, value: float, label: str) -> None:
+    """The value a series is expected at (nominal dose, exposure): a grey dashed line."""
+    ax.axhline(value, color="0.4", ls="--", lw=1, label=label)
 
 
 def _latency_panel(ax: Axes, table: dict[str, np.ndarray]) -> None:
@@ -605,12 +655,6 @@ def _require_matplotlib() -> None:
             "tem-acq report draws its plots with matplotlib, which is not installed: "
             "pip install matplotlib"
         ) from None
-
-
-def _store_kind(path: Path) -> str:
-    from tem_acq.viewer import store_kind
-
-    return store_kind(path)
 
 
 def _rows_by_index(store: AcquisitionStore) -> dict[int, Any]:

@@ -11,14 +11,12 @@ to physical units (angstrom along y and x, seconds along t) so napari's scale ba
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,21 +164,6 @@ def contrast_limits(
     return low, high
 
 
-def store_kind(path: str | os.PathLike[str]) -> str:
-    """``"pairs"`` when the store's root metadata says so, else ``"acquisition"``.
-
-    Reads only the root ``zarr.json`` and checks nothing else: opening the store with
-    :func:`open_any` reports what is wrong with a path that is not a store.
-    """
-    root = Path(path) / "zarr.json"
-    try:
-        doc = json.loads(root.read_bytes())
-    except (OSError, ValueError):
-        return "acquisition"
-    meta = (doc.get("attributes") or {}).get("tem_acq") if isinstance(doc, dict) else None
-    return "pairs" if isinstance(meta, dict) and meta.get("kind") == "pairs" else "acquisition"
-
-
 def open_any(path: str | os.PathLike[str]) -> Any:
     """Open an acquisition store (``open_store``) or a pairs store (``open_pairs``).
 
@@ -190,17 +173,9 @@ def open_any(path: str | os.PathLike[str]) -> Any:
         If ``path`` is not a readable tem-acq store, or is a pairs store and this tem-acq
         cannot read pairs stores.
     """
-    import tem_acq.store as store_module
+    from tem_acq.store import open_pairs, open_store, store_kind
 
-    if store_kind(path) == "pairs":
-        open_pairs = getattr(store_module, "open_pairs", None)
-        if open_pairs is None:
-            raise StoreError(
-                f"{path} is a pairs store, which this version of tem-acq cannot read yet: "
-                "upgrade tem-acq"
-            )
-        return open_pairs(path)
-    return store_module.open_store(path)
+    return open_pairs(path) if store_kind(path) == "pairs" else open_store(path)
 
 
 def build_view(store: Any, *, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> ViewSpec:
@@ -227,43 +202,46 @@ def build_view(store: Any, *, percentiles: tuple[float, float] = DEFAULT_PERCENT
 
 
 def _acquisition_view(store: Any, percentiles: tuple[float, float]) -> ViewSpec:
+    layers = _acquisition_layers(store, percentiles)
+    title, summary = _acquisition_text(store)
+    return ViewSpec(
+        title=title,
+        summary=summary,
+        layers=layers,
+        axis_labels=("t", "y", "x"),
+        axis_units=("second", "angstrom", "angstrom"),
+        grid=len(layers) > 1,
+    )
+
+
+def _acquisition_layers(store: Any, percentiles: tuple[float, float]) -> list[LayerSpec]:
+    """Raw counts, and denoised electrons windowed on denoised frames (else on raw's window)."""
     meta = store.metadata
     px = float(meta.instrument.pixel_size_A)
     scale = (float(meta.frame_interval_s), px, px)
     cpe = float(meta.camera.counts_per_electron)
     common = {"store": str(store.path), "pixel_size_A": px, "counts_per_electron": cpe}
-    n = store.n_frames
     raw_limits = contrast_limits(store.raw, percentiles=percentiles) or (0.0, 1.0)
-    layers = [
-        LayerSpec(
-            name="raw [counts]",
-            data=store.raw,
-            scale=scale,
-            contrast_limits=raw_limits,
-            value_unit="counts",
-            metadata={**common, "image": "raw"},
-        )
-    ]
+    layers = [_image_layer("raw", "counts", store.raw, scale, raw_limits, common)]
     if store.denoised is not None:
         done = [row.index for row in store.frames if row.denoised]
         picks = [done[i] for i in sample_frames(len(done))]
         limits = contrast_limits(store.denoised, picks, percentiles=percentiles) if picks else None
         if limits is None:  # nothing denoised yet: the raw window, in electrons
             limits = (raw_limits[0] / cpe, raw_limits[1] / cpe)
+        model = None if meta.model is None else meta.model.name
         layers.append(
-            LayerSpec(
-                name="denoised [e-/px]",
-                data=store.denoised,
-                scale=scale,
-                contrast_limits=limits,
-                value_unit="e-/px",
-                metadata={
-                    **common,
-                    "image": "denoised",
-                    "model": None if meta.model is None else meta.model.name,
-                },
-            )
+            _image_layer("denoised", "e-/px", store.denoised, scale, limits, common, model=model)
         )
+    return layers
+
+
+def _acquisition_text(store: Any) -> tuple[str, str]:
+    """The window title and the metadata overlay of an acquisition store."""
+    meta = store.metadata
+    px = float(meta.instrument.pixel_size_A)
+    cpe = float(meta.camera.counts_per_electron)
+    n = store.n_frames
     h, w = store.frame_shape
     model = "none" if meta.model is None else meta.model.name
     title = (
@@ -294,13 +272,26 @@ def _acquisition_view(store: Any, percentiles: tuple[float, float]) -> ViewSpec:
     ]
     if store.errors:
         lines.append(f"{len(store.errors)} errors recorded: see tem-acq info")
-    return ViewSpec(
-        title=title,
-        summary="\n".join(lines),
-        layers=layers,
-        axis_labels=("t", "y", "x"),
-        axis_units=("second", "angstrom", "angstrom"),
-        grid=len(layers) > 1,
+    return title, "\n".join(lines)
+
+
+def _image_layer(
+    image: str,
+    unit: str,
+    data: Any,
+    scale: tuple[float, ...],
+    limits: tuple[float, float],
+    common: dict[str, Any],
+    **metadata: Any,
+) -> LayerSpec:
+    """The layer of one image of a store, named after it and the unit of its values."""
+    return LayerSpec(
+        name=f"{image} [{unit}]",
+        data=data,
+        scale=scale,
+        contrast_limits=limits,
+        value_unit=unit,
+        metadata={**common, "image": image, **metadata},
     )
 
 
@@ -321,16 +312,7 @@ def _pairs_view(store: Any, percentiles: tuple[float, float]) -> ViewSpec:
         if data is None:
             continue
         limits = contrast_limits(data, percentiles=percentiles) or (0.0, 1.0)
-        layers.append(
-            LayerSpec(
-                name=f"{image} [{units[image]}]",
-                data=data,
-                scale=scale,
-                contrast_limits=limits,
-                value_unit=units[image],
-                metadata={**common, "image": image},
-            )
-        )
+        layers.append(_image_layer(image, units[image], data, scale, limits, common))
     if not layers:
         raise StoreError(f"{store.path} holds no low/high/truth images: the store is damaged")
     n, h, w = (int(v) for v in layers[0].data.shape)

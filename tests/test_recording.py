@@ -17,7 +17,7 @@ from pycromanager import Acquisition
 
 from acquisition_hooks import LiveRecorder, simulated_microscope
 from tem_acq.cli import main as cli
-from tem_acq.errors import AcquisitionError, StoreError
+from tem_acq.errors import AcquisitionError, ConfigError, StoreError
 from tem_acq.store import open_store
 
 
@@ -121,6 +121,54 @@ def test_invalid_settings_fail_before_the_first_frame(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="counts_per_electron"):
         LiveRecorder(store, pixel_size_A=3.0, counts_per_electron=-1, exposure_ms=1.0)
     assert not (tmp_path / "z.ome.zarr").exists()
+
+
+def test_invalid_settings_are_config_errors(tmp_path: Path) -> None:
+    store = tmp_path / "c.ome.zarr"
+    with pytest.raises(ConfigError, match="pixel_size_A must be > 0"):
+        LiveRecorder(store, pixel_size_A=0.0, counts_per_electron=1.0, exposure_ms=1.0)
+    with pytest.raises(ConfigError, match="pass_through must be 'none', 'raw' or 'denoised'"):
+        LiveRecorder(
+            store, pixel_size_A=3.0, counts_per_electron=1.0, exposure_ms=1.0, pass_through="x"
+        )  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="policy must be 'skip' or 'block'"):
+        LiveRecorder(
+            store, pixel_size_A=3.0, counts_per_electron=1.0, exposure_ms=1.0, policy="wait"
+        )  # type: ignore[arg-type]
+
+
+def test_cli_reports_a_bad_setting_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acquisition_hooks.session import MicroscopeSession
+
+    settings = MicroscopeSession.recorder_settings
+    monkeypatch.setattr(
+        MicroscopeSession,
+        "recorder_settings",
+        lambda self: {**settings(self), "pixel_size_A": 0.0},  # an uncalibrated microscope
+    )
+    store = tmp_path / "u.ome.zarr"
+    args = ["acquire", "--simulated", "--frames", "2", "--size", "64", "--out", str(store)]
+    code, _, err = run_cli(*args, capsys=capsys)
+    assert code == 2
+    assert err.startswith("tem-acq acquire: error: invalid acquisition settings")
+    assert "pixel_size_A must be > 0" in err and len(err.strip().splitlines()) == 1
+    assert not store.exists()
+
+
+def test_cli_reports_a_bad_simulation_setting_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "v.ome.zarr"
+    args = ["acquire", "--simulated", "--frames", "2", "--size", "64", "--out", str(store)]
+    code, _, err = run_cli(*args, "--dose-rate", "-5", capsys=capsys)
+    assert code == 2
+    assert err.strip() == (
+        "tem-acq acquire: error: invalid simulation settings: dose_rate: Input should be "
+        "greater than or equal to 0"
+    )
+    assert not store.exists()
 
 
 def test_frame_shape_change_mid_acquisition_is_refused_and_frames_stay(tmp_path: Path) -> None:

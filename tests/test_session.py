@@ -8,7 +8,7 @@ from pycromanager import Acquisition
 
 from acquisition_hooks import simulated_microscope
 from acquisition_hooks._engine import attached_core, camel_to_snake
-from tem_acq.errors import AcquisitionError
+from tem_acq.errors import AcquisitionError, ConfigError
 from tem_acq.registration import phase_correlation_shift
 
 
@@ -111,3 +111,16 @@ def test_a_second_session_inside_the_first_is_refused_clearly() -> None:
         with pytest.raises(AcquisitionError, match="already active"):
             with simulated_microscope(size=64):
                 pass
+
+
+def test_bad_camera_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="camera must be 'tem' or 'democamera'"):
+        with simulated_microscope(camera="hologram"):  # type: ignore[arg-type]
+            pass
+    with simulated_microscope(size=64) as scope:
+        assert scope.camera is not None
+        with pytest.raises(ConfigError, match="exposure must be > 0 ms"):
+            scope.camera.set_exposure(0)
+        with pytest.raises(ConfigError, match="binning 3 not possible"):
+            scope.camera.set_binning(3)
+    assert attached_core() is None

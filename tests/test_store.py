@@ -286,6 +286,23 @@ def test_info_reports_metadata_and_model(tmp_path: Path) -> None:
     json.dumps(info)
 
 
+def test_model_normalization_is_written_with_the_cards_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "run.zarr"
+    model = ModelProvenance(name="unet", sha256="ab" * 32, normalization={"kind": "dose"})
+    with AcquisitionWriter(path, metadata(model=model), SHAPE) as writer:
+        writer.append_raw(raw_frame(0))
+    root = json.loads((path / "zarr.json").read_text())
+    written = root["attributes"]["tem_acq"]
+    assert written["schema_version"] == "1.1"
+    assert written["model"]["normalization"] == {"kind": "dose"}
+    assert "normalisation" not in written["model"]
+    # a store written before schema 1.1 spelt it "normalisation": it still reads
+    written["schema_version"] = "1.0"
+    written["model"]["normalisation"] = written["model"].pop("normalization")
+    (path / "zarr.json").write_text(json.dumps(root))
+    assert open_store(path).metadata.model == model
+
+
 def test_other_dtypes_and_compression_none(tmp_path: Path) -> None:
     path = tmp_path / "run.zarr"
     frame = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE) / 7

@@ -27,7 +27,7 @@ from tem_acq.store import (
     open_store,
     validate_metadata,
 )
-from tem_acq.store.metadata import parse_store_metadata
+from tem_acq.store.root import parse_store_metadata
 
 SHAPE = (24, 20)
 

@@ -23,7 +23,7 @@ def model_provenance(denoiser: Denoiser) -> ModelProvenance:
         sha256=denoiser.package_hash.removeprefix("sha256:"),
         card_schema=str(card.schema_version),
         architecture=f"{card.architecture}({card.encoder})",
-        normalisation=card.normalization.model_dump(mode="json"),
+        normalization=card.normalization.model_dump(mode="json"),
         device=device,
         precision=None if path.startswith("pending") else path,
     )

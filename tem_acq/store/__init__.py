@@ -3,6 +3,12 @@
 Write with :class:`AcquisitionWriter`, read with :func:`open_store`; ``tem-acq info STORE``
 summarises a store. This package never imports pycro-manager.
 
+Every store kind (this one, and the pairs stores of :mod:`tem_acq.store.pairs`) shares a root
+(:mod:`tem_acq.store.root`: the one :func:`store_kind`, schema-version and kind checks), a
+metadata header (:class:`StoreHeader`), one event-log reader (a torn last line is a crash's
+leftover and is dropped; damage elsewhere is reported) and one check of output paths
+(:func:`~tem_acq.store.outputs.claim_output`, used by every writer and command).
+
 Layout
 ------
 ::
@@ -69,9 +75,11 @@ from tem_acq.store.metadata import (
     Instrument,
     ModelProvenance,
     SoftwareVersions,
+    StoreHeader,
     collect_software_versions,
     validate_metadata,
 )
+from tem_acq.store.outputs import claim_output
 from tem_acq.store.pairs import (
     PairRecord,
     PairRow,
@@ -79,9 +87,9 @@ from tem_acq.store.pairs import (
     PairsStore,
     PairsWriter,
     open_pairs,
-    store_kind,
 )
 from tem_acq.store.reader import AcquisitionStore, open_store
+from tem_acq.store.root import store_kind
 from tem_acq.store.writer import MAX_SHARD_FRAMES, AcquisitionWriter
 
 __all__ = [
@@ -102,6 +110,8 @@ __all__ = [
     "PairsStore",
     "PairsWriter",
     "SoftwareVersions",
+    "StoreHeader",
+    "claim_output",
     "collect_software_versions",
     "open_pairs",
     "open_store",

@@ -174,13 +174,30 @@ class EventLog:
     """An append-only JSON-lines file whose every append is durable (fsynced) or undone.
 
     A failed append (e.g. a full disk) truncates the file back to where it was, so a later retry
-    never leaves a torn line in the middle of the log.
+    never leaves a torn line in the middle of the log. An existing log (a collection being
+    resumed) is first made to end where :func:`read_event_log` ends: a torn last line that a
+    crash left is cut off, so that appends never merge with it into damage mid-log.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = os.fstat(self._fd).st_size
+        if self._size:
+            self._end_last_line()
+
+    def _end_last_line(self) -> None:
+        """Cut off a torn last line, or end a whole one that lacks its newline."""
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        start = data.rfind(b"\n") + 1
+        if parse_event(data[start:]) is None:
+            self.truncate(start)  # what the reader drops silently: no event is lost
+            return
+        _write_all(self._fd, [b"\n"])  # a whole event without its newline: keep it
+        fdatasync(self._fd)
+        self._size += 1
 
     @property
     def size(self) -> int:
@@ -216,14 +233,31 @@ class EventLog:
             self._fd = -1
 
 
+def parse_event(line: bytes) -> dict[str, Any] | None:
+    """One line of an event log as its event, or ``None`` if it is not a JSON object."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 def read_event_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Read an event log, skipping lines a crash or a full disk left unreadable.
+    """Read an event log (of any store kind), skipping lines a crash or a disk left unreadable.
+
+    The one rule: a torn last line is what a crash leaves (the commit it belonged to never
+    happened) and is dropped silently; an unreadable line anywhere else is damage and is
+    reported.
 
     Returns
     -------
     events, problems
-        The parsed events in order, and one message per unreadable line that was not the last
-        (a torn last line is the expected result of a crash and is dropped silently).
+        The parsed events in order, and one message per unreadable line that was not the last.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
     """
     events: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -234,13 +268,9 @@ def read_event_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     for number, line in enumerate(lines[: last + 1], start=1):
         if not line.strip():
             continue
-        try:
-            event = json.loads(line)
-            if not isinstance(event, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            if number - 1 != last:
-                problems.append(f"{path.name} line {number} is unreadable and was skipped")
-            continue
-        events.append(event)
+        event = parse_event(line)
+        if event is not None:
+            events.append(event)
+        elif number - 1 != last:
+            problems.append(f"{path.name} line {number} is unreadable and was skipped")
     return events, problems

@@ -17,7 +17,7 @@ import numpy as np
 from yaozarrs import v05
 
 from tem_acq.store._files import read_json
-from tem_acq.store.metadata import AcquisitionMetadata
+from tem_acq.store.metadata import StoreHeader
 
 RAW = "raw"
 DENOISED = "denoised"
@@ -79,14 +79,23 @@ class ArrayLayout:
         return f"c.{shard}.0.0"
 
 
-def image_group_doc(name: str, scale: tuple[float, float, float]) -> dict[str, Any]:
-    """The ``zarr.json`` of an NGFF image group with one level ``0`` of axes (t, y, x)."""
+def image_group_doc(
+    name: str, scale: tuple[float, float, float], *, leading: Literal["t", "pair"] = "t"
+) -> dict[str, Any]:
+    """The ``zarr.json`` of an NGFF image group with one level ``0`` of axes (t, y, x).
+
+    ``leading="pair"`` makes the first axis the pairs stores' custom ``pair`` axis (NGFF allows
+    one custom axis) instead of time in seconds.
+    """
+    first: v05.TimeAxis | v05.CustomAxis = (
+        v05.TimeAxis(name="t", unit="second") if leading == "t" else v05.CustomAxis(name=leading)
+    )
     image = v05.Image(
         multiscales=[
             v05.Multiscale(
                 name=name,
                 axes=[
-                    v05.TimeAxis(name="t", unit="second"),
+                    first,
                     v05.SpaceAxis(name="y", unit="angstrom"),
                     v05.SpaceAxis(name="x", unit="angstrom"),
                 ],
@@ -102,7 +111,7 @@ def image_group_doc(name: str, scale: tuple[float, float, float]) -> dict[str, A
     return _group_doc({"ome": image})
 
 
-def root_group_doc(metadata: AcquisitionMetadata) -> dict[str, Any]:
+def root_group_doc(metadata: StoreHeader) -> dict[str, Any]:
     """The root ``zarr.json``: a bioformats2raw collection plus the tem-acq metadata."""
     return _group_doc(
         {
@@ -157,7 +166,7 @@ def image_xml_id(name: str) -> str:
 
 
 def ome_xml(
-    metadata: AcquisitionMetadata,
+    metadata: StoreHeader,
     images: list[tuple[str, np.dtype[Any]]],
     frame_shape: tuple[int, int],
     frames: int,
@@ -184,6 +193,8 @@ def ome_xml(
         },
     )
     height, width = frame_shape
+    # OME-XML states physical sizes in nm here (a unit of the file format, for its readers);
+    # tem-acq itself is in angstrom throughout
     pixel_size_nm = metadata.instrument.pixel_size_A / 10.0
     for name, dtype in images:
         image = ET.SubElement(root, f"{{{_OME_NS}}}Image", {"ID": image_xml_id(name), "Name": name})

@@ -7,9 +7,12 @@ model forbids unknown fields, so a typo fails loudly instead of being stored and
 changes meaning, and this version of tem-acq refuses to read a newer major version (a clear
 :class:`~tem_acq.errors.StoreError` rather than a misreading).
 
-``kind`` says what a store holds. ``"acquisition"`` (this module's :class:`AcquisitionMetadata`)
+``kind`` says what a store holds. Every kind's model starts with the same header
+(:class:`StoreHeader`: schema version, kind, creation time, instrument, camera, dose rate,
+software, protocol, description). ``"acquisition"`` (this module's :class:`AcquisitionMetadata`)
 is a recorded acquisition of raw plus denoised frames; ``"pairs"`` (short plus long exposures for
-training) is reserved for the paired-collection store, which sits beside it with its own model.
+training, :class:`tem_acq.store.pairs.PairsMetadata`) is the paired-collection store. Reading a
+store's root (its kind, its version, its model) is :mod:`tem_acq.store.root`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import platform
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
+    AliasChoices,
     AwareDatetime,
     ConfigDict,
     Field,
@@ -32,16 +36,17 @@ from pydantic import (
     model_validator,
 )
 
-from tem_acq.errors import StoreError
+from tem_acq.errors import StoreConfigError, TemAcqError
 from tem_acq.schema import StrictModel, format_validation_error
 
-#: The store schema this version of tem-acq writes. Readers accept the same major version.
-SCHEMA_VERSION = "1.0"
-SCHEMA_MAJOR = 1
+Model = TypeVar("Model", bound=StrictModel)
 
-#: Store kinds tem-acq knows about; only "acquisition" is implemented in this module.
-StoreKind = Literal["acquisition", "pairs"]
-KNOWN_KINDS: tuple[str, ...] = ("acquisition", "pairs")
+#: The store schema this version of tem-acq writes. Readers accept the same major version.
+#: 1.1: the model's ``normalisation`` is written ``normalization`` (the model card's spelling);
+#: 1.0 stores still read. A 1.0 reader refuses a 1.1 store that records a model, naming the
+#: new field and the newer schema (it accepts every other 1.1 store as it is).
+SCHEMA_VERSION = "1.1"
+SCHEMA_MAJOR = 1
 
 #: Two derived quantities (dose per frame from dose rate and exposure, dose per area from dose
 #: per pixel) may come from different sources (a calibration, a live reading); beyond this
@@ -177,8 +182,10 @@ class ModelProvenance(_Model):
         Schema version of the model card.
     architecture
         Architecture as the card names it.
-    normalisation
-        How counts were turned into network input (from the card).
+    normalization
+        How counts were turned into network input (the card's ``normalization``). Stores
+        written before schema 1.1 spell it ``normalisation``; that name is still read, and
+        still accepted as a keyword.
     card
         The rest of the card, if worth keeping.
     device, precision
@@ -189,7 +196,10 @@ class ModelProvenance(_Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     card_schema: str | None = None
     architecture: str | None = None
-    normalisation: dict[str, JsonValue] = Field(default_factory=dict)
+    normalization: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("normalization", "normalisation"),
+    )
     card: dict[str, JsonValue] | None = None
     device: str | None = None
     precision: str | None = None
@@ -229,7 +239,7 @@ def collect_software_versions() -> SoftwareVersions:
 
 
 def _check_schema_version(value: str) -> str:
-    major = _major(value)
+    major = schema_major(value)
     if major != SCHEMA_MAJOR:
         raise ValueError(
             f"schema_version {value!r} is not readable by this tem-acq (reads {SCHEMA_MAJOR}.x)"
@@ -237,15 +247,60 @@ def _check_schema_version(value: str) -> str:
     return value
 
 
-def _major(version: str) -> int:
+def schema_major(version: str) -> int:
+    """The major number of a ``"MAJOR.MINOR"`` schema version (``ValueError`` if malformed)."""
     head, _, minor = version.partition(".")
     if not head.isdigit() or not minor.isdigit():
         raise ValueError(f"schema_version must look like '1.0' (got {version!r})")
     return int(head)
 
 
-class AcquisitionMetadata(_Model):
-    """Metadata of one recorded acquisition (``kind="acquisition"``).
+class StoreHeader(_Model):
+    """The fields the metadata of every store kind starts with.
+
+    Attributes
+    ----------
+    schema_version
+        The store schema the store was written with (``"MAJOR.MINOR"``).
+    kind
+        What the store holds; each kind's model fixes it to its own name.
+    created
+        When the store was created (UTC).
+    instrument, camera
+        The microscope and camera.
+    dose_rate_e_per_px_per_s
+        Electrons per pixel per second at the specimen, if known.
+    software
+        Versions of the software that wrote the store (collected automatically).
+    protocol
+        How the frames were acquired.
+    description
+        Free text (specimen, purpose).
+    """
+
+    schema_version: str = SCHEMA_VERSION
+    kind: str
+    created: AwareDatetime = Field(default_factory=_now)
+    instrument: Instrument
+    camera: Camera
+    dose_rate_e_per_px_per_s: float | None = Field(default=None, gt=0)
+    software: SoftwareVersions = Field(default_factory=collect_software_versions)
+    protocol: AcquisitionProtocol = Field(default_factory=AcquisitionProtocol)
+    description: str | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _readable_version(cls, value: str) -> str:
+        return _check_schema_version(value)
+
+    @property
+    def frame_interval_s(self) -> float:
+        """The time step of the store's images in seconds (OME-XML's ``TimeIncrement``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no time step")
+
+
+class AcquisitionMetadata(StoreHeader):
+    """Metadata of one recorded acquisition (``kind="acquisition"``): the header plus these.
 
     Dose may be given as a rate, per frame, or both (they must agree within 2 %); the missing one
     is derived from the exposure. Dose per square angstrom is derived from dose per pixel and the
@@ -253,47 +308,22 @@ class AcquisitionMetadata(_Model):
 
     Attributes
     ----------
-    instrument, camera
-        The microscope and camera.
     exposure_ms
         Exposure of one frame in milliseconds.
     frame_interval_ms
         Time between frame starts, if known (the time scale of the arrays; else the exposure).
-    dose_rate_e_per_px_per_s
-        Electrons per pixel per second at the specimen.
     dose_e_per_px, dose_e_per_A2
         Electrons per pixel and per square angstrom in one frame.
-    software
-        Versions of the software that wrote the store (collected automatically).
-    protocol
-        How the frames were acquired.
     model
         Provenance of the denoising model, or ``None`` when frames were not denoised.
-    description
-        Free text (specimen, purpose).
-    created
-        When the store was created (UTC).
     """
 
-    schema_version: str = SCHEMA_VERSION
     kind: Literal["acquisition"] = "acquisition"
-    created: AwareDatetime = Field(default_factory=_now)
-    instrument: Instrument
-    camera: Camera
     exposure_ms: float = Field(gt=0)
     frame_interval_ms: float | None = Field(default=None, gt=0)
-    dose_rate_e_per_px_per_s: float | None = Field(default=None, gt=0)
     dose_e_per_px: float | None = Field(default=None, gt=0)
     dose_e_per_A2: float | None = Field(default=None, gt=0)
-    software: SoftwareVersions = Field(default_factory=collect_software_versions)
-    protocol: AcquisitionProtocol = Field(default_factory=AcquisitionProtocol)
     model: ModelProvenance | None = None
-    description: str | None = None
-
-    @field_validator("schema_version")
-    @classmethod
-    def _readable_version(cls, value: str) -> str:
-        return _check_schema_version(value)
 
     @model_validator(mode="after")
     def _derive_doses(self) -> AcquisitionMetadata:
@@ -386,79 +416,42 @@ class FrameRow(FrameRecord):
 
 
 def validate_metadata(data: AcquisitionMetadata | Mapping[str, Any]) -> AcquisitionMetadata:
-    """Return ``data`` as validated :class:`AcquisitionMetadata`, or raise :class:`StoreError`.
+    """Return ``data`` as validated :class:`AcquisitionMetadata`, or raise a settings error.
 
     Raises
     ------
-    StoreError
-        If a field is missing or invalid; the message lists every problem.
+    StoreConfigError
+        If a field is missing or invalid (a :class:`~tem_acq.errors.ConfigError` and a
+        :class:`~tem_acq.errors.StoreError`); the message lists every problem.
     """
-    if isinstance(data, AcquisitionMetadata):
-        return data
-    try:
-        return AcquisitionMetadata.model_validate(data)
-    except ValidationError as exc:
-        raise StoreError(f"invalid acquisition metadata: {format_validation_error(exc)}") from None
+    return as_model(AcquisitionMetadata, data, "acquisition metadata", StoreConfigError)
 
 
-def parse_store_metadata(attrs: Mapping[str, Any], where: str) -> AcquisitionMetadata:
-    """Read the ``tem_acq`` attribute of a store root written by any tem-acq version.
+def as_model(
+    model: type[Model], data: Model | Mapping[str, Any], what: str, error: type[TemAcqError]
+) -> Model:
+    """``data`` as a ``model`` (validated when a mapping), or ``error`` naming every problem.
 
     Parameters
     ----------
-    attrs
-        The ``attributes`` of the root ``zarr.json``.
-    where
-        The store's path, for messages.
-
-    Raises
-    ------
-    StoreError
-        If the store is not a tem-acq store, is of another kind, was written by a newer major
-        schema version, or its metadata does not validate.
+    model
+        The pydantic model wanted.
+    data
+        An instance (returned as it is) or a mapping to validate.
+    what
+        What the data is, for the message (``"invalid {what}: ..."``).
+    error
+        The exception to raise when it does not validate.
     """
-    raw = attrs.get("tem_acq")
-    if not isinstance(raw, Mapping):
-        raise StoreError(
-            f"{where} is a zarr store but not a tem-acq store (no 'tem_acq' metadata in its "
-            "zarr.json): open it with zarr directly"
-        )
-    version = str(raw.get("schema_version", ""))
+    if isinstance(data, model):
+        return data
     try:
-        major = _major(version)
-    except ValueError:
-        raise StoreError(
-            f"{where} has no valid tem_acq schema_version (got {version!r}): the store is damaged"
-        ) from None
-    if major > SCHEMA_MAJOR:
-        raise StoreError(
-            f"{where} was written with store schema {version}, newer than this tem-acq reads "
-            f"({SCHEMA_MAJOR}.x): upgrade tem-acq to open it"
-        )
-    kind = raw.get("kind")
-    if kind != "acquisition":
-        if kind in KNOWN_KINDS:
-            raise StoreError(
-                f"{where} is a tem-acq {kind!r} store, not an acquisition store: open it with "
-                f"the {kind} reader"
-            )
-        raise StoreError(
-            f"{where} is a tem-acq store of unknown kind {kind!r}: it may come from a newer "
-            "tem-acq; upgrade to open it"
-        )
-    try:
-        return AcquisitionMetadata.model_validate(raw)
+        return model.model_validate(data)
     except ValidationError as exc:
-        hint = ""
-        if version != SCHEMA_VERSION:
-            hint = f" (written with schema {version}; this tem-acq writes {SCHEMA_VERSION})"
-        raise StoreError(
-            f"{where} has invalid tem_acq metadata{hint}: {format_validation_error(exc)}"
-        ) from None
+        raise error(f"invalid {what}: {format_validation_error(exc)}") from None
 
 
 __all__ = [
-    "KNOWN_KINDS",
     "SCHEMA_VERSION",
     "AcquisitionMetadata",
     "AcquisitionProtocol",
@@ -468,9 +461,9 @@ __all__ = [
     "Instrument",
     "ModelProvenance",
     "SoftwareVersions",
-    "StoreKind",
+    "StoreHeader",
+    "as_model",
     "collect_software_versions",
-    "format_validation_error",
-    "parse_store_metadata",
+    "schema_major",
     "validate_metadata",
 ]

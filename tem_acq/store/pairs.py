@@ -27,38 +27,40 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import (
-    AwareDatetime,
     Field,
     JsonValue,
-    ValidationError,
-    field_validator,
     model_validator,
 )
-from yaozarrs import v05
 
 from tem_acq.errors import StoreError
-from tem_acq.store._files import EventLog, fsync_dir, write_atomic, write_json_atomic
-from tem_acq.store.layout import BLOSC_SETTINGS, EVENT_LOG, LEVEL, OME_XML, ome_xml
-from tem_acq.store.metadata import (
-    SCHEMA_VERSION,
-    AcquisitionProtocol,
-    Camera,
-    Instrument,
-    SoftwareVersions,
-    _check_schema_version,
-    _Model,
-    _now,
-    collect_software_versions,
-    format_validation_error,
+from tem_acq.store._files import (
+    EventLog,
+    fsync_dir,
+    read_event_log,
+    write_atomic,
+    write_json_atomic,
 )
-from tem_acq.store.reader import _read_root
+from tem_acq.store.layout import (
+    BLOSC_SETTINGS,
+    EVENT_LOG,
+    LEVEL,
+    OME_XML,
+    image_group_doc,
+    ome_xml,
+    root_group_doc,
+    series_group_doc,
+)
+from tem_acq.store.metadata import StoreHeader, _Model, as_model
+from tem_acq.store.outputs import claim_output
+from tem_acq.store.root import open_root
 
 if TYPE_CHECKING:
     import zarr
@@ -71,13 +73,11 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 }
 
 
-class PairsMetadata(_Model):
-    """Metadata of a pairs store (``kind="pairs"``).
+class PairsMetadata(StoreHeader):
+    """Metadata of a pairs store (``kind="pairs"``): the header plus these.
 
     Attributes
     ----------
-    instrument, camera
-        The microscope and camera (pixel size and counts per electron are required).
     short_exposure_ms, long_exposure_ms
         Exposure of the short frames and of the long exposure (in ``"sum"`` mode: the total).
     long_mode
@@ -86,38 +86,24 @@ class PairsMetadata(_Model):
         Short exposures (pairs) per field.
     long_order
         Whether the long exposure was taken ``"after"`` or ``"before"`` the shorts.
-    dose_rate_e_per_px_per_s
-        Electrons per (short-frame) pixel per second, if known; the nominal doses follow.
     short_dose_e_per_px, long_dose_e_per_px, short_dose_e_per_A2, long_dose_e_per_A2
-        Nominal doses (derived from the dose rate when given).
+        Nominal doses (derived from the header's dose rate, which is per short-frame pixel,
+        when given).
     planned_fields
         How many fields the collection was planned for (``complete`` means all of them).
     """
 
-    schema_version: str = SCHEMA_VERSION
     kind: Literal["pairs"] = "pairs"
-    created: AwareDatetime = Field(default_factory=_now)
-    instrument: Instrument
-    camera: Camera
     short_exposure_ms: float = Field(gt=0)
     long_exposure_ms: float = Field(gt=0)
     long_mode: Literal["exposure", "sum"] = "exposure"
     n_short: int = Field(ge=1)
     long_order: Literal["after", "before"] = "after"
-    dose_rate_e_per_px_per_s: float | None = Field(default=None, gt=0)
     short_dose_e_per_px: float | None = Field(default=None, gt=0)
     long_dose_e_per_px: float | None = Field(default=None, gt=0)
     short_dose_e_per_A2: float | None = Field(default=None, gt=0)
     long_dose_e_per_A2: float | None = Field(default=None, gt=0)
     planned_fields: int | None = Field(default=None, ge=1)
-    software: SoftwareVersions = Field(default_factory=collect_software_versions)
-    protocol: AcquisitionProtocol = Field(default_factory=AcquisitionProtocol)
-    description: str | None = None
-
-    @field_validator("schema_version")
-    @classmethod
-    def _readable_version(cls, value: str) -> str:
-        return _check_schema_version(value)
 
     @model_validator(mode="after")
     def _derive_doses(self) -> PairsMetadata:
@@ -203,35 +189,6 @@ class PairRow(PairRecord):
     index: int = Field(ge=0)
 
 
-def _image_group_doc(name: str, pixel_size_A: float) -> dict[str, Any]:
-    image = v05.Image(
-        multiscales=[
-            v05.Multiscale(
-                name=name,
-                axes=[
-                    v05.CustomAxis(name="pair"),
-                    v05.SpaceAxis(name="y", unit="angstrom"),
-                    v05.SpaceAxis(name="x", unit="angstrom"),
-                ],
-                datasets=[
-                    v05.Dataset(
-                        path=LEVEL,
-                        coordinateTransformations=[
-                            v05.ScaleTransformation(scale=[1.0, pixel_size_A, pixel_size_A])
-                        ],
-                    )
-                ],
-            )
-        ]
-    )
-    return _group({"ome": image})
-
-
-def _group(attributes: dict[str, Any]) -> dict[str, Any]:
-    doc = v05.OMEZarrGroupJSON(attributes=attributes)  # type: ignore[arg-type]
-    return doc.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
 def _create_array(path: Path, name: str, frame_shape: tuple[int, int]) -> zarr.Array:
     import zarr
     from zarr.codecs import BloscCodec
@@ -257,43 +214,26 @@ def _open_array(path: Path, name: str) -> zarr.Array:
         raise StoreError(f"{path} has no readable {name}/{LEVEL} array ({exc}): damaged") from None
 
 
-def _parse_metadata(attrs: Mapping[str, Any], where: str) -> PairsMetadata:
-    raw = attrs.get("tem_acq")
-    if not isinstance(raw, Mapping):
-        raise StoreError(f"{where} is a zarr store but not a tem-acq store (no 'tem_acq' metadata)")
-    kind = raw.get("kind")
-    if kind != "pairs":
-        raise StoreError(
-            f"{where} is a tem-acq {kind!r} store, not a pairs store: open it with open_store "
-            "(tem-acq info works on both)"
-        )
-    try:
-        return PairsMetadata.model_validate(raw)
-    except ValidationError as exc:
-        raise StoreError(
-            f"{where}: invalid pairs metadata: {format_validation_error(exc)}"
-        ) from None
+def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
+    """Rows (deduplicated by index, in order), whether the last close was complete, errors.
 
-
-def _read_rows(path: Path, limit: int | None = None) -> tuple[list[PairRow], bool, list[str]]:
-    """Rows (deduplicated by index, in order), whether the last close was complete, errors."""
-    rows: dict[int, PairRow] = {}
-    complete = False
-    errors: list[str] = []
+    The log is read by the one reader of event logs (:func:`~tem_acq.store._files.read_event_log`),
+    with its rule for a torn last line.
+    """
     log = path / EVENT_LOG
     if not log.is_file():
         return [], False, [f"{EVENT_LOG} is missing"]
-    for number, line in enumerate(log.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            errors.append(f"{EVENT_LOG} line {number} is damaged (ignored)")
-            continue
+    events, problems = read_event_log(log)
+    rows: dict[int, PairRow] = {}
+    complete = False
+    errors: list[str] = []
+    for event in events:
         kind = event.get("event")
         if kind == "pair":
-            row = PairRow.model_validate({**event["record"], "index": event["index"]})
+            record = event.get("record")
+            data = {**(record if isinstance(record, dict) else {}), "index": event.get("index")}
+            what = f"pair row in {path / EVENT_LOG} (the store is damaged)"
+            row = as_model(PairRow, data, what, StoreError)
             rows[row.index] = row
         elif kind == "closed":
             complete = bool(event.get("complete"))
@@ -302,9 +242,7 @@ def _read_rows(path: Path, limit: int | None = None) -> tuple[list[PairRow], boo
         elif kind == "error":
             errors.append(str(event.get("message")))
     ordered = [rows[i] for i in range(len(rows)) if i in rows]
-    if limit is not None:
-        ordered = ordered[:limit]
-    return ordered, complete, errors
+    return ordered, complete, errors + problems
 
 
 class PairsWriter:
@@ -344,14 +282,13 @@ class PairsWriter:
         if self.path.exists() and resume:
             self._arrays, rows = self._reopen()
         else:
-            if self.path.exists():
-                if not overwrite:
-                    raise StoreError(
-                        f"{self.path} already exists: pass overwrite=True (--overwrite) to "
-                        "replace it, resume=True (--resume) to continue it, or choose another "
-                        "path"
-                    )
-                _remove_store(self.path)
+            if claim_output(
+                self.path,
+                overwrite=overwrite,
+                parent_must_exist=True,
+                alternatives="--resume (resume=True) to continue it",
+            ):
+                shutil.rmtree(self.path)
             self._arrays = self._create()
             rows = []
         self._pairs = len(rows)
@@ -362,28 +299,17 @@ class PairsWriter:
         self._closed = False
 
     def _create(self) -> dict[str, zarr.Array]:
-        if not self.path.parent.is_dir():
-            raise StoreError(f"the folder {self.path.parent} does not exist: create it first")
         self.path.mkdir()
-        write_json_atomic(
-            self.path / "zarr.json",
-            _group(
-                {
-                    "ome": v05.Bf2Raw(bioformats2raw_layout=3),  # type: ignore[call-arg]
-                    "tem_acq": self.metadata.model_dump(mode="json"),
-                }
-            ),
-        )
+        write_json_atomic(self.path / "zarr.json", root_group_doc(self.metadata))
         (self.path / "OME").mkdir()
-        write_json_atomic(
-            self.path / "OME" / "zarr.json", _group({"ome": v05.Series(series=self._names)})
-        )
+        write_json_atomic(self.path / "OME" / "zarr.json", series_group_doc(self._names))
+        px = self.metadata.instrument.pixel_size_A
         arrays = {}
         for name in self._names:
             (self.path / name).mkdir()
             write_json_atomic(
                 self.path / name / "zarr.json",
-                _image_group_doc(name, self.metadata.instrument.pixel_size_A),
+                image_group_doc(name, (1.0, px, px), leading="pair"),
             )
             arrays[name] = _create_array(self.path, name, self.frame_shape)
         self._write_xml(0)
@@ -391,8 +317,7 @@ class PairsWriter:
         return arrays
 
     def _reopen(self) -> tuple[dict[str, zarr.Array], list[PairRow]]:
-        root = _read_root(self.path)
-        existing = _parse_metadata(root.get("attributes") or {}, str(self.path))
+        existing = open_root(self.path, PairsMetadata)
         if existing.comparable() != self.metadata.comparable():
             differ = sorted(
                 k
@@ -504,7 +429,7 @@ class PairsWriter:
 
     def _write_xml(self, pairs: int) -> None:
         images = [(name, _DTYPES[name]) for name in self._names]
-        xml = ome_xml(self.metadata, images, self.frame_shape, pairs)  # type: ignore[arg-type]
+        xml = ome_xml(self.metadata, images, self.frame_shape, pairs)
         write_atomic(self.path / "OME" / OME_XML, [xml])
 
 
@@ -531,8 +456,7 @@ class PairsStore:
         import zarr
 
         self.path = path
-        root = _read_root(path)
-        self.metadata = _parse_metadata(root.get("attributes") or {}, str(path))
+        self.metadata = open_root(path, PairsMetadata)
         self.pairs, self.complete, self.errors = _read_rows(path)
         n = len(self.pairs)
         arrays = {}
@@ -649,18 +573,6 @@ def open_pairs(path: str | os.PathLike[str]) -> PairsStore:
     return PairsStore(Path(path))
 
 
-def store_kind(path: str | os.PathLike[str]) -> str:
-    """The ``kind`` of the tem-acq store at ``path`` (``"acquisition"`` or ``"pairs"``)."""
-    root = _read_root(Path(path))
-    meta = (root.get("attributes") or {}).get("tem_acq")
-    if not isinstance(meta, Mapping):
-        raise StoreError(
-            f"{path} is a zarr store but not a tem-acq store (no 'tem_acq' metadata in its "
-            "zarr.json): open it with zarr directly"
-        )
-    return str(meta.get("kind"))
-
-
 def _fsync_chunks(array_dir: Path, start: int, stop: int) -> None:
     """Make the chunks of pairs ``start..stop-1`` and the array's metadata durable.
 
@@ -682,16 +594,6 @@ def _fsync_chunks(array_dir: Path, start: int, stop: int) -> None:
             fsync_dir(directory)
     if (array_dir / "c").exists():
         fsync_dir(array_dir / "c")
-
-
-def _remove_store(path: Path) -> None:
-    import shutil
-
-    if not (path / "zarr.json").is_file():
-        raise StoreError(
-            f"{path} exists but is not a store; refusing to delete it: choose another path"
-        )
-    shutil.rmtree(path)
 
 
 def _utc() -> str:

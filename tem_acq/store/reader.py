@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from functools import cached_property
@@ -16,7 +15,8 @@ from pydantic import ValidationError
 from tem_acq.errors import StoreError
 from tem_acq.store._files import read_event_log
 from tem_acq.store.layout import DENOISED, EVENT_LOG, LEVEL, RAW
-from tem_acq.store.metadata import AcquisitionMetadata, FrameRow, parse_store_metadata
+from tem_acq.store.metadata import AcquisitionMetadata, FrameRow
+from tem_acq.store.root import open_root
 
 if TYPE_CHECKING:
     import zarr
@@ -59,10 +59,7 @@ class AcquisitionStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        root = _read_root(path)
-        self.metadata: AcquisitionMetadata = parse_store_metadata(
-            root.get("attributes") or {}, str(path)
-        )
+        self.metadata: AcquisitionMetadata = open_root(path, AcquisitionMetadata)
         self.raw: zarr.Array = _open_array(path, RAW)
         self.denoised: zarr.Array | None = (
             _open_array(path, DENOISED) if (path / DENOISED / "zarr.json").is_file() else None
@@ -233,31 +230,6 @@ class AcquisitionStore:
         missing = n - len(self._rows)
         if missing:
             self.errors.append(f"{missing} committed frames have no row in {EVENT_LOG}")
-
-
-def _read_root(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise StoreError(f"no store at {path}: the path does not exist")
-    if not path.is_dir():
-        raise StoreError(
-            f"{path} is a file, not a store: a tem-acq store is a directory (NAME.zarr)"
-        )
-    root_json = path / "zarr.json"
-    if not root_json.is_file():
-        hint = " (zarr v2?)" if (path / ".zgroup").is_file() else ""
-        raise StoreError(
-            f"{path} is a directory but not a zarr v3 store{hint} (no zarr.json): give the "
-            "path of a store written by tem-acq"
-        )
-    try:
-        doc = json.loads(root_json.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path}/zarr.json is unreadable ({exc}): the store is damaged") from None
-    if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
-        raise StoreError(
-            f"{path}/zarr.json is not a zarr v3 group: give the path of a store written by tem-acq"
-        )
-    return doc
 
 
 def _open_array(path: Path, image: str) -> zarr.Array:

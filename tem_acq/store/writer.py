@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 from numcodecs import Blosc
-from pydantic import ValidationError
 
-from tem_acq.errors import StoreError
+from tem_acq.errors import StoreConfigError, StoreError
 from tem_acq.store._files import (
     EventLog,
     fsync_dir,
@@ -58,12 +57,8 @@ from tem_acq.store.layout import (
     root_group_doc,
     series_group_doc,
 )
-from tem_acq.store.metadata import (
-    AcquisitionMetadata,
-    FrameRecord,
-    format_validation_error,
-    validate_metadata,
-)
+from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, as_model, validate_metadata
+from tem_acq.store.outputs import claim_output
 
 #: Most frames per shard, and so most frames a crash can lose (see the module docstring).
 MAX_SHARD_FRAMES = 16
@@ -147,6 +142,43 @@ class _PendingShard:
     dirty: bool = False
 
 
+@dataclass
+class _Commit:
+    """What one commit writes, decided before any I/O (see :meth:`AcquisitionWriter._commit`).
+
+    Attributes
+    ----------
+    write_raw
+        The open raw shard holds frames not yet on disk.
+    committed
+        The raw length once the commit lands.
+    outgoing
+        Denoised shards whose data or rows go out now, oldest first.
+    final
+        Those of ``outgoing`` dropped from memory afterwards.
+    written
+        Those of ``outgoing`` with new data to write.
+    lines
+        The log rows and events of the commit.
+    rewrite_raw
+        The raw shard replaces one that already holds committed frames.
+    rewrites
+        Some shard is rewritten: the rows go out only after it is in place.
+    den_durable
+        End of the denoised shards whose files are durable after the commit.
+    """
+
+    write_raw: bool
+    committed: int
+    outgoing: list[int]
+    final: list[int]
+    written: list[int]
+    lines: list[str]
+    rewrite_raw: bool
+    rewrites: bool
+    den_durable: int
+
+
 class AcquisitionWriter:
     """Record one acquisition: raw frames, denoised frames, a per-frame table, errors.
 
@@ -223,48 +255,16 @@ class AcquisitionWriter:
             if shard_frames is None
             else _check_positive_int("shard_frames", shard_frames)
         )
-        for name, value in (
-            ("compression", compression),
-            ("denoised_compression", denoised_compression),
-        ):
-            if value not in COMPRESSIONS:
-                raise StoreError(f"{name} must be one of {', '.join(COMPRESSIONS)} (got {value!r})")
-        if flush_interval_s is not None and not flush_interval_s > 0:
-            raise StoreError(f"flush_interval_s must be > 0 or None (got {flush_interval_s})")
-        self._flush_interval = flush_interval_s
+        _check_compressions(compression=compression, denoised_compression=denoised_compression)
+        self._flush_interval = _check_flush_interval(flush_interval_s)
         self._max_pending = _check_positive_int(
             "max_pending_denoised_shards", max_pending_denoised_shards
         )
         self._lock = threading.RLock()
         self._closed = False
-
-        raw_layout = ArrayLayout(RAW, self.frame_shape, self.dtype, self.shard_frames, compression)
-        den_layout = ArrayLayout(
-            DENOISED,
-            self.frame_shape,
-            np.dtype("float32"),
-            self.shard_frames,
-            denoised_compression,
+        self._raw, self._den = self._create(
+            compression, denoised_compression if denoised else None, overwrite
         )
-        docs = _create_store(
-            self.path,
-            self.metadata,
-            raw_layout,
-            den_layout if denoised else None,
-            overwrite=overwrite,
-        )
-        self._raw = _Array(
-            raw_layout,
-            self.path / RAW / LEVEL,
-            docs[f"{RAW}/{LEVEL}/zarr.json"],
-            _codec(raw_layout),
-        )
-        self._den: _Array | None = None
-        if denoised:
-            den_doc = docs[f"{DENOISED}/{LEVEL}/zarr.json"]
-            self._den = _Array(
-                den_layout, self.path / DENOISED / LEVEL, den_doc, _codec(den_layout)
-            )
         self._log = EventLog(self.path / EVENT_LOG)
         self._den_durable = 0  # end of the denoised shards whose files are durable
         # A few threads so that a commit's fsyncs overlap (they block, they never spin).
@@ -281,6 +281,25 @@ class AcquisitionWriter:
         self._pending: dict[int, _PendingShard] = {}
         self._pending_errors: list[str] = []
         self.errors: list[str] = []
+
+    def _create(
+        self, compression: Compression, denoised_compression: Compression | None, overwrite: bool
+    ) -> tuple[_Array, _Array | None]:
+        """Create the empty store; its raw array and its denoised one (None: no denoised image)."""
+        raw = ArrayLayout(RAW, self.frame_shape, self.dtype, self.shard_frames, compression)
+        den = None
+        if denoised_compression is not None:
+            float32 = np.dtype("float32")
+            den = ArrayLayout(
+                DENOISED, self.frame_shape, float32, self.shard_frames, denoised_compression
+            )
+        docs = _create_store(self.path, self.metadata, raw, den, overwrite=overwrite)
+
+        def array(layout: ArrayLayout) -> _Array:
+            doc = docs[f"{layout.name}/{LEVEL}/zarr.json"]
+            return _Array(layout, self.path / layout.name / LEVEL, doc, _codec(layout))
+
+        return array(raw), None if den is None else array(den)
 
     # -- public API --------------------------------------------------------------------------
 
@@ -579,14 +598,57 @@ class AcquisitionWriter:
         closing
             Drop every denoised shard from memory.
         """
+        plan = self._plan_commit(everything, closing)
+        try:
+            if plan.write_raw and not plan.rewrite_raw:
+                self._preallocate(self._open_shard)
+            shards, lengths = self._stage(plan)
+            if plan.rewrites:
+                self._place_rewritten_shards(shards, lengths, plan.lines)
+            self._rename_lengths(lengths, plan.written)
+        except OSError as exc:
+            first = self._open_shard * self.shard_frames
+            what = (
+                f"raw frames {first}-{plan.committed - 1}" if plan.write_raw else "denoised frames"
+            )
+            raise self._write_failed(exc, what) from exc
+        self._record_commit(plan, lengths)
+
+    def _plan_commit(self, everything: bool, closing: bool) -> _Commit:
+        """Decide what a commit writes, before any I/O (see :class:`_Commit`)."""
         size = self.shard_frames
         raw, den = self._raw, self._den
         chunks = self._raw_chunks
         write_raw = len(chunks) > self._raw_on_disk
         committed = self._open_shard * size + len(chunks) if write_raw else self._committed
+        outgoing, final = self._outgoing_denoised(committed, everything, closing)
+        written = [n for n in outgoing if self._pending[n].dirty] if den is not None else []
+        rewrite_raw = write_raw and self._open_shard * size < raw.length
+        return _Commit(
+            write_raw=write_raw,
+            committed=committed,
+            lines=self._pending_errors
+            + self._rows
+            + [line for number in outgoing for line in self._pending[number].lines],
+            outgoing=outgoing,
+            final=final,
+            written=written,
+            rewrite_raw=rewrite_raw,
+            rewrites=rewrite_raw or any(den is not None and n * size < den.length for n in written),
+            den_durable=max(
+                [self._den_durable] + [min((n + 1) * size, committed) for n in written]
+            ),
+        )
 
-        # Which denoised shards go out now, oldest first: resolved ones, everything when asked,
-        # and the oldest beyond the memory budget.
+    def _outgoing_denoised(
+        self, committed: int, everything: bool, closing: bool
+    ) -> tuple[list[int], list[int]]:
+        """Denoised shards that go out now, oldest first, and those then dropped from memory.
+
+        Out go the resolved ones, everything when asked, and the oldest beyond the memory
+        budget.
+        """
+        size = self.shard_frames
         outgoing: list[int] = []
         final: list[int] = []
         kept = len(self._pending)
@@ -602,77 +664,93 @@ class AcquisitionWriter:
                 if complete or evict or closing:
                     final.append(number)
                     kept -= 1
-        written = [n for n in outgoing if self._pending[n].dirty] if den is not None else []
-        lines = self._pending_errors + self._rows
-        for number in outgoing:
-            lines += self._pending[number].lines
-        rewrite_raw = write_raw and self._open_shard * size < raw.length
-        rewrites = rewrite_raw or any(den is not None and n * size < den.length for n in written)
-        den_durable = max([self._den_durable] + [min((n + 1) * size, committed) for n in written])
+        return outgoing, final
 
+    def _stage(
+        self, plan: _Commit
+    ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path, dict[str, Any]]]]:
+        """Step 1: write and fsync shards and temporary zarr.json documents, in parallel.
+
+        The log rows go out in the same step unless a shard is rewritten. Returns the shards
+        staged under a temporary name and the zarr.json documents, each as (temporary, final,
+        ...).
+        """
+        raw, den = self._raw, self._den
+        tasks: list[Callable[[], Any]] = []
+        if plan.write_raw:
+            tasks.append(partial(raw.stage_shard, self._open_shard, self._raw_chunks))
+            tasks.append(partial(raw.stage_length, plan.committed))
+        if den is not None:
+            tasks += [partial(den.stage_shard, n, self._pending[n].chunks) for n in plan.written]
+            # Never past the raw length already on disk, whichever rename lands first.
+            tasks.append(partial(den.stage_length, min(self._den_durable, self._committed)))
+        if not plan.rewrites:
+            tasks.append(partial(self._log.append, plan.lines))
+        staged = self._run(tasks)
+        shards = [r for r in staged if isinstance(r, tuple) and len(r) == 2]
+        lengths = [r for r in staged if isinstance(r, tuple) and len(r) == 3]
+        return shards, lengths
+
+    def _place_rewritten_shards(
+        self,
+        shards: list[tuple[Path, Path]],
+        lengths: list[tuple[Path, Path, dict[str, Any]]],
+        lines: list[str],
+    ) -> None:
+        """Step 2: rewritten shards into place, durably, before the rows that describe them."""
         try:
-            if write_raw and not rewrite_raw:
-                self._preallocate(self._open_shard)
-            # 1. Shards and zarr.json documents (and rows, when nothing is rewritten).
-            tasks: list[Callable[[], Any]] = []
-            if write_raw:
-                tasks.append(partial(raw.stage_shard, self._open_shard, chunks))
-                tasks.append(partial(raw.stage_length, committed))
-            if den is not None:
-                tasks += [partial(den.stage_shard, n, self._pending[n].chunks) for n in written]
-                # Never past the raw length already on disk, whichever rename lands first.
-                tasks.append(partial(den.stage_length, min(self._den_durable, self._committed)))
-            if not rewrites:
-                tasks.append(partial(self._log.append, lines))
-            staged = self._run(tasks)
-            shards = [r for r in staged if isinstance(r, tuple) and len(r) == 2]
-            lengths = [r for r in staged if isinstance(r, tuple) and len(r) == 3]
-            # 2. Rewritten shards into place, durably, before rows that describe them.
-            if rewrites:
-                try:
-                    for tmp, target in shards:
-                        os.replace(tmp, target)
-                    self._run([partial(fsync_dir, d) for d in {t.parent for _, t in shards}])
-                    self._log.append(lines)
-                except BaseException:
-                    for tmp, *_ in [*shards, *lengths]:
-                        tmp.unlink(missing_ok=True)
-                    raise
-            # 3. The commit: raw zarr.json first, then denoised; their directories fsynced
-            # (which also makes new denoised shards durable for the next commit's length).
-            for tmp, target, _ in lengths:
+            for tmp, target in shards:
                 os.replace(tmp, target)
-            dirs = {target.parent for _, target, _ in lengths}
-            if den is not None and written:
-                dirs.add(den.path)
-            self._run([partial(fsync_dir, d) for d in dirs])
-        except OSError as exc:
-            first = self._open_shard * size
-            what = f"raw frames {first}-{committed - 1}" if write_raw else "denoised frames"
-            raise self._write_failed(exc, what) from exc
+            self._run([partial(fsync_dir, d) for d in {t.parent for _, t in shards}])
+            self._log.append(lines)
+        except BaseException:
+            for tmp, _ in shards:
+                tmp.unlink(missing_ok=True)
+            for tmp, _, _ in lengths:
+                tmp.unlink(missing_ok=True)
+            raise
 
-        # Everything is durable: update the bookkeeping.
+    def _rename_lengths(
+        self, lengths: list[tuple[Path, Path, dict[str, Any]]], written: list[int]
+    ) -> None:
+        """Step 3, the commit: raw zarr.json first, then denoised; their directories fsynced.
+
+        The fsync of the denoised directory also makes new denoised shards durable for the
+        next commit's length.
+        """
+        for tmp, target, _ in lengths:
+            os.replace(tmp, target)
+        dirs = {target.parent for _, target, _ in lengths}
+        if self._den is not None and written:
+            dirs.add(self._den.path)
+        self._run([partial(fsync_dir, d) for d in dirs])
+
+    def _record_commit(
+        self, plan: _Commit, lengths: list[tuple[Path, Path, dict[str, Any]]]
+    ) -> None:
+        """Everything is durable: update the bookkeeping to the committed state."""
+        raw, den = self._raw, self._den
         for _, target, doc in lengths:
             array = raw if target.parent == raw.path else den
             assert array is not None
             array.set_length(doc["shape"][0], doc)
-        self._den_durable = den_durable
+        self._den_durable = plan.den_durable
         self._pending_errors = []
-        for number in outgoing:
+        for number in plan.outgoing:
             self._pending[number].lines = []
             self._pending[number].dirty = False
-        for number in final:
+        for number in plan.final:
             del self._pending[number]
-        if write_raw:
-            self._committed = committed
+        if plan.write_raw:
+            self._committed = plan.committed
             self._rows = []
             self._oldest_unflushed = None
-            if len(chunks) == size:
+            if len(self._raw_chunks) == self.shard_frames:
                 self._open_shard += 1
                 self._raw_chunks = []
                 self._raw_on_disk = 0
             else:
-                self._raw_on_disk = len(chunks)
+                self._raw_on_disk = len(self._raw_chunks)
 
     def _flush(self) -> None:
         self._commit(everything=True)
@@ -786,17 +864,32 @@ def _utc_now() -> str:
 
 def _check_positive_int(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise StoreError(f"{name} must be a positive integer (got {value!r})")
+        raise StoreConfigError(f"{name} must be a positive integer (got {value!r})")
     return int(value)
+
+
+def _check_compressions(**choices: str) -> None:
+    """Refuse a compression that is not one of :data:`~tem_acq.store.layout.COMPRESSIONS`."""
+    for name, value in choices.items():
+        if value not in COMPRESSIONS:
+            raise StoreConfigError(
+                f"{name} must be one of {', '.join(COMPRESSIONS)} (got {value!r})"
+            )
+
+
+def _check_flush_interval(seconds: float | None) -> float | None:
+    if seconds is not None and not seconds > 0:
+        raise StoreConfigError(f"flush_interval_s must be > 0 or None (got {seconds})")
+    return seconds
 
 
 def _check_frame_shape(shape: tuple[int, int]) -> tuple[int, int]:
     try:
         height, width = (int(n) for n in shape)
     except (TypeError, ValueError):
-        raise StoreError(f"frame_shape must be (height, width) (got {shape!r})") from None
+        raise StoreConfigError(f"frame_shape must be (height, width) (got {shape!r})") from None
     if height < 1 or width < 1:
-        raise StoreError(f"frame_shape must be positive (got {shape!r})")
+        raise StoreConfigError(f"frame_shape must be positive (got {shape!r})")
     return height, width
 
 
@@ -804,9 +897,9 @@ def _check_dtype(dtype: str | np.dtype[Any] | type) -> np.dtype[Any]:
     try:
         resolved = np.dtype(dtype)
     except TypeError:
-        raise StoreError(f"unknown dtype {dtype!r}") from None
+        raise StoreConfigError(f"unknown dtype {dtype!r}") from None
     if resolved.name not in SUPPORTED_DTYPES:
-        raise StoreError(
+        raise StoreConfigError(
             f"raw frames of dtype {resolved} cannot be stored: use one of "
             f"{', '.join(SUPPORTED_DTYPES)}"
         )
@@ -831,14 +924,7 @@ def _check_frame(
 def _check_record(record: FrameRecord | Mapping[str, Any] | None, index: int) -> FrameRecord:
     if record is None:
         return FrameRecord()
-    if isinstance(record, FrameRecord):
-        return record
-    try:
-        return FrameRecord.model_validate(record)
-    except ValidationError as exc:
-        raise StoreError(
-            f"invalid record for frame {index}: {format_validation_error(exc)}"
-        ) from None
+    return as_model(FrameRecord, record, f"record for frame {index}", StoreError)
 
 
 def _create_store(
@@ -854,53 +940,19 @@ def _create_store(
     A crash while creating leaves no half-made store at ``path``. Returns the documents
     written, by path inside the store.
     """
-    replace = _check_target(path, overwrite)
+    replace = claim_output(path, overwrite=overwrite)
     parent = path.parent
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging = parent / f".{path.name}.creating-{tag}"
+    layouts = [raw] + ([denoised] if denoised else [])
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
-        series = [RAW] + ([DENOISED] if denoised else [])
-        scale = (
-            metadata.frame_interval_s,
-            metadata.instrument.pixel_size_A,
-            metadata.instrument.pixel_size_A,
+        docs = _store_documents(metadata, layouts)
+        _write_store_files(staging, docs, metadata, layouts)
+        _move_into_place(
+            staging, path, parent / f".{path.name}.replaced-{tag}" if replace else None
         )
-        docs: dict[str, Any] = {
-            "zarr.json": root_group_doc(metadata),
-            "OME/zarr.json": series_group_doc(series),
-        }
-        images = [(RAW, raw.dtype)]
-        layouts = [raw] + ([denoised] if denoised else [])
-        for layout in layouts:
-            docs[f"{layout.name}/zarr.json"] = image_group_doc(layout.name, scale)
-            docs[f"{layout.name}/{LEVEL}/zarr.json"] = array_doc(layout)
-        if denoised:
-            images.append((DENOISED, denoised.dtype))
-        for key, doc in docs.items():
-            target = staging / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, [json.dumps(doc, indent=2).encode()], sync_dir=False)
-        xml = ome_xml(metadata, images, raw.frame_shape, 0)
-        write_atomic(staging / "OME" / OME_XML, [xml], sync_dir=False)
-        write_atomic(staging / EVENT_LOG, [b""], sync_dir=False)
-        for directory in [
-            staging / "OME",
-            *(staging / lay.name / LEVEL for lay in layouts),
-            *(staging / lay.name for lay in layouts),
-            staging,
-        ]:
-            fsync_dir(directory)
-        if replace:
-            old = parent / f".{path.name}.replaced-{tag}"
-            os.rename(path, old)
-            os.rename(staging, path)
-            fsync_dir(parent)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, path)
-            fsync_dir(parent)
         return docs
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -912,23 +964,48 @@ def _create_store(
         raise StoreError(f"cannot create the store {path}: {exc.strerror or exc}: {hint}") from exc
 
 
-def _check_target(path: Path, overwrite: bool) -> bool:
-    """Refuse to clobber anything but a zarr store; return True if one is to be replaced."""
-    if not path.exists() and not path.is_symlink():
-        return False
-    if not overwrite:
-        raise StoreError(
-            f"{path} already exists: pass --overwrite (overwrite=True) to replace it, or choose "
-            "another path"
-        )
-    if not path.is_dir():
-        raise StoreError(
-            f"{path} exists and is a file, not a store: refusing to replace it even with "
-            "--overwrite; remove it yourself or choose another path"
-        )
-    if not (path / "zarr.json").is_file() and any(path.iterdir()):
-        raise StoreError(
-            f"{path} is a non-empty directory that is not a zarr store: refusing to delete it "
-            "even with --overwrite; choose another path"
-        )
-    return True
+def _store_documents(metadata: AcquisitionMetadata, layouts: list[ArrayLayout]) -> dict[str, Any]:
+    """Every ``zarr.json`` of a new store (root, OME, each image and its array), by path."""
+    px = metadata.instrument.pixel_size_A
+    scale = (metadata.frame_interval_s, px, px)
+    docs: dict[str, Any] = {
+        "zarr.json": root_group_doc(metadata),
+        "OME/zarr.json": series_group_doc([layout.name for layout in layouts]),
+    }
+    for layout in layouts:
+        docs[f"{layout.name}/zarr.json"] = image_group_doc(layout.name, scale)
+        docs[f"{layout.name}/{LEVEL}/zarr.json"] = array_doc(layout)
+    return docs
+
+
+def _write_store_files(
+    staging: Path, docs: dict[str, Any], metadata: AcquisitionMetadata, layouts: list[ArrayLayout]
+) -> None:
+    """Write a new store's files into ``staging``, each fsynced, then fsync its directories."""
+    for key, doc in docs.items():
+        target = staging / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, [json.dumps(doc, indent=2).encode()], sync_dir=False)
+    images = [(layout.name, layout.dtype) for layout in layouts]
+    xml = ome_xml(metadata, images, layouts[0].frame_shape, 0)
+    write_atomic(staging / "OME" / OME_XML, [xml], sync_dir=False)
+    write_atomic(staging / EVENT_LOG, [b""], sync_dir=False)
+    for directory in [
+        staging / "OME",
+        *(staging / layout.name / LEVEL for layout in layouts),
+        *(staging / layout.name for layout in layouts),
+        staging,
+    ]:
+        fsync_dir(directory)
+
+
+def _move_into_place(staging: Path, path: Path, old: Path | None) -> None:
+    """Rename the built store to ``path``; an existing store there is first moved to ``old``."""
+    if old is not None:
+        os.rename(path, old)
+        os.rename(staging, path)
+        fsync_dir(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, path)
+        fsync_dir(path.parent)
