@@ -30,10 +30,10 @@ from typing import Any, Literal
 import numpy as np
 
 from tem_acq.errors import AcquisitionError, ConfigError, StoreConfigError
+from tem_acq.outputs import claim_output
 from tem_acq.pipeline import FrameDenoiser, FramePipeline, PipelineSummary, Policy
+from tem_acq.schema import as_model
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
-from tem_acq.store.metadata import as_model
-from tem_acq.store.outputs import claim_output
 
 PassThrough = Literal["none", "raw", "denoised"]
 
@@ -131,7 +131,7 @@ class LiveRecorder:
         }
         # validated first: a typo fails before seconds go into loading a model
         self.metadata = as_model(
-            AcquisitionMetadata, settings, "acquisition settings", StoreConfigError
+            AcquisitionMetadata, settings, "invalid acquisition settings", StoreConfigError
         )
         batch = self._load_model(model, device, max_batch, frame_shape)
         self._cpe = float(counts_per_electron)

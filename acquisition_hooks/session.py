@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tem_acq.errors import AcquisitionError, ConfigError
+from tem_acq.schema import as_model
 from tem_acq.sim import SimulationConfig
-from tem_acq.store.metadata import as_model
 
 from ._engine import attach_core, snake_case_core_class
 from .camera import SimulatedTEMCamera
@@ -177,7 +177,7 @@ def _simulation_config(camera: str, **fields: Any) -> SimulationConfig | None:
         If a setting is invalid (one line naming each problem) or the camera is unknown.
     """
     if camera == "tem":
-        return as_model(SimulationConfig, fields, "simulation settings", ConfigError)
+        return as_model(SimulationConfig, fields, "invalid simulation settings", ConfigError)
     if camera != "democamera":
         raise ConfigError(f"camera must be 'tem' or 'democamera', got {camera!r}")
     return None

@@ -16,11 +16,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from tem_acq.denoise.normalization import DoseNormalization
 from tem_acq.errors import ModelPackageError
-from tem_acq.schema import StrictModel, format_validation_error
+from tem_acq.schema import StrictModel, as_model
 
 #: The card schema this tem-acq writes and the newest it reads.
 SCHEMA_VERSION = 1
@@ -249,14 +249,14 @@ def read_card(path: Path) -> ModelCard:
             f"{path} uses card schema {version}, newer than this tem-acq reads "
             f"(up to {SCHEMA_VERSION}); upgrade tem-acq (pip install -U tem-acq)"
         )
-    try:
-        return ModelCard.model_validate(raw)
-    except ValidationError as exc:
-        problems = format_validation_error(exc, whole="(card)")
-        raise ModelPackageError(
-            f"{path} is not a valid model card: {problems}; fix the field(s) or re-create the "
-            "package"
-        ) from exc
+    return as_model(
+        ModelCard,
+        raw,
+        f"{path} is not a valid model card",
+        ModelPackageError,
+        whole="(card)",
+        fix="fix the field(s) or re-create the package",
+    )
 
 
 def write_card(card: ModelCard, path: Path) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tem_acq.denoise.card import ModelCard, QualityRow, read_card, write_card
 from tem_acq.errors import ModelPackageError, TemAcqError
+from tem_acq.outputs import claim_output
 
 if TYPE_CHECKING:
     import torch
@@ -263,8 +264,7 @@ def save_package(
     The card written.
     """
     dest = Path(out)
-    if dest.exists() and not overwrite:
-        raise ModelPackageError(f"{dest} already exists; choose another --out or remove it")
+    claim_output(dest, overwrite=overwrite, kind="model package")
     config = _smp_config(model)
     state = _weights_on_disk(model, weights_dtype)
     with _new_folder(dest) as folder:

@@ -6,8 +6,8 @@ summarises a store. This package never imports pycro-manager.
 Every store kind (this one, and the pairs stores of :mod:`tem_acq.store.pairs`) shares a root
 (:mod:`tem_acq.store.root`: the one :func:`store_kind`, schema-version and kind checks), a
 metadata header (:class:`StoreHeader`), one event-log reader (a torn last line is a crash's
-leftover and is dropped; damage elsewhere is reported) and one check of output paths
-(:func:`~tem_acq.store.outputs.claim_output`, used by every writer and command).
+leftover and is dropped; damage elsewhere is reported); every writer claims its output path
+with :func:`tem_acq.outputs.claim_output`, the one overwrite check of every command.
 
 Layout
 ------
@@ -79,7 +79,6 @@ from tem_acq.store.metadata import (
     collect_software_versions,
     validate_metadata,
 )
-from tem_acq.store.outputs import claim_output
 from tem_acq.store.pairs import (
     PairRecord,
     PairRow,
@@ -111,7 +110,6 @@ __all__ = [
     "PairsWriter",
     "SoftwareVersions",
     "StoreHeader",
-    "claim_output",
     "collect_software_versions",
     "open_pairs",
     "open_store",

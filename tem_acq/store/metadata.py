@@ -23,7 +23,7 @@ import platform
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -31,15 +31,12 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from tem_acq.errors import StoreConfigError, TemAcqError
-from tem_acq.schema import StrictModel, format_validation_error
-
-Model = TypeVar("Model", bound=StrictModel)
+from tem_acq.errors import StoreConfigError
+from tem_acq.schema import StrictModel, as_model
 
 #: The store schema this version of tem-acq writes. Readers accept the same major version.
 #: 1.1: the model's ``normalisation`` is written ``normalization`` (the model card's spelling);
@@ -424,31 +421,7 @@ def validate_metadata(data: AcquisitionMetadata | Mapping[str, Any]) -> Acquisit
         If a field is missing or invalid (a :class:`~tem_acq.errors.ConfigError` and a
         :class:`~tem_acq.errors.StoreError`); the message lists every problem.
     """
-    return as_model(AcquisitionMetadata, data, "acquisition metadata", StoreConfigError)
-
-
-def as_model(
-    model: type[Model], data: Model | Mapping[str, Any], what: str, error: type[TemAcqError]
-) -> Model:
-    """``data`` as a ``model`` (validated when a mapping), or ``error`` naming every problem.
-
-    Parameters
-    ----------
-    model
-        The pydantic model wanted.
-    data
-        An instance (returned as it is) or a mapping to validate.
-    what
-        What the data is, for the message (``"invalid {what}: ..."``).
-    error
-        The exception to raise when it does not validate.
-    """
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise error(f"invalid {what}: {format_validation_error(exc)}") from None
+    return as_model(AcquisitionMetadata, data, "invalid acquisition metadata", StoreConfigError)
 
 
 __all__ = [
@@ -462,7 +435,6 @@ __all__ = [
     "ModelProvenance",
     "SoftwareVersions",
     "StoreHeader",
-    "as_model",
     "collect_software_versions",
     "schema_major",
     "validate_metadata",

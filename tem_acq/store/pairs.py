@@ -41,6 +41,8 @@ from pydantic import (
 )
 
 from tem_acq.errors import StoreError
+from tem_acq.outputs import claim_output
+from tem_acq.schema import as_model
 from tem_acq.store._files import (
     EventLog,
     fsync_dir,
@@ -58,8 +60,7 @@ from tem_acq.store.layout import (
     root_group_doc,
     series_group_doc,
 )
-from tem_acq.store.metadata import StoreHeader, _Model, as_model
-from tem_acq.store.outputs import claim_output
+from tem_acq.store.metadata import StoreHeader, _Model
 from tem_acq.store.root import open_root
 
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
         if kind == "pair":
             record = event.get("record")
             data = {**(record if isinstance(record, dict) else {}), "index": event.get("index")}
-            what = f"pair row in {path / EVENT_LOG} (the store is damaged)"
+            what = f"invalid pair row in {path / EVENT_LOG} (the store is damaged)"
             row = as_model(PairRow, data, what, StoreError)
             rows[row.index] = row
         elif kind == "closed":

@@ -31,6 +31,8 @@ import numpy as np
 from numcodecs import Blosc
 
 from tem_acq.errors import StoreConfigError, StoreError
+from tem_acq.outputs import claim_output
+from tem_acq.schema import as_model
 from tem_acq.store._files import (
     EventLog,
     fsync_dir,
@@ -57,8 +59,7 @@ from tem_acq.store.layout import (
     root_group_doc,
     series_group_doc,
 )
-from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, as_model, validate_metadata
-from tem_acq.store.outputs import claim_output
+from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, validate_metadata
 
 #: Most frames per shard, and so most frames a crash can lose (see the module docstring).
 MAX_SHARD_FRAMES = 16
@@ -924,7 +925,7 @@ def _check_frame(
 def _check_record(record: FrameRecord | Mapping[str, Any] | None, index: int) -> FrameRecord:
     if record is None:
         return FrameRecord()
-    return as_model(FrameRecord, record, f"record for frame {index}", StoreError)
+    return as_model(FrameRecord, record, f"invalid record for frame {index}", StoreError)
 
 
 def _create_store(

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from tem_acq.errors import TemAcqError
-from tem_acq.schema import StrictModel, format_validation_error
+from tem_acq.errors import ConfigError
+from tem_acq.schema import StrictModel, as_model
 
 Loss = Literal["l1", "l2", "l1+ssim"]
 Mode = Literal["supervised", "noise2noise"]
@@ -213,33 +213,33 @@ class TrainConfig(StrictModel):
 
         Raises
         ------
-        TemAcqError
+        ConfigError
             Missing or unreadable file, or invalid/unknown fields (each one named).
         """
         import yaml
 
         p = Path(path)
         if not p.is_file():
-            raise TemAcqError(f"training config {p} does not exist; pass an existing YAML file")
+            raise ConfigError(f"training config {p} does not exist; pass an existing YAML file")
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise TemAcqError(f"cannot read training config {p}: {exc}") from exc
+            raise ConfigError(f"cannot read training config {p}: {exc}") from exc
         return cls.from_mapping(raw or {}, source=str(p))
 
     @classmethod
     def from_mapping(cls, raw: Any, *, source: str = "the training config") -> TrainConfig:
         """Validate a mapping (e.g. parsed YAML), reporting every bad field by name."""
         if not isinstance(raw, dict):
-            raise TemAcqError(f"{source} must be a mapping of field: value")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problems = format_validation_error(exc, whole="(config)")
-            raise TemAcqError(
-                f"{source} is not a valid training config: {problems}; "
-                f"valid fields: {', '.join(cls.model_fields)}"
-            ) from exc
+            raise ConfigError(f"{source} must be a mapping of field: value")
+        return as_model(
+            cls,
+            raw,
+            f"{source} is not a valid training config",
+            ConfigError,
+            whole="(config)",
+            fix=f"valid fields: {', '.join(cls.model_fields)}",
+        )
 
     def to_yaml(self) -> str:
         """The config as YAML text (every field, defaults included)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tem_acq.errors import TemAcqError
+from tem_acq.outputs import claim_output
 from tem_acq.pairs import PairArrays
 from tem_acq.train.checkpoint import (
     load_checkpoint,
@@ -271,8 +272,7 @@ def _check_outputs(
     out: Path, checkpoint_dir: str | os.PathLike[str] | None, *, overwrite: bool, resume: bool
 ) -> Path:
     """The checkpoint folder, once neither it nor ``out`` holds an earlier run by mistake."""
-    if out.exists() and not overwrite and not resume:
-        raise TemAcqError(f"{out} already exists; choose another --out or remove it")
+    claim_output(out, overwrite=overwrite or resume, kind="model package")
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir(out)
     if not resume and (ckpt / "state.json").exists() and not overwrite:
         raise TemAcqError(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tem_acq.errors import ModelPackageError, StoreError
-from tem_acq.store.outputs import claim_output
+from tem_acq.outputs import claim_output
 
 
 def test_a_free_path_is_claimed(tmp_path: Path) -> None:
