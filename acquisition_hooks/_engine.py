@@ -28,7 +28,7 @@ from tem_acq.errors import AcquisitionError
 
 #: How long ``pop_next_tagged_image`` waits for a frame before reporting an empty buffer.
 #: pycro-manager's engine polls in a tight loop; without this back-off the poll took 98 % of a
-#: core and starved the camera, the denoiser and the writer (see notes/pycromanager.md).
+#: core and starved the camera, the denoiser and the writer (see docs/design/microscope-stacks.md).
 POP_BACKOFF_S = 0.001
 
 _FIRST_CAP = re.compile(r"(.)([A-Z][a-z]+)")

@@ -1,6 +1,6 @@
 """Image-quality metrics for denoised low-dose frames (NumPy only).
 
-Conventions (``shared/notes/quality.md``): images are compared *dose-normalised* (electrons per
+Conventions (``docs/design/quality.md``): images are compared *dose-normalised* (electrons per
 pixel divided by the frame's dose, so 1 is vacuum) and PSNR uses the data range of the **clean
 reference** (its max - min), never of the image under test.
 

@@ -1,6 +1,6 @@
 """Evaluate a denoiser on pairs: per dose, raw vs oracle Gaussian vs model (vs long exposure).
 
-The protocol is ``shared/notes/quality.md``'s; the metric definitions are in
+The protocol is ``docs/design/quality.md``'s; the metric definitions are in
 :mod:`tem_acq.metrics`. Per frame, every image is converted to electrons per pixel and divided
 by the short frame's dose (dose-normalised, vacuum = 1):
 

@@ -1,7 +1,7 @@
 """Durable file operations and the zarr v3 shard format, written by hand for speed and safety.
 
 Shards are encoded here rather than through zarr-python's array API for two reasons measured in
-``shared/notes/speed.md`` and ``benchmarks/bench_store.py``: each frame can be compressed as it
+``docs/design/storage.md`` and ``benchmarks/bench_store.py``: each frame can be compressed as it
 arrives (no burst of work at shard boundaries), and each shard can be replaced atomically (temp
 file, fsync, rename), so a crash never leaves a half-written shard where a committed one was.
 The bytes are those of zarr's ``sharding_indexed`` codec (chunks, then an index of
