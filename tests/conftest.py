@@ -21,12 +21,13 @@ if TYPE_CHECKING:
 #: The real Gatan OneView frames from Katsuno et al. (MIT licence), beside the checkout.
 ONEVIEW_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "katsuno-oneview"
 
-#: A Gatan OneView run at 200 kV, 29.88 A per (8x binned) pixel, 44 counts per electron,
-#: 3.3 ms frames of 4.6 e-/px: the acquisition the store, report and CLI tests record.
+#: A Gatan OneView run at 200 kV and 20 000x, 29.88 A per (8x binned) pixel, 44 counts per
+#: electron, 3.3 ms frames of 4.6 e-/px every 8 ms: what the store, report and CLI tests record.
 ONEVIEW_METADATA: dict[str, Any] = {
-    "instrument": {"voltage_kV": 200, "pixel_size_A": 29.88},
+    "instrument": {"voltage_kV": 200, "pixel_size_A": 29.88, "magnification": 20000},
     "camera": {"name": "Gatan OneView", "counts_per_electron": 44, "binning": 8},
     "exposure_ms": 3.3,
+    "frame_interval_ms": 8.0,
     "dose_e_per_px": 4.6,
 }
 

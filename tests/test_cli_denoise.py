@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -88,22 +90,12 @@ def test_npy_stack_to_mrc_and_back(
     assert tifffile.imread(tmp_path / "again.tif").shape == stack.shape
 
 
-def test_store_in_store_and_file_out(pkg: Path, tmp_path: Path) -> None:
-    from tem_acq.store import (
-        AcquisitionMetadata,
-        AcquisitionWriter,
-        Camera,
-        FrameRecord,
-        Instrument,
-        open_store,
-    )
+def test_store_in_store_and_file_out(
+    pkg: Path, tmp_path: Path, metadata: Callable[..., Any]
+) -> None:
+    from tem_acq.store import AcquisitionWriter, FrameRecord, open_store
 
-    meta = AcquisitionMetadata(
-        instrument=Instrument(voltage_kV=200, pixel_size_A=29.88),
-        camera=Camera(name="Gatan OneView", counts_per_electron=44),
-        exposure_ms=3.3,
-        dose_e_per_px=4.6,
-    )
+    meta = metadata()
     rng = np.random.default_rng(0)
     raw = (rng.poisson(4.6, size=(4, 64, 96)) * 44).astype(np.uint16)
     src = tmp_path / "run.zarr"
