@@ -2,7 +2,7 @@
 
 ``--runslow`` enables tests marked ``slow``; ``gpu`` needs CUDA. The fixtures build what many
 test files need: the acquisition metadata of a Gatan OneView run (``metadata_dict``,
-``metadata``) and a small untrained model package (``untrained_package``, built once).
+``metadata``) and a small untrained model package (``fast_pkg``, built once).
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def metadata(
 
 
 @pytest.fixture(scope="session")
-def untrained_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A small untrained model package (the fast U-Net, seed 0) named ``fast``, built once.
+def fast_pkg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The fast U-Net, untrained (seed 0), as a package named ``fast``, built once per session.
 
     Every test that asks for it shares the folder (the only package in its parent folder):
     read it, load it, point a search path at its parent, but copy it before changing anything.
