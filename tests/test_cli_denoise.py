@@ -120,75 +120,39 @@ def test_store_in_store_and_file_out(
     assert store.complete
 
 
+def denoise_args(
+    source: str, out: str, *extra: str, model: str | None = None
+) -> Callable[[Path, str], list[str]]:
+    """``tem-acq denoise`` of ``source`` into ``out`` (names in the test's folder ``d``), with
+    the test's package ``p`` unless ``model`` names another folder in ``d``."""
+    return lambda d, p: [
+        "denoise", str(d / source), "-m", str(d / model) if model else p, "-o", str(d / out), *extra
+    ]
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
+        (denoise_args("missing.tif", "o.tif"), "does not exist"),
+        (denoise_args("in.npy", "o.png"), "the output format comes from the extension"),
         (
-            lambda d, p: ["denoise", str(d / "missing.tif"), "-m", p, "-o", str(d / "o.tif")],
-            "does not exist",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "in.npy"), "-m", p, "-o", str(d / "o.png")],
-            "the output format comes from the extension",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "in.npy"), "-m", p, "-o", str(d / "in.npy")],
+            denoise_args("in.npy", "in.npy"),
             "already exists; choose another --out or pass --overwrite",
         ),
+        (denoise_args("in.txt", "o.tif"), "supported inputs are"),
+        (denoise_args("bad.tif", "o.tif"), "not a readable TIFF"),
+        (denoise_args("obj.npy", "o.tif"), "not a plain numeric .npy"),
+        (denoise_args("nan.npy", "o.tif"), "NaN/inf"),
         (
-            lambda d, p: ["denoise", str(d / "in.txt"), "-m", p, "-o", str(d / "o.tif")],
-            "supported inputs are",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "bad.tif"), "-m", p, "-o", str(d / "o.tif")],
-            "not a readable TIFF",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "obj.npy"), "-m", p, "-o", str(d / "o.tif")],
-            "not a plain numeric .npy",
-        ),
-        (lambda d, p: ["denoise", str(d / "nan.npy"), "-m", p, "-o", str(d / "o.tif")], "NaN/inf"),
-        (
-            lambda d, p: [
-                "denoise",
-                str(d / "in.npy"),
-                "-m",
-                p,
-                "-o",
-                str(d / "o.tif"),
-                "--counts-per-electron",
-                "0",
-            ],
+            denoise_args("in.npy", "o.tif", "--counts-per-electron", "0"),
             "--counts-per-electron must be > 0",
         ),
+        (denoise_args("in.npy", "o.zarr"), "a .zarr output needs a store input"),
         (
-            lambda d, p: ["denoise", str(d / "in.npy"), "-m", p, "-o", str(d / "o.zarr")],
-            "a .zarr output needs a store input",
-        ),
-        (
-            lambda d, p: [
-                "denoise",
-                str(d / "in.npy"),
-                "-m",
-                str(d / "nopkg"),
-                "-o",
-                str(d / "o.tif"),
-            ],
+            denoise_args("in.npy", "o.tif", model="nopkg"),
             "does not exist or is not a folder",
         ),
-        (
-            lambda d, p: [
-                "denoise",
-                str(d / "in.npy"),
-                "-m",
-                p,
-                "-o",
-                str(d / "o.tif"),
-                "--device",
-                "tpu",
-            ],
-            "unknown device 'tpu'",
-        ),
+        (denoise_args("in.npy", "o.tif", "--device", "tpu"), "unknown device 'tpu'"),
     ],
 )
 def test_cli_errors_exit_2_with_message(
