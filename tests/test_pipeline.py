@@ -296,16 +296,29 @@ def test_skip_with_a_slow_denoiser_denoises_the_newest_frames_and_marks_the_rest
 # -- policy "block" ---------------------------------------------------------------------------
 
 
-def test_block_denoises_every_frame_in_order() -> None:
-    sink, denoiser = MemorySink(), InstantDenoiser()
+def block_pipeline(denoiser: InstantDenoiser, **settings: Any) -> tuple[FramePipeline, MemorySink]:
+    """A ``"block"`` pipeline from ``denoiser`` into a new memory sink."""
+    sink = MemorySink()
     pipeline = FramePipeline(
-        sink,
-        denoiser=denoiser,
-        counts_per_electron=CPE,
-        policy="block",
-        max_batch=4,
-        max_pending_frames=2,
+        sink, denoiser=denoiser, counts_per_electron=CPE, policy="block", **settings
     )
+    return pipeline, sink
+
+
+def busy_block_pipeline(
+    max_pending_frames: int,
+) -> tuple[FramePipeline, MemorySink, SlowDenoiser]:
+    """A ``"block"`` pipeline whose slow denoiser has started on frame 0 and waits."""
+    denoiser = SlowDenoiser()
+    pipeline, sink = block_pipeline(denoiser, max_pending_frames=max_pending_frames)
+    assert submit(pipeline, 0) == 0
+    assert denoiser.next_call() == [0]
+    return pipeline, sink, denoiser
+
+
+def test_block_denoises_every_frame_in_order() -> None:
+    denoiser = InstantDenoiser()
+    pipeline, sink = block_pipeline(denoiser, max_batch=4, max_pending_frames=2)
     for i in range(30):
         pipeline.submit(frame(i), {"i": i})
     summary = pipeline.close()
@@ -317,12 +330,7 @@ def test_block_denoises_every_frame_in_order() -> None:
 
 
 def test_block_makes_the_submitting_thread_wait_for_the_denoiser() -> None:
-    sink, denoiser = MemorySink(), SlowDenoiser()
-    pipeline = FramePipeline(
-        sink, denoiser=denoiser, counts_per_electron=CPE, policy="block", max_pending_frames=2
-    )
-    assert submit(pipeline, 0) == 0
-    assert denoiser.next_call() == [0]
+    pipeline, sink, denoiser = busy_block_pipeline(max_pending_frames=2)
     assert [submit(pipeline, 1), submit(pipeline, 2)] == [1, 2]  # room for two waiting frames
     assert pipeline.summary.backpressure_waits == 0
     third = Call(pipeline.submit, frame(3), {"i": 3})
@@ -341,13 +349,8 @@ def test_block_makes_the_submitting_thread_wait_for_the_denoiser() -> None:
 
 
 def test_block_falls_back_to_skipping_while_a_hardware_sequence_runs() -> None:
-    sink, denoiser = MemorySink(), SlowDenoiser()
-    pipeline = FramePipeline(
-        sink, denoiser=denoiser, counts_per_electron=CPE, policy="block", max_pending_frames=2
-    )
+    pipeline, sink, denoiser = busy_block_pipeline(max_pending_frames=2)
     pipeline.set_camera_can_wait(False)  # what the recorder's hook says for a sequence
-    submit(pipeline, 0)
-    assert denoiser.next_call() == [0]
     with pytest.warns(RuntimeWarning) as caught:
         # none of these waits (``submit`` fails if one does): the oldest waiting frame goes
         assert [submit(pipeline, i) for i in range(1, 6)] == [1, 2, 3, 4, 5]
@@ -369,12 +372,7 @@ def test_block_falls_back_to_skipping_while_a_hardware_sequence_runs() -> None:
 
 
 def test_block_warns_once_for_all_the_sequences_of_a_run() -> None:
-    sink, denoiser = MemorySink(), SlowDenoiser()
-    pipeline = FramePipeline(
-        sink, denoiser=denoiser, counts_per_electron=CPE, policy="block", max_pending_frames=1
-    )
-    submit(pipeline, 0)
-    assert denoiser.next_call() == [0]
+    pipeline, sink, denoiser = busy_block_pipeline(max_pending_frames=1)
     with pytest.warns(RuntimeWarning) as caught:
         for sequence in range(2):
             pipeline.set_camera_can_wait(False)
@@ -470,10 +468,7 @@ def test_a_failing_disk_stops_the_run_with_a_clear_error() -> None:
 
 
 def test_a_denoiser_that_raises_stops_denoising_never_raw_recording() -> None:
-    sink, denoiser = MemorySink(), RaisingDenoiser()
-    pipeline = FramePipeline(
-        sink, denoiser=denoiser, counts_per_electron=CPE, policy="block", max_pending_frames=100
-    )
+    pipeline, sink = block_pipeline(RaisingDenoiser(), max_pending_frames=100)
     for i in range(3):
         pipeline.submit(frame(i), {"i": i})
     assert sink.error_recorded.wait(HANG_S)  # the second call (frame 1) failed
@@ -497,10 +492,7 @@ def test_a_failing_live_view_callback_is_recorded_not_raised() -> None:
     def show(index: int, electrons: np.ndarray) -> None:
         raise ValueError("display closed")
 
-    sink = MemorySink()
-    pipeline = FramePipeline(
-        sink, denoiser=InstantDenoiser(), counts_per_electron=CPE, policy="block", on_denoised=show
-    )
+    pipeline, sink = block_pipeline(InstantDenoiser(), on_denoised=show)
     for i in range(3):
         pipeline.submit(frame(i), {"i": i})
     summary = pipeline.close()
