@@ -40,7 +40,8 @@ def test_oneview_tiff_to_tiff(
     # electrons per pixel, mean preserved: ~4.6 e-/px as the data's README says
     assert den.mean() == pytest.approx(raw.mean() / ONEVIEW_CPE, rel=1e-3)
     assert 4.0 < den.mean() < 5.2
-    meta = json.loads(tifffile.TiffFile(out).pages[0].description)["tem_acq"]
+    with tifffile.TiffFile(out) as tif:
+        meta = json.loads(tif.pages[0].description)["tem_acq"]
     assert meta["package_hash"].startswith("sha256:")
     assert meta["units"] == "electrons per pixel"
 
