@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -38,7 +40,8 @@ def test_oneview_tiff_to_tiff(
     # electrons per pixel, mean preserved: ~4.6 e-/px as the data's README says
     assert den.mean() == pytest.approx(raw.mean() / ONEVIEW_CPE, rel=1e-3)
     assert 4.0 < den.mean() < 5.2
-    meta = json.loads(tifffile.TiffFile(out).pages[0].description)["tem_acq"]
+    with tifffile.TiffFile(out) as tif:
+        meta = json.loads(tif.pages[0].description)["tem_acq"]
     assert meta["package_hash"].startswith("sha256:")
     assert meta["units"] == "electrons per pixel"
 
@@ -88,22 +91,12 @@ def test_npy_stack_to_mrc_and_back(
     assert tifffile.imread(tmp_path / "again.tif").shape == stack.shape
 
 
-def test_store_in_store_and_file_out(pkg: Path, tmp_path: Path) -> None:
-    from tem_acq.store import (
-        AcquisitionMetadata,
-        AcquisitionWriter,
-        Camera,
-        FrameRecord,
-        Instrument,
-        open_store,
-    )
+def test_store_in_store_and_file_out(
+    pkg: Path, tmp_path: Path, metadata: Callable[..., Any]
+) -> None:
+    from tem_acq.store import AcquisitionWriter, FrameRecord, open_store
 
-    meta = AcquisitionMetadata(
-        instrument=Instrument(voltage_kV=200, pixel_size_A=29.88),
-        camera=Camera(name="Gatan OneView", counts_per_electron=44),
-        exposure_ms=3.3,
-        dose_e_per_px=4.6,
-    )
+    meta = metadata()
     rng = np.random.default_rng(0)
     raw = (rng.poisson(4.6, size=(4, 64, 96)) * 44).astype(np.uint16)
     src = tmp_path / "run.zarr"
@@ -128,75 +121,39 @@ def test_store_in_store_and_file_out(pkg: Path, tmp_path: Path) -> None:
     assert store.complete
 
 
+def denoise_args(
+    source: str, out: str, *extra: str, model: str | None = None
+) -> Callable[[Path, str], list[str]]:
+    """``tem-acq denoise`` of ``source`` into ``out`` (names in the test's folder ``d``), with
+    the test's package ``p`` unless ``model`` names another folder in ``d``."""
+    return lambda d, p: [
+        "denoise", str(d / source), "-m", str(d / model) if model else p, "-o", str(d / out), *extra
+    ]
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
+        (denoise_args("missing.tif", "o.tif"), "does not exist"),
+        (denoise_args("in.npy", "o.png"), "the output format comes from the extension"),
         (
-            lambda d, p: ["denoise", str(d / "missing.tif"), "-m", p, "-o", str(d / "o.tif")],
-            "does not exist",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "in.npy"), "-m", p, "-o", str(d / "o.png")],
-            "the output format comes from the extension",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "in.npy"), "-m", p, "-o", str(d / "in.npy")],
+            denoise_args("in.npy", "in.npy"),
             "already exists; choose another --out or pass --overwrite",
         ),
+        (denoise_args("in.txt", "o.tif"), "supported inputs are"),
+        (denoise_args("bad.tif", "o.tif"), "not a readable TIFF"),
+        (denoise_args("obj.npy", "o.tif"), "not a plain numeric .npy"),
+        (denoise_args("nan.npy", "o.tif"), "NaN/inf"),
         (
-            lambda d, p: ["denoise", str(d / "in.txt"), "-m", p, "-o", str(d / "o.tif")],
-            "supported inputs are",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "bad.tif"), "-m", p, "-o", str(d / "o.tif")],
-            "not a readable TIFF",
-        ),
-        (
-            lambda d, p: ["denoise", str(d / "obj.npy"), "-m", p, "-o", str(d / "o.tif")],
-            "not a plain numeric .npy",
-        ),
-        (lambda d, p: ["denoise", str(d / "nan.npy"), "-m", p, "-o", str(d / "o.tif")], "NaN/inf"),
-        (
-            lambda d, p: [
-                "denoise",
-                str(d / "in.npy"),
-                "-m",
-                p,
-                "-o",
-                str(d / "o.tif"),
-                "--counts-per-electron",
-                "0",
-            ],
+            denoise_args("in.npy", "o.tif", "--counts-per-electron", "0"),
             "--counts-per-electron must be > 0",
         ),
+        (denoise_args("in.npy", "o.zarr"), "a .zarr output needs a store input"),
         (
-            lambda d, p: ["denoise", str(d / "in.npy"), "-m", p, "-o", str(d / "o.zarr")],
-            "a .zarr output needs a store input",
-        ),
-        (
-            lambda d, p: [
-                "denoise",
-                str(d / "in.npy"),
-                "-m",
-                str(d / "nopkg"),
-                "-o",
-                str(d / "o.tif"),
-            ],
+            denoise_args("in.npy", "o.tif", model="nopkg"),
             "does not exist or is not a folder",
         ),
-        (
-            lambda d, p: [
-                "denoise",
-                str(d / "in.npy"),
-                "-m",
-                p,
-                "-o",
-                str(d / "o.tif"),
-                "--device",
-                "tpu",
-            ],
-            "unknown device 'tpu'",
-        ),
+        (denoise_args("in.npy", "o.tif", "--device", "tpu"), "unknown device 'tpu'"),
     ],
 )
 def test_cli_errors_exit_2_with_message(

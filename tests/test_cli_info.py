@@ -5,25 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tem_acq.cli import main
-from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, Camera, Instrument
+from tem_acq.store import AcquisitionMetadata, AcquisitionWriter
 
 SHAPE = (16, 12)
 
+MetadataBuilder = Callable[..., AcquisitionMetadata]  # the conftest fixture `metadata`
 
-def make_store(path: Path, close: bool = True) -> None:
-    meta = AcquisitionMetadata(
-        instrument=Instrument(voltage_kV=200, pixel_size_A=29.88),
-        camera=Camera(name="Gatan OneView", counts_per_electron=44, binning=8),
-        exposure_ms=3.3,
-        dose_e_per_px=4.6,
-    )
-    writer = AcquisitionWriter(path, meta, SHAPE, shard_frames=4)
+
+def make_store(path: Path, metadata: AcquisitionMetadata, close: bool = True) -> None:
+    writer = AcquisitionWriter(path, metadata, SHAPE, shard_frames=4)
     for i in range(10):
         writer.append_raw(np.full(SHAPE, i, np.uint16))
         if i % 4 == 3:
@@ -35,9 +32,11 @@ def make_store(path: Path, close: bool = True) -> None:
         writer.close()
 
 
-def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
-    make_store(path)
+    make_store(path, metadata())
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "acquisition"
@@ -57,9 +56,11 @@ def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert info["denoise_latency_p95_ms"] == pytest.approx(np.percentile(latencies, 95))
 
 
-def test_info_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
-    make_store(path)
+    make_store(path, metadata())
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "status      complete" in out
@@ -71,9 +72,11 @@ def test_info_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "  - stage drifted" in out
 
 
-def test_info_on_a_store_not_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_on_a_store_not_closed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
-    make_store(path, close=False)
+    make_store(path, metadata(), close=False)
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["complete"] is False
@@ -102,9 +105,9 @@ def test_info_bad_path_exits_2(
     assert "Traceback" not in err
 
 
-def test_info_in_a_fresh_process(tmp_path: Path) -> None:
+def test_info_in_a_fresh_process(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
-    make_store(path)
+    make_store(path, metadata())
     cli = [sys.executable, "-c", "import sys; from tem_acq.cli import main; sys.exit(main())"]
     result = subprocess.run([*cli, "info", str(path), "--json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -8,21 +8,20 @@ from pathlib import Path
 import pytest
 
 from tem_acq.cli import main as cli
-from tem_acq.denoise import new_package
 from tem_acq.denoise.package import resolve_package
 from tem_acq.errors import TemAcqError
 
 
-def test_demo_end_to_end_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    model = tmp_path / "m"
-    new_package(model, fast=True)
+def test_demo_end_to_end_small(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast_pkg: Path
+) -> None:
     out = tmp_path / "d"
     args = [
         "demo",
         "--out",
         str(out),
         "--model",
-        str(model),
+        str(fast_pkg),
         "--frames",
         "6",
         "--size",

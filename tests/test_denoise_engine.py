@@ -17,19 +17,11 @@ from tem_acq.denoise import (
     dose_scale,
     from_network,
     load_model,
-    new_package,
     save_package,
     to_network,
 )
 from tem_acq.denoise.tiling import axis_plan, ramp
 from tem_acq.errors import TemAcqError
-
-
-@pytest.fixture(scope="module")
-def fast_pkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pkgs") / "fast"
-    new_package(out, fast=True, seed=1)
-    return out
 
 
 @pytest.fixture(scope="module")

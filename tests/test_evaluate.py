@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tem_acq.cli import main
-from tem_acq.denoise import Denoiser, load_model, load_package, new_package
+from tem_acq.denoise import Denoiser, load_model, load_package
 from tem_acq.denoise.package import write_quality
 from tem_acq.errors import TemAcqError
 from tem_acq.evaluate import (
@@ -42,16 +42,9 @@ def pairs() -> PairArrays:
 
 
 @pytest.fixture(scope="module")
-def untrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pkg") / "untrained"
-    new_package(out, fast=True)
-    return out
-
-
-@pytest.fixture(scope="module")
-def den(untrained: Path) -> Denoiser:
+def den(fast_pkg: Path) -> Denoiser:
     # eager: skips the execution-path trials at warm-up, which only cost time here
-    return load_model(untrained, "cpu", path="eager")
+    return load_model(fast_pkg, "cpu", path="eager")
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +169,9 @@ def test_vacuum_from_truth_finds_the_flat_bright_region() -> None:
     assert not vacuum_from_truth(3.0 + np.sin(xx / 2.0)).any()
 
 
-def test_groups_and_quality_table(pairs: PairArrays, trained: Path, tmp_path: Path) -> None:
+def test_groups_and_quality_table(
+    pairs: PairArrays, trained: Path, tmp_path: Path, fast_pkg: Path
+) -> None:
     other = simulate_pairs("nanoparticles", "integrating", n_fields=1, short_doses=(5.0,),
                            size=64, seed=22)
     from tem_acq.pairs import concatenate
@@ -194,10 +189,8 @@ def test_groups_and_quality_table(pairs: PairArrays, trained: Path, tmp_path: Pa
     card = load_package(trained).card  # weights untouched: the package still verifies
     assert len(card.quality) == len(rows)
     assert card.quality[0].image_kind == "low magnification"
-    untrained = tmp_path / "u"
-    new_package(untrained, fast=True)
     with pytest.raises(TemAcqError, match="untrained"):
-        write_quality(untrained, rows)
+        write_quality(fast_pkg, rows)
 
 
 def test_figure(pairs: PairArrays, den: Denoiser, tmp_path: Path) -> None:
@@ -307,7 +300,9 @@ def test_cli_train_and_evaluate(
     assert flips and max(flips) < 0.01  # averaged over the 8 transforms: orientation-free
 
 
-def test_cli_errors(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fast_pkg: Path
+) -> None:
     assert main(["train", "--pairs", str(tmp_path / "nope.ome.zarr"), "--out",
                  str(tmp_path / "m")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -319,21 +314,20 @@ def test_cli_errors(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["evaluate", "--model", str(tmp_path / "none"), "--pairs", str(store)]) == 2
     assert "does not exist" in capsys.readouterr().err
     no_truth = write_store(from_pairs_store([store]), tmp_path / "nt.ome.zarr", truth=False)
-    new_package(tmp_path / "u", fast=True)
-    assert main(["evaluate", "--model", str(tmp_path / "u"), "--pairs", str(no_truth),
+    assert main(["evaluate", "--model", str(fast_pkg), "--pairs", str(no_truth),
                  "--reference", "truth"]) == 2
     assert "no ground truth" in capsys.readouterr().err
 
 
 def test_cli_frame_pair(
-    oneview_dir: Path, untrained: Path, capsys: pytest.CaptureFixture[str]
+    oneview_dir: Path, fast_pkg: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b = oneview_dir / "val-0001.tif", oneview_dir / "val-0002.tif"
-    assert main(["evaluate", "--model", str(untrained), "--frame-pair", str(a), str(b),
+    assert main(["evaluate", "--model", str(fast_pkg), "--frame-pair", str(a), str(b),
                  "--json", "--device", "cpu"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["counts_per_electron"] == pytest.approx(44.0, rel=0.01)  # from the Gatan tags
-    assert main(["evaluate", "--model", str(untrained), "--frame-pair", str(a), str(b),
+    assert main(["evaluate", "--model", str(fast_pkg), "--frame-pair", str(a), str(b),
                  "--write-card"]) == 2
 
 

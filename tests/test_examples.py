@@ -8,8 +8,6 @@ from types import ModuleType
 
 import pytest
 
-from tem_acq.denoise import new_package
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -28,12 +26,10 @@ def test_simulated_acquisition_example() -> None:
     assert result["poisson_ratio"] == pytest.approx(1.0, abs=0.06)
 
 
-def test_live_denoising_example(tmp_path: Path) -> None:
-    model = tmp_path / "fast"
-    new_package(model, fast=True)
+def test_live_denoising_example(tmp_path: Path, fast_pkg: Path) -> None:
     out = tmp_path / "live.ome.zarr"
     result = load("live_denoising").main(
-        ["--out", str(out), "--model", str(model), "--frames", "10", "--size", "128"]
+        ["--out", str(out), "--model", str(fast_pkg), "--frames", "10", "--size", "128"]
     )
     assert result["frames"] == 10
     assert result["denoised"] >= 1 and result["shown"] == result["denoised"]

@@ -18,13 +18,6 @@ from tem_acq.store import open_store
 
 
 @pytest.fixture(scope="module")
-def fast_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models") / "fast-untrained"
-    new_package(out, fast=True, seed=0)
-    return out
-
-
-@pytest.fixture(scope="module")
 def paper_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "resnet18-untrained"
     new_package(out, encoder="resnet18", seed=0)
@@ -69,9 +62,9 @@ class FailingDenoiser:
         return self.inner.denoise(frames, counts_per_electron=counts_per_electron)
 
 
-def test_live_denoising_records_raw_and_denoised(tmp_path: Path, fast_model: Path) -> None:
+def test_live_denoising_records_raw_and_denoised(tmp_path: Path, fast_pkg: Path) -> None:
     store = tmp_path / "live.ome.zarr"
-    live, _ = record(store, time_events(30, 2.0), size=256, model=fast_model)
+    live, _ = record(store, time_events(30, 2.0), size=256, model=fast_pkg)
     summary = live.summary
     s = open_store(store)
     assert s.raw.shape == (30, 256, 256)
@@ -82,7 +75,7 @@ def test_live_denoising_records_raw_and_denoised(tmp_path: Path, fast_model: Pat
     assert info["denoised_frames"] == summary.denoised
     assert info["skipped"] == summary.skipped
     assert (
-        info["model"]["sha256"] == load_model(fast_model, device="cpu").package_hash.split(":")[-1]
+        info["model"]["sha256"] == load_model(fast_pkg, device="cpu").package_hash.split(":")[-1]
     )
     den = s.denoised[:]
     done = [r.index for r in s.frames if r.denoised]
@@ -114,10 +107,10 @@ def test_slow_denoiser_with_fast_camera_loses_no_raw_frame(
 
 @pytest.mark.filterwarnings("ignore:tem-acq. policy 'block' cannot hold")
 def test_model_exception_mid_acquisition_keeps_every_raw_frame(
-    tmp_path: Path, fast_model: Path
+    tmp_path: Path, fast_pkg: Path
 ) -> None:
     store = tmp_path / "fail.ome.zarr"
-    failing = FailingDenoiser(load_model(fast_model, device="cpu"))
+    failing = FailingDenoiser(load_model(fast_pkg, device="cpu"))
     with pytest.raises(DenoiserFailedError, match="CUDA out of memory"):
         with simulated_microscope(size=128, seed=2) as scope:
             live = LiveRecorder(
@@ -137,12 +130,12 @@ def test_model_exception_mid_acquisition_keeps_every_raw_frame(
     assert sum(r.skipped == "denoiser failed" for r in rows) >= 1
 
 
-def test_block_policy_denoises_every_snapped_frame(tmp_path: Path, fast_model: Path) -> None:
+def test_block_policy_denoises_every_snapped_frame(tmp_path: Path, fast_pkg: Path) -> None:
     # alternating exposures cannot be merged into a hardware sequence: every frame is a snap,
     # so the camera can wait for the denoiser
     events = [{"axes": {"time": i}, "exposure": 2.0 if i % 2 else 2.5} for i in range(12)]
     live, _ = record(
-        tmp_path / "b.ome.zarr", events, size=128, model=fast_model, policy="block", max_batch=1
+        tmp_path / "b.ome.zarr", events, size=128, model=fast_pkg, policy="block", max_batch=1
     )
     assert live.summary.denoised == 12 and live.summary.skipped == 0
 
@@ -164,14 +157,14 @@ def test_block_policy_falls_back_to_skipping_during_a_sequence(tmp_path: Path) -
     assert live.summary.denoised + live.summary.skipped == 60
 
 
-def test_denoised_pass_through_keeps_the_input_dtype(tmp_path: Path, fast_model: Path) -> None:
+def test_denoised_pass_through_keeps_the_input_dtype(tmp_path: Path, fast_pkg: Path) -> None:
     """What the Java backend needs: the processor's output dtype equals its input's."""
     live = LiveRecorder(
         tmp_path / "pt.ome.zarr",
         pixel_size_A=30.0,
         counts_per_electron=1.0,
         exposure_ms=2.0,
-        model=fast_model,
+        model=fast_pkg,
         device="cpu",
         pass_through="denoised",
         policy="block",

@@ -33,13 +33,6 @@ from tem_acq.errors import ModelPackageError
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def fast_pkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pkgs") / "fast"
-    new_package(out, fast=True, seed=3)
-    return out
-
-
 def _copy(src: Path, tmp_path: Path, name: str = "copy") -> Path:
     dst = tmp_path / name
     shutil.copytree(src, dst)

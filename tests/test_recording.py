@@ -239,6 +239,7 @@ def test_sigkill_mid_acquisition_loses_at_most_one_shard(tmp_path: Path) -> None
     # frames printed after our last read were handed over too: read the rest of the pipe
     for line in proc.stdout:
         handed_over = int(line.split()[1])
+    proc.stdout.close()
     s = open_store(store)
     assert s.complete is False
     n = s.raw.shape[0]

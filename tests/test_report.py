@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,7 @@ from tem_acq.report import default_report_path, pick_frames, write_report
 from tem_acq.store import (
     AcquisitionMetadata,
     AcquisitionWriter,
-    Camera,
     FrameRecord,
-    Instrument,
     ModelProvenance,
     open_store,
 )
@@ -26,21 +25,7 @@ SHA = "ab" * 32
 SHAPE = (48, 64)
 CPE = 44.0
 
-
-def make_metadata(*, model: bool = True) -> AcquisitionMetadata:
-    return AcquisitionMetadata(
-        instrument=Instrument(voltage_kV=200, pixel_size_A=29.88, magnification=20000),
-        camera=Camera(
-            name="Gatan OneView", counts_per_electron=CPE, binning=8, detector_kind="integrating"
-        ),
-        exposure_ms=3.3,
-        frame_interval_ms=8.0,
-        dose_e_per_px=4.6,
-        model=ModelProvenance(name="unet-test", sha256=SHA, architecture="Unet(resnet18)")
-        if model
-        else None,
-        description="gold nanoparticles on carbon",
-    )
+MetadataBuilder = Callable[..., AcquisitionMetadata]  # the conftest fixture `metadata`
 
 
 def truth(shape: tuple[int, int] = SHAPE) -> np.ndarray:
@@ -52,6 +37,7 @@ def truth(shape: tuple[int, int] = SHAPE) -> np.ndarray:
 
 def make_store(
     path: Path,
+    metadata: MetadataBuilder,
     n: int = 30,
     *,
     model: bool = True,
@@ -63,7 +49,14 @@ def make_store(
     frame denoised (none for 0), the rest skipped with a reason."""
     rng = np.random.default_rng(0)
     clean = truth()
-    writer = AcquisitionWriter(path, make_metadata(model=model), SHAPE, denoised=model)
+    meta = metadata(
+        camera={"counts_per_electron": CPE, "detector_kind": "integrating"},
+        model=ModelProvenance(name="unet-test", sha256=SHA, architecture="Unet(resnet18)")
+        if model
+        else None,
+        description="gold nanoparticles on carbon",
+    )
+    writer = AcquisitionWriter(path, meta, SHAPE, denoised=model)
     for i in range(n):
         electrons = rng.poisson(clean)
         index = writer.append_raw(
@@ -99,9 +92,9 @@ def assert_self_contained(document: str) -> None:
 
 
 def test_report_of_a_denoised_acquisition(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: MetadataBuilder
 ) -> None:
-    store = make_store(tmp_path / "run.ome.zarr")
+    store = make_store(tmp_path / "run.ome.zarr", metadata)
     assert cli(["report", str(store)]) == 0
     out = tmp_path / "run.report.html"
     assert f"wrote {out}" in capsys.readouterr().out
@@ -135,19 +128,23 @@ def test_report_of_a_denoised_acquisition(
         assert f"Frame {index} (" in document
 
 
-def test_frames_shown_are_denoised_nearest_to_targets(tmp_path: Path) -> None:
-    store = open_store(make_store(tmp_path / "s.ome.zarr", 30, denoise_every=4))
+def test_frames_shown_are_denoised_nearest_to_targets(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
+    store = open_store(make_store(tmp_path / "s.ome.zarr", metadata, 30, denoise_every=4))
     picks = pick_frames(store, 3)
     assert [p.index for p in picks] == [0, 16, 28]
     assert [p.target for p in picks] == ["first", "middle", "last"]
-    raw_only = open_store(make_store(tmp_path / "r.ome.zarr", 7, model=False))
+    raw_only = open_store(make_store(tmp_path / "r.ome.zarr", metadata, 7, model=False))
     assert [p.index for p in pick_frames(raw_only, 3)] == [0, 3, 6]
     assert [p.index for p in pick_frames(raw_only, 10)] == list(range(7))
     assert pick_frames(raw_only, 0) == []
 
 
-def test_report_of_raw_only_store_and_frame_count(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "raw.ome.zarr", 12, model=False)
+def test_report_of_raw_only_store_and_frame_count(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
+    store = make_store(tmp_path / "raw.ome.zarr", metadata, 12, model=False)
     out = write_report(store, tmp_path / "r.html", frames=2)
     document = out.read_text(encoding="utf-8")
     assert_self_contained(document)
@@ -157,18 +154,20 @@ def test_report_of_raw_only_store_and_frame_count(tmp_path: Path) -> None:
     assert len(images(write_report(store, tmp_path / "r0.html", frames=0).read_text())) == 1
 
 
-def test_raw_is_shown_in_electrons(tmp_path: Path) -> None:
+def test_raw_is_shown_in_electrons(tmp_path: Path, metadata: MetadataBuilder) -> None:
     """The raw panel's caption gives the mean in e-/px, not counts (counts / 44)."""
-    store = make_store(tmp_path / "e.ome.zarr", 4)
+    store = make_store(tmp_path / "e.ome.zarr", metadata, 4)
     document = write_report(store, tmp_path / "e.html").read_text()
     means = [float(m) for m in re.findall(r"raw mean ([0-9.]+) e-/px", document)]
     assert means and all(3.5 < m < 5.0 for m in means)
     assert "raw counts / 44 counts per e-" in document
 
 
-def test_incomplete_store_with_errors_is_flagged_and_escaped(tmp_path: Path) -> None:
+def test_incomplete_store_with_errors_is_flagged_and_escaped(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     store = make_store(
-        tmp_path / "crash.ome.zarr", 20, close=False, error="camera <timeout> & retry"
+        tmp_path / "crash.ome.zarr", metadata, 20, close=False, error="camera <timeout> & retry"
     )
     document = write_report(store).read_text()
     assert "INCOMPLETE" in document
@@ -176,8 +175,10 @@ def test_incomplete_store_with_errors_is_flagged_and_escaped(tmp_path: Path) -> 
     assert "<timeout>" not in document
 
 
-def test_out_may_be_a_folder_and_existing_report_is_replaced(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "a.ome.zarr", 5)
+def test_out_may_be_a_folder_and_existing_report_is_replaced(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
+    store = make_store(tmp_path / "a.ome.zarr", metadata, 5)
     folder = tmp_path / "reports"
     folder.mkdir()
     first = write_report(store, folder)
@@ -214,9 +215,9 @@ def test_bad_input_is_a_clear_error(
 
 
 def test_unwritable_output_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: MetadataBuilder
 ) -> None:
-    store = make_store(tmp_path / "w.ome.zarr", 3)
+    store = make_store(tmp_path / "w.ome.zarr", metadata, 3)
     assert cli(["report", str(store), "--out", str(tmp_path / "no" / "such" / "r.html")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "--out" in err
@@ -235,15 +236,15 @@ def test_pairs_store_is_refused_with_a_pointer(
     assert "pairs store" in err and "tem-acq view" in err
 
 
-def test_store_with_nothing_denoised_says_why(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "none.ome.zarr", 6, denoise_every=0)
+def test_store_with_nothing_denoised_says_why(tmp_path: Path, metadata: MetadataBuilder) -> None:
+    store = make_store(tmp_path / "none.ome.zarr", metadata, 6, denoise_every=0)
     document = write_report(store, frames=1).read_text()
     assert len(images(document)) == 2
     assert "Frame 0 (first): raw mean" in document and "skipped: denoiser busy" in document
     assert "0 of 6" in document
 
 
-def test_empty_store(tmp_path: Path) -> None:
-    document = write_report(make_store(tmp_path / "empty.ome.zarr", 0)).read_text()
+def test_empty_store(tmp_path: Path, metadata: MetadataBuilder) -> None:
+    document = write_report(make_store(tmp_path / "empty.ome.zarr", metadata, 0)).read_text()
     assert_self_contained(document)
     assert "No frames were recorded." in document and not images(document)

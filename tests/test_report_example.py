@@ -41,13 +41,9 @@ def test_browse_store_example(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_browse_store_example_with_a_model(tmp_path: Path) -> None:
-    from tem_acq.denoise import new_package
-
-    package = tmp_path / "model"
-    new_package(package, fast=True)
+def test_browse_store_example_with_a_model(tmp_path: Path, fast_pkg: Path) -> None:
     out = run_example(
-        "--frames", "4", "--size", "64", "--out-dir", str(tmp_path), "--model", str(package)
+        "--frames", "4", "--size", "64", "--out-dir", str(tmp_path), "--model", str(fast_pkg)
     )
     assert "denoised: 4 of 4 frames" in out
     document = (tmp_path / "tiny.report.html").read_text()

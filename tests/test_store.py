@@ -6,6 +6,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,7 @@ from tem_acq.errors import StoreError
 from tem_acq.store import (
     AcquisitionMetadata,
     AcquisitionWriter,
-    Camera,
     FrameRecord,
-    Instrument,
     ModelProvenance,
     open_store,
 )
@@ -27,17 +26,7 @@ from tem_acq.store._files import read_shard_chunks, shard_parts
 
 SHAPE = (24, 20)
 
-
-def metadata(**overrides: object) -> AcquisitionMetadata:
-    fields: dict[str, object] = {
-        "instrument": Instrument(voltage_kV=200, pixel_size_A=29.88, magnification=20000),
-        "camera": Camera(name="Gatan OneView", counts_per_electron=44, binning=8),
-        "exposure_ms": 3.3,
-        "frame_interval_ms": 8.0,
-        "dose_e_per_px": 4.6,
-    }
-    fields.update(overrides)
-    return AcquisitionMetadata.model_validate(fields)
+MetadataBuilder = Callable[..., AcquisitionMetadata]  # the conftest fixture `metadata`
 
 
 def raw_frame(index: int, shape: tuple[int, int] = SHAPE) -> np.ndarray:
@@ -50,16 +39,16 @@ def den_frame(index: int, shape: tuple[int, int] = SHAPE) -> np.ndarray:
     return np.full(shape, index + 0.25, dtype=np.float32)
 
 
-def write_store(path: Path, n: int, **kwargs: object) -> None:
-    with AcquisitionWriter(path, metadata(), SHAPE, **kwargs) as writer:  # type: ignore[arg-type]
+def write_store(path: Path, metadata: AcquisitionMetadata, n: int, **kwargs: object) -> None:
+    with AcquisitionWriter(path, metadata, SHAPE, **kwargs) as writer:  # type: ignore[arg-type]
         for i in range(n):
             index = writer.append_raw(raw_frame(i), FrameRecord(stage_x_um=i, extra={"i": i}))
             writer.write_denoised(index, den_frame(i), latency_ms=float(i))
 
 
-def test_round_trip(tmp_path: Path) -> None:
+def test_round_trip(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
-    write_store(path, 37)
+    write_store(path, metadata(), 37)
     store = open_store(path)
     assert store.complete
     assert store.errors == []
@@ -86,9 +75,11 @@ def test_round_trip(tmp_path: Path) -> None:
     assert table["timestamp"].dtype == np.dtype("datetime64[us]")
 
 
-def test_layout_validates_with_yaozarrs_and_names_series(tmp_path: Path) -> None:
+def test_layout_validates_with_yaozarrs_and_names_series(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
-    write_store(path, 5)
+    write_store(path, metadata(), 5)
     yaozarrs.validate_zarr_store(str(path))
     root = json.loads((path / "zarr.json").read_text())
     assert root["attributes"]["ome"]["bioformats2raw.layout"] == 3
@@ -111,10 +102,10 @@ def test_layout_validates_with_yaozarrs_and_names_series(tmp_path: Path) -> None
     assert sharding["configuration"]["chunk_shape"] == [1, *SHAPE]
 
 
-def test_ome_xml_names_images_in_series_order(tmp_path: Path) -> None:
+def test_ome_xml_names_images_in_series_order(tmp_path: Path, metadata: MetadataBuilder) -> None:
     ome_types = pytest.importorskip("ome_types")
     path = tmp_path / "run.zarr"
-    write_store(path, 3)
+    write_store(path, metadata(), 3)
     ome = ome_types.from_xml((path / "OME" / "METADATA.ome.xml").read_text())
     assert [image.name for image in ome.images] == ["raw", "denoised"]
     assert ome.images[0].pixels.type.value == "uint16"
@@ -123,9 +114,11 @@ def test_ome_xml_names_images_in_series_order(tmp_path: Path) -> None:
     assert ome.images[0].pixels.physical_size_x == pytest.approx(2.988)
 
 
-def test_other_readers_decode_the_shards(tmp_path: Path) -> None:
+def test_other_readers_decode_the_shards(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
-    write_store(path, 19, shard_frames=4, compression="zstd", denoised_compression="none")
+    write_store(
+        path, metadata(), 19, shard_frames=4, compression="zstd", denoised_compression="none"
+    )
     raw = zarr.open_array(str(path / "raw" / "0"), mode="r")
     np.testing.assert_array_equal(raw[18], raw_frame(18))
     ts = pytest.importorskip("tensorstore")
@@ -137,7 +130,7 @@ def test_other_readers_decode_the_shards(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 8, 9, 15, 16, 17])
-def test_shard_boundaries(tmp_path: Path, n: int) -> None:
+def test_shard_boundaries(tmp_path: Path, n: int, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     with AcquisitionWriter(path, metadata(), SHAPE, shard_frames=4, denoised=False) as writer:
         for i in range(n):
@@ -155,7 +148,9 @@ def test_shard_boundaries(tmp_path: Path, n: int) -> None:
     assert len(shards) == -(-n // 4)
 
 
-def test_denoised_out_of_order_skipped_and_missing(tmp_path: Path) -> None:
+def test_denoised_out_of_order_skipped_and_missing(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
     rng = random.Random(3)
     with AcquisitionWriter(path, metadata(), SHAPE, shard_frames=4) as writer:
@@ -189,7 +184,9 @@ def test_denoised_out_of_order_skipped_and_missing(tmp_path: Path) -> None:
     assert rows[3].skipped is None and not rows[3].denoised
 
 
-def test_late_denoised_frame_after_its_shard_left_memory(tmp_path: Path) -> None:
+def test_late_denoised_frame_after_its_shard_left_memory(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
     with AcquisitionWriter(
         path, metadata(), SHAPE, shard_frames=4, max_pending_denoised_shards=1
@@ -207,7 +204,9 @@ def test_late_denoised_frame_after_its_shard_left_memory(tmp_path: Path) -> None
     assert store.denoised_frames == 20
 
 
-def test_flush_commits_partial_shard_and_rewrites_it(tmp_path: Path) -> None:
+def test_flush_commits_partial_shard_and_rewrites_it(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
     writer = AcquisitionWriter(path, metadata(), SHAPE, shard_frames=8)
     for i in range(3):
@@ -227,7 +226,7 @@ def test_flush_commits_partial_shard_and_rewrites_it(tmp_path: Path) -> None:
     assert not list((path / "raw" / "0").glob(".*tmp"))
 
 
-def test_flush_interval_commits_waiting_frames(tmp_path: Path) -> None:
+def test_flush_interval_commits_waiting_frames(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     writer = AcquisitionWriter(path, metadata(), SHAPE, flush_interval_s=0.05)
     writer.append_raw(raw_frame(0))
@@ -239,7 +238,7 @@ def test_flush_interval_commits_waiting_frames(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_record_error_and_incomplete_store(tmp_path: Path) -> None:
+def test_record_error_and_incomplete_store(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     writer = AcquisitionWriter(path, metadata(), SHAPE, shard_frames=2)
     for i in range(5):
@@ -254,7 +253,9 @@ def test_record_error_and_incomplete_store(tmp_path: Path) -> None:
     assert open_store(path).complete
 
 
-def test_exception_inside_with_block_is_recorded_and_frames_kept(tmp_path: Path) -> None:
+def test_exception_inside_with_block_is_recorded_and_frames_kept(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
     with pytest.raises(RuntimeError), AcquisitionWriter(path, metadata(), SHAPE) as writer:
         for i in range(3):
@@ -265,7 +266,7 @@ def test_exception_inside_with_block_is_recorded_and_frames_kept(tmp_path: Path)
     assert store.errors == ["acquisition ended by RuntimeError: camera lost"]
 
 
-def test_info_reports_metadata_and_model(tmp_path: Path) -> None:
+def test_info_reports_metadata_and_model(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     model = ModelProvenance(name="unet-r18", sha256="ab" * 32, normalisation={"kind": "dose"})
     with AcquisitionWriter(path, metadata(model=model), SHAPE) as writer:
@@ -286,7 +287,9 @@ def test_info_reports_metadata_and_model(tmp_path: Path) -> None:
     json.dumps(info)
 
 
-def test_model_normalization_is_written_with_the_cards_spelling(tmp_path: Path) -> None:
+def test_model_normalization_is_written_with_the_cards_spelling(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
     model = ModelProvenance(name="unet", sha256="ab" * 32, normalization={"kind": "dose"})
     with AcquisitionWriter(path, metadata(model=model), SHAPE) as writer:
@@ -303,7 +306,7 @@ def test_model_normalization_is_written_with_the_cards_spelling(tmp_path: Path) 
     assert open_store(path).metadata.model == model
 
 
-def test_other_dtypes_and_compression_none(tmp_path: Path) -> None:
+def test_other_dtypes_and_compression_none(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     frame = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE) / 7
     with AcquisitionWriter(path, metadata(), SHAPE, "float32", compression="none") as writer:
@@ -335,7 +338,7 @@ def test_reader_does_not_import_pycromanager() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_writer_rejects_bad_arguments(tmp_path: Path) -> None:
+def test_writer_rejects_bad_arguments(tmp_path: Path, metadata: MetadataBuilder) -> None:
     with pytest.raises(StoreError, match=r"frame_shape must be positive"):
         AcquisitionWriter(tmp_path / "a.zarr", metadata(), (0, 4))
     with pytest.raises(StoreError, match=r"cannot be stored"):

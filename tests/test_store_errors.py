@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,28 +31,17 @@ from tem_acq.store.root import parse_store_metadata
 
 SHAPE = (24, 20)
 
-
-def metadata_dict(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "instrument": {"voltage_kV": 200, "pixel_size_A": 29.88},
-        "camera": {"name": "OneView", "counts_per_electron": 44, "binning": 8},
-        "exposure_ms": 3.3,
-        "dose_e_per_px": 4.6,
-    }
-    data.update(overrides)
-    return data
-
-
-def metadata(**overrides: Any) -> AcquisitionMetadata:
-    return AcquisitionMetadata.model_validate(metadata_dict(**overrides))
+# the conftest fixtures `metadata_dict` and `metadata`
+FieldsBuilder = Callable[..., dict[str, Any]]
+MetadataBuilder = Callable[..., AcquisitionMetadata]
 
 
 def frame(index: int, shape: tuple[int, int] = SHAPE, dtype: Any = np.uint16) -> np.ndarray:
     return np.full(shape, index, dtype=dtype)
 
 
-def make_store(path: Path, n: int = 3) -> None:
-    with AcquisitionWriter(path, metadata(), SHAPE) as writer:
+def make_store(path: Path, metadata: AcquisitionMetadata, n: int = 3) -> None:
+    with AcquisitionWriter(path, metadata, SHAPE) as writer:
         for i in range(n):
             writer.append_raw(frame(i))
 
@@ -60,17 +49,19 @@ def make_store(path: Path, n: int = 3) -> None:
 # -- existing paths --------------------------------------------------------------------------
 
 
-def test_existing_store_is_never_overwritten_silently(tmp_path: Path) -> None:
+def test_existing_store_is_never_overwritten_silently(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.zarr"
-    make_store(path, 3)
+    make_store(path, metadata(), 3)
     with pytest.raises(StoreError, match=r"already exists: pass --overwrite \(overwrite=True\)"):
         AcquisitionWriter(path, metadata(), SHAPE)
     assert open_store(path).raw.shape[0] == 3  # untouched
 
 
-def test_overwrite_replaces_a_store(tmp_path: Path) -> None:
+def test_overwrite_replaces_a_store(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
-    make_store(path, 3)
+    make_store(path, metadata(), 3)
     with AcquisitionWriter(path, metadata(), SHAPE, overwrite=True) as writer:
         writer.append_raw(frame(7))
     store = open_store(path)
@@ -78,7 +69,7 @@ def test_overwrite_replaces_a_store(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.zarr"]  # nothing left behind
 
 
-def test_overwrite_refuses_what_is_not_a_store(tmp_path: Path) -> None:
+def test_overwrite_refuses_what_is_not_a_store(tmp_path: Path, metadata: MetadataBuilder) -> None:
     folder = tmp_path / "thesis"
     folder.mkdir()
     (folder / "chapter1.tex").write_text("precious")
@@ -129,9 +120,9 @@ def _edit_root(path: Path, **tem_acq: Any) -> None:
     (path / "zarr.json").write_text(json.dumps(root))
 
 
-def test_open_a_store_of_another_kind(tmp_path: Path) -> None:
+def test_open_a_store_of_another_kind(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "pairs.zarr"
-    make_store(path)
+    make_store(path, metadata())
     _edit_root(path, kind="pairs")
     with pytest.raises(StoreError, match=r"is a tem-acq 'pairs' store, not an acquisition store"):
         open_store(path)
@@ -140,25 +131,27 @@ def test_open_a_store_of_another_kind(tmp_path: Path) -> None:
         open_store(path)
 
 
-def test_open_a_store_from_a_newer_schema(tmp_path: Path) -> None:
+def test_open_a_store_from_a_newer_schema(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "future.zarr"
-    make_store(path)
+    make_store(path, metadata())
     _edit_root(path, schema_version="2.0")
     with pytest.raises(StoreError, match=r"store schema 2.0, newer than .* \(1.x\): upgrade"):
         open_store(path)
 
 
-def test_newer_minor_schema_with_new_fields_says_upgrade(tmp_path: Path) -> None:
+def test_newer_minor_schema_with_new_fields_says_upgrade(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "minor.zarr"
-    make_store(path)
+    make_store(path, metadata())
     _edit_root(path, schema_version="1.7", hologram_mode="off-axis")
     with pytest.raises(StoreError, match=r"written with schema 1.7.*hologram_mode"):
         open_store(path)
 
 
-def test_open_a_store_with_invalid_metadata(tmp_path: Path) -> None:
+def test_open_a_store_with_invalid_metadata(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "bad.zarr"
-    make_store(path)
+    make_store(path, metadata())
     root = json.loads((path / "zarr.json").read_text())
     root["attributes"]["tem_acq"]["instrument"]["pixel_size_A"] = 0
     (path / "zarr.json").write_text(json.dumps(root))
@@ -166,17 +159,17 @@ def test_open_a_store_with_invalid_metadata(tmp_path: Path) -> None:
         open_store(path)
 
 
-def test_open_a_store_missing_its_raw_array(tmp_path: Path) -> None:
+def test_open_a_store_missing_its_raw_array(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "damaged.zarr"
-    make_store(path)
+    make_store(path, metadata())
     shutil.rmtree(path / "raw" / "0")
     with pytest.raises(StoreError, match=r"no readable raw/0 array.*damaged"):
         open_store(path)
 
 
-def test_missing_event_log_is_reported_not_fatal(tmp_path: Path) -> None:
+def test_missing_event_log_is_reported_not_fatal(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "nolog.zarr"
-    make_store(path, 2)
+    make_store(path, metadata(), 2)
     (path / "tem_acq_log.jsonl").unlink()
     store = open_store(path)
     assert store.raw.shape[0] == 2
@@ -188,7 +181,7 @@ def test_missing_event_log_is_reported_not_fatal(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("pixel_size", [0, -1.5, float("nan")])
-def test_pixel_size_must_be_positive(pixel_size: float) -> None:
+def test_pixel_size_must_be_positive(pixel_size: float, metadata_dict: FieldsBuilder) -> None:
     data = metadata_dict(instrument={"voltage_kV": 200, "pixel_size_A": pixel_size})
     with pytest.raises(ValidationError, match=r"Micro-Manager reports 0 when no pixel size"):
         AcquisitionMetadata.model_validate(data)
@@ -196,7 +189,9 @@ def test_pixel_size_must_be_positive(pixel_size: float) -> None:
         validate_metadata(data)
 
 
-def test_writer_refuses_invalid_metadata_before_creating_anything(tmp_path: Path) -> None:
+def test_writer_refuses_invalid_metadata_before_creating_anything(
+    tmp_path: Path, metadata_dict: FieldsBuilder
+) -> None:
     data = metadata_dict(instrument={"voltage_kV": 200, "pixel_size_A": 0})
     with pytest.raises(StoreError, match=r"invalid acquisition metadata.*Pixel Size Calibration"):
         AcquisitionWriter(tmp_path / "run.zarr", data, SHAPE)
@@ -213,18 +208,22 @@ def test_writer_refuses_invalid_metadata_before_creating_anything(tmp_path: Path
         ("exposure_ms", 0),
     ],
 )
-def test_doses_and_exposure_must_be_positive(field: str, value: float) -> None:
+def test_doses_and_exposure_must_be_positive(
+    field: str, value: float, metadata_dict: FieldsBuilder
+) -> None:
     with pytest.raises(StoreError, match=rf"{field}: Input should be greater than 0"):
         validate_metadata(metadata_dict(**{field: value}))
 
 
-def test_camera_conversion_factor_must_be_positive() -> None:
+def test_camera_conversion_factor_must_be_positive(metadata_dict: FieldsBuilder) -> None:
     camera = {"name": "OneView", "counts_per_electron": 0}
     with pytest.raises(StoreError, match=r"camera.counts_per_electron: Input should be greater"):
         validate_metadata(metadata_dict(camera=camera))
 
 
-def test_doses_are_derived_and_checked() -> None:
+def test_doses_are_derived_and_checked(
+    metadata_dict: FieldsBuilder, metadata: MetadataBuilder
+) -> None:
     meta = metadata(dose_e_per_px=None, dose_rate_e_per_px_per_s=1000.0)
     assert meta.dose_e_per_px == pytest.approx(3.3)
     assert meta.dose_e_per_A2 == pytest.approx(3.3 / 29.88**2)
@@ -237,14 +236,14 @@ def test_doses_are_derived_and_checked() -> None:
         validate_metadata(metadata_dict(dose_e_per_A2=1.0))
 
 
-def test_unknown_fields_and_bad_model_hash_are_refused() -> None:
+def test_unknown_fields_and_bad_model_hash_are_refused(metadata_dict: FieldsBuilder) -> None:
     with pytest.raises(StoreError, match=r"pixel_size: Extra inputs are not permitted"):
         validate_metadata(metadata_dict(pixel_size=3.0))
     with pytest.raises(ValidationError, match=r"sha256"):
         ModelProvenance(name="unet", sha256="not-a-hash")
 
 
-def test_metadata_round_trips_through_json() -> None:
+def test_metadata_round_trips_through_json(metadata: MetadataBuilder) -> None:
     meta = metadata(
         model=ModelProvenance(name="unet", sha256="0" * 64, normalisation={"scale": 1.0})
     )
@@ -252,7 +251,7 @@ def test_metadata_round_trips_through_json() -> None:
     assert again == meta
 
 
-def test_software_versions_only_report_loaded_packages() -> None:
+def test_software_versions_only_report_loaded_packages(metadata: MetadataBuilder) -> None:
     import sys
 
     software = metadata().software
@@ -264,7 +263,7 @@ def test_software_versions_only_report_loaded_packages() -> None:
 # -- frames ----------------------------------------------------------------------------------
 
 
-def test_frame_shape_change_mid_acquisition(tmp_path: Path) -> None:
+def test_frame_shape_change_mid_acquisition(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     with AcquisitionWriter(path, metadata(), SHAPE) as writer:
         writer.append_raw(frame(0))
@@ -280,7 +279,7 @@ def test_frame_shape_change_mid_acquisition(tmp_path: Path) -> None:
     np.testing.assert_array_equal(store.raw[:, 0, 0], [0, 1, 2])
 
 
-def test_frame_dtype_change_mid_acquisition(tmp_path: Path) -> None:
+def test_frame_dtype_change_mid_acquisition(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     with AcquisitionWriter(path, metadata(), SHAPE) as writer:
         writer.append_raw(frame(0))
@@ -289,7 +288,7 @@ def test_frame_dtype_change_mid_acquisition(tmp_path: Path) -> None:
     assert open_store(path).raw.shape[0] == 1
 
 
-def test_bad_denoised_frames(tmp_path: Path) -> None:
+def test_bad_denoised_frames(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     with AcquisitionWriter(path, metadata(), SHAPE) as writer:
         writer.append_raw(frame(0))
@@ -313,7 +312,7 @@ def test_bad_denoised_frames(tmp_path: Path) -> None:
             writer.write_denoised(2, np.zeros(SHAPE, np.float32), latency_ms=-1)
 
 
-def test_store_without_denoised_image(tmp_path: Path) -> None:
+def test_store_without_denoised_image(tmp_path: Path, metadata: MetadataBuilder) -> None:
     path = tmp_path / "run.zarr"
     with AcquisitionWriter(path, metadata(), SHAPE, denoised=False) as writer:
         writer.append_raw(frame(0))
@@ -323,7 +322,7 @@ def test_store_without_denoised_image(tmp_path: Path) -> None:
     assert store.denoised is None and store.info()["denoised_frames"] == 0
 
 
-def test_invalid_frame_record(tmp_path: Path) -> None:
+def test_invalid_frame_record(tmp_path: Path, metadata: MetadataBuilder) -> None:
     with AcquisitionWriter(tmp_path / "run.zarr", metadata(), SHAPE) as writer:
         with pytest.raises(StoreError, match=r"invalid record for frame 0: dose_e_per_px"):
             writer.append_raw(frame(0), {"dose_e_per_px": -1})
@@ -331,7 +330,7 @@ def test_invalid_frame_record(tmp_path: Path) -> None:
             writer.append_raw(frame(0), {"stage_q_um": 1})
 
 
-def test_closed_writer(tmp_path: Path) -> None:
+def test_closed_writer(tmp_path: Path, metadata: MetadataBuilder) -> None:
     writer = AcquisitionWriter(tmp_path / "run.zarr", metadata(), SHAPE)
     writer.close()
     writer.close()  # idempotent
@@ -343,7 +342,7 @@ def test_closed_writer(tmp_path: Path) -> None:
 
 
 def test_full_disk_keeps_committed_frames_and_recovers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metadata: MetadataBuilder
 ) -> None:
     path = tmp_path / "run.zarr"
     full = False
@@ -404,7 +403,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_really_full_disk(tiny_disk: Path) -> None:
+def test_really_full_disk(tiny_disk: Path, metadata: MetadataBuilder) -> None:
     path = tiny_disk / "run.zarr"
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 65535, size=(200, 64, 64), dtype=np.uint16)  # incompressible
@@ -422,7 +421,7 @@ def test_really_full_disk(tiny_disk: Path) -> None:
     assert open_store(path).raw.shape[0] == n
 
 
-def test_no_room_to_create_a_store(tiny_disk: Path) -> None:
+def test_no_room_to_create_a_store(tiny_disk: Path, metadata: MetadataBuilder) -> None:
     (tiny_disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 4096))
     with pytest.raises(StoreError, match=r"cannot create the store .*free space on that disk"):
         AcquisitionWriter(tiny_disk / "run.zarr", metadata(), SHAPE)

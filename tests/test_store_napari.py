@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaozarrs
 import zarr
-from test_store import SHAPE, metadata, raw_frame, write_store
+from test_store import SHAPE, MetadataBuilder, raw_frame, write_store
 from test_view import make_pairs_store
 
 from tem_acq.store import AcquisitionWriter, FrameRecord, open_pairs, open_store
@@ -77,15 +77,19 @@ def open_root_in_napari_ome_zarr(root: Path) -> list[tuple[Any, dict[str, Any], 
     return layers
 
 
-def test_acquisition_root_is_a_collection_napari_can_follow(tmp_path: Path) -> None:
+def test_acquisition_root_is_a_collection_napari_can_follow(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.ome.zarr"
-    write_store(path, 5)
+    write_store(path, metadata(), 5)
     check_collection(path, {"raw": (5, *SHAPE), "denoised": (5, *SHAPE)})
     store = open_store(path)
     assert store.raw.shape == (5, *SHAPE)
 
 
-def test_raw_only_store_and_a_store_still_being_written(tmp_path: Path) -> None:
+def test_raw_only_store_and_a_store_still_being_written(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.ome.zarr"
     with AcquisitionWriter(path, metadata(), SHAPE, denoised=False) as writer:
         writer.append_raw(raw_frame(0), FrameRecord())
@@ -101,11 +105,11 @@ def test_pairs_root_is_a_collection_napari_can_follow(tmp_path: Path) -> None:
     assert open_pairs(path).low.shape == (4, 32, 40)
 
 
-def test_ome_xml_ids_are_valid_ome(tmp_path: Path) -> None:
+def test_ome_xml_ids_are_valid_ome(tmp_path: Path, metadata: MetadataBuilder) -> None:
     """``Image:raw`` etc. are valid OME IDs (ome-types parses and checks them)."""
     ome_types = pytest.importorskip("ome_types")
     path = tmp_path / "run.ome.zarr"
-    write_store(path, 2)
+    write_store(path, metadata(), 2)
     ome = ome_types.from_xml((path / "OME" / "METADATA.ome.xml").read_text())
     assert [(i.id, i.name, i.pixels.id) for i in ome.images] == [
         ("Image:raw", "raw", "Pixels:raw"),
@@ -113,9 +117,11 @@ def test_ome_xml_ids_are_valid_ome(tmp_path: Path) -> None:
     ]
 
 
-def test_napari_ome_zarr_opens_the_acquisition_root(tmp_path: Path) -> None:
+def test_napari_ome_zarr_opens_the_acquisition_root(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     path = tmp_path / "run.ome.zarr"
-    write_store(path, 5)
+    write_store(path, metadata(), 5)
     layers = open_root_in_napari_ome_zarr(path)
     assert [(kind, [level.shape for level in data]) for data, _, kind in layers] == [
         ("image", [(5, *SHAPE)]),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import CPE, SHAPE, make_store
+from test_report import CPE, SHAPE, MetadataBuilder, make_store
 
 from tem_acq.cli import main as cli
 from tem_acq.errors import StoreError
@@ -86,8 +86,8 @@ def test_contrast_limits_come_from_percentiles_not_the_dtype() -> None:
     assert flat_high > flat_low == 0
 
 
-def test_acquisition_view(tmp_path: Path) -> None:
-    store = open_store(make_store(tmp_path / "run.ome.zarr", 30))
+def test_acquisition_view(tmp_path: Path, metadata: MetadataBuilder) -> None:
+    store = open_store(make_store(tmp_path / "run.ome.zarr", metadata, 30))
     spec = build_view(store)
     assert [layer.name for layer in spec.layers] == ["raw [counts]", "denoised [e-/px]"]
     raw, den = spec.layers
@@ -120,17 +120,20 @@ def test_acquisition_view(tmp_path: Path) -> None:
     assert "y 29.88 angstrom" in text
 
 
-def test_raw_only_view_and_paths(tmp_path: Path) -> None:
-    path = make_store(tmp_path / "raw.ome.zarr", 5, model=False)
+def test_raw_only_view_and_paths(tmp_path: Path, metadata: MetadataBuilder) -> None:
+    path = make_store(tmp_path / "raw.ome.zarr", metadata, 5, model=False)
     spec = build_view(path)  # a path works too
     assert [layer.name for layer in spec.layers] == ["raw [counts]"]
     assert spec.grid is False
     assert "no denoised image" in spec.summary and "model none" in spec.title
 
 
-def test_denoised_window_falls_back_to_raw_in_electrons(tmp_path: Path) -> None:
+def test_denoised_window_falls_back_to_raw_in_electrons(
+    tmp_path: Path, metadata: MetadataBuilder
+) -> None:
     """Nothing denoised yet (all skipped): the raw window converted to electrons."""
-    store = open_store(make_store(tmp_path / "s.ome.zarr", 6, denoise_every=0, close=False))
+    path = make_store(tmp_path / "s.ome.zarr", metadata, 6, denoise_every=0, close=False)
+    store = open_store(path)
     assert store.denoised_frames == 0
     raw, den = build_view(store).layers
     assert den.contrast_limits == pytest.approx(
@@ -158,8 +161,10 @@ def test_pairs_view(tmp_path: Path) -> None:
 # -- the command ----------------------------------------------------------------------------------
 
 
-def test_describe_prints_layers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = make_store(tmp_path / "d.ome.zarr", 4)
+def test_describe_prints_layers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: MetadataBuilder
+) -> None:
+    store = make_store(tmp_path / "d.ome.zarr", metadata, 4)
     assert cli(["view", str(store), "--describe", "--percentiles", "1", "99"]) == 0
     out = capsys.readouterr().out
     assert "layer 'raw [counts]'" in out and "layer 'denoised [e-/px]'" in out
@@ -168,10 +173,13 @@ def test_describe_prints_layers(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_without_napari_exit_2_says_how_to_install_and_other_ways(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    metadata: MetadataBuilder,
 ) -> None:
     monkeypatch.setitem(sys.modules, "napari", None)  # import napari -> ImportError
-    store = make_store(tmp_path / "n.ome.zarr", 3)
+    store = make_store(tmp_path / "n.ome.zarr", metadata, 3)
     assert cli(["view", str(store)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tem-acq view: error: napari is not installed")
@@ -194,14 +202,14 @@ def test_view_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 # -- napari itself (skipped where it is not installed) ----------------------------------------
 
 
-def test_populate_a_napari_viewer_model(tmp_path: Path) -> None:
+def test_populate_a_napari_viewer_model(tmp_path: Path, metadata: MetadataBuilder) -> None:
     """The spec applied to napari's window-less ViewerModel (no Qt or OpenGL needed)."""
     pytest.importorskip("napari")
     from napari.components import ViewerModel
 
     from tem_acq.viewer import _canvas_parts, populate
 
-    spec = build_view(make_store(tmp_path / "m.ome.zarr", 10))
+    spec = build_view(make_store(tmp_path / "m.ome.zarr", metadata, 10))
     viewer = ViewerModel()
     populate(viewer, spec)
     assert viewer.title == spec.title
