@@ -237,6 +237,9 @@ class FramePipeline:
             self._next_index += 1
             self._ops.append(("raw", (index, frame, record)))
             self._pending_bytes += frame.nbytes
+            # wake the writer now: under "block" the denoising queue below may wait, and the
+            # raw frame must reach the disk meanwhile
+            self._changed.notify_all()
             if self._denoiser is not None:
                 if self._denoiser_error is None:
                     self._enqueue_for_denoising(_Pending(index, frame, time.perf_counter()))

@@ -348,6 +348,21 @@ def test_block_makes_the_submitting_thread_wait_for_the_denoiser() -> None:
     assert_denoised_correctly(sink)
 
 
+def test_block_writes_raw_frames_while_the_submitter_waits() -> None:
+    """A stuck denoiser parks the camera under block, but never the raw frames already in."""
+    pipeline, sink, denoiser = busy_block_pipeline(max_pending_frames=2)
+    submit(pipeline, 1)
+    submit(pipeline, 2)
+    third = Call(pipeline.submit, frame(3), {"i": 3})
+    wait_until_parked(third)
+    wait_for(lambda: len(sink.raw) == 4)  # frame 3 too: it is queued before the wait
+    assert third.is_alive() and sink.denoised == {}
+    denoiser.gate.open()
+    assert third.outcome() == 3
+    pipeline.close()
+    assert_every_raw_frame_in_order(sink, 4)
+
+
 def test_block_falls_back_to_skipping_while_a_hardware_sequence_runs() -> None:
     pipeline, sink, denoiser = busy_block_pipeline(max_pending_frames=2)
     pipeline.set_camera_can_wait(False)  # what the recorder's hook says for a sequence
