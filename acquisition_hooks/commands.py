@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -89,31 +89,9 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def simulation_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :func:`open_simulated_microscope` settings that :func:`add_simulation_arguments` adds."""
+    """The :func:`~acquisition_hooks.simulated_microscope` settings of the simulation options."""
     settings = keywords(args, "dose_rate", "detector", "specimen", "seed", "size")
     return {**settings, "drift_px_per_s": args.drift}
-
-
-@contextmanager
-def open_simulated_microscope(**settings: Any) -> Iterator[Any]:
-    """Start the simulated microscope with these :func:`simulated_microscope` settings.
-
-    Raises
-    ------
-    ConfigError
-        A setting the simulator rejects (a sensor of 0 pixels, a negative dose rate...),
-        named in one line.
-    """
-    from acquisition_hooks.session import simulated_microscope
-
-    with ExitStack() as stack:
-        try:
-            scope = stack.enter_context(simulated_microscope(**settings))
-        except ValidationError as exc:
-            raise ConfigError(
-                f"invalid simulated microscope: {format_validation_error(exc)}"
-            ) from None
-        yield scope
 
 
 def require_frames(args: argparse.Namespace) -> None:
@@ -160,6 +138,7 @@ def collect_pairs_arguments(parser: argparse.ArgumentParser) -> None:
 def run_collect_pairs(args: argparse.Namespace) -> int:
     """Collect pairs as ``args`` say; returns the exit code."""
     from acquisition_hooks.pairs import collect_pairs
+    from acquisition_hooks.session import simulated_microscope
 
     if not args.simulated:
         raise AcquisitionError(
@@ -169,7 +148,7 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
         )
     plan = _pair_plan(args)
     with (
-        open_simulated_microscope(
+        simulated_microscope(
             **simulation_settings(args), exposure_ms=args.short_exposure_ms
         ) as scope,
         _field_progress(args.fields) as on_field,
@@ -254,7 +233,9 @@ def run_events(events: list[dict[str, Any]], recorder: Any) -> None:
 def _microscope(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Yield the recorder's instrument settings for the chosen microscope."""
     if args.simulated:
-        with open_simulated_microscope(
+        from acquisition_hooks.session import simulated_microscope
+
+        with simulated_microscope(
             **simulation_settings(args), exposure_ms=args.exposure_ms
         ) as scope:
             yield scope.recorder_settings()

@@ -20,7 +20,6 @@ from acquisition_hooks.commands import (
     DETECTOR,
     SENSOR_SIZE,
     SPECIMEN,
-    open_simulated_microscope,
     require_frames,
     run_events,
 )
@@ -53,6 +52,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
     from acquisition_hooks.recorder import LiveRecorder
+    from acquisition_hooks.session import simulated_microscope
 
     require_frames(args)
     require_finite(args, "interval_ms")
@@ -64,7 +64,7 @@ def run_demo(args: argparse.Namespace) -> int:
         {"axes": {"time": i}, "exposure": EXPOSURE_MS, "min_start_time": i * args.interval_ms / 1e3}
         for i in range(args.frames)
     ]
-    with open_simulated_microscope(
+    with simulated_microscope(
         dose_rate=DOSE_RATE,
         detector=args.detector,
         specimen=args.specimen,

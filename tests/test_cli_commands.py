@@ -173,11 +173,11 @@ def test_a_command_needs_a_run_function_or_subcommands() -> None:
         # settings the simulator rejects (pydantic) become one line too
         (
             ["acquire", "--simulated", "--out", "a.ome.zarr", "--size", "0", "--frames", "1"],
-            "invalid simulated microscope: size: Input should be greater than 0",
+            "invalid simulation settings: size: Input should be greater than 0",
         ),
         (
             ["collect-pairs", "--simulated", "--out", "p.ome.zarr", "--dose-rate", "-1"],
-            "invalid simulated microscope: dose_rate",
+            "invalid simulation settings: dose_rate",
         ),
         (
             ["collect-pairs", "--simulated", "--out", "p.ome.zarr", "--fields", "0"],
@@ -191,7 +191,7 @@ def test_a_command_needs_a_run_function_or_subcommands() -> None:
         ),
         (["demo", "--out", "d", "--interval-ms", "nan"], "--interval-ms must be a finite number"),
         (["demo", "--out", "d", "--frames", "0"], "--frames must be at least 1"),
-        (["demo", "--out", "d", "--size", "0"], "invalid simulated microscope: size"),
+        (["demo", "--out", "d", "--size", "0"], "invalid simulation settings: size"),
     ],
 )
 def test_every_setting_mistake_is_one_line_and_exit_code_2(
