@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from pydantic import ConfigDict, Field
 
+from tem_acq.errors import ConfigError
 from tem_acq.schema import StrictModel
 
 ArrayT = TypeVar("ArrayT")
@@ -107,7 +108,7 @@ def counts_to_electrons(counts: ArrayT, counts_per_electron: float) -> ArrayT:
     Same kind as ``counts``, floating point: electrons per pixel.
     """
     if not counts_per_electron > 0:
-        raise ValueError(f"counts_per_electron must be > 0, got {counts_per_electron}")
+        raise ConfigError(f"counts_per_electron must be > 0, got {counts_per_electron}")
     c: Any = counts
     if _is_torch(c):
         c = c if c.is_floating_point() else c.float()
