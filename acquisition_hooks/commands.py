@@ -17,8 +17,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from tem_acq.cli.command import (
     COUNTS_PER_ELECTRON,
     DEVICE,
@@ -33,7 +31,7 @@ from tem_acq.cli.command import (
     require_finite,
 )
 from tem_acq.errors import AcquisitionError, ConfigError
-from tem_acq.schema import format_validation_error
+from tem_acq.schema import as_model
 
 #: The store a command creates.
 NEW_STORE = Option(("--out",), {"required": True, "type": Path})
@@ -97,7 +95,7 @@ def simulation_settings(args: argparse.Namespace) -> dict[str, Any]:
 def require_frames(args: argparse.Namespace) -> None:
     """Check ``--frames``: an acquisition records at least one frame."""
     if args.frames < 1:
-        raise AcquisitionError(f"--frames must be at least 1 (got {args.frames})")
+        raise ConfigError(f"--frames must be at least 1 (got {args.frames})")
 
 
 #: The ``collect-pairs`` options that are :class:`~acquisition_hooks.pairs.PairPlan` fields.
@@ -167,10 +165,7 @@ def _pair_plan(args: argparse.Namespace) -> Any:
     """The :class:`~acquisition_hooks.pairs.PairPlan` the options describe, checked."""
     from acquisition_hooks.pairs import PairPlan
 
-    try:
-        plan = PairPlan(**keywords(args, *PLAN_OPTIONS))
-    except ValidationError as exc:
-        raise ConfigError(f"invalid collection plan: {format_validation_error(exc)}") from None
+    plan = as_model(PairPlan, keywords(args, *PLAN_OPTIONS), "invalid collection plan", ConfigError)
     require_finite(args, "short_exposure_ms", "long_exposure_ms", "settle_s")
     return plan
 
@@ -194,7 +189,7 @@ def run_acquire(args: argparse.Namespace) -> int:
 
     require_frames(args)
     if not args.exposure_ms > 0:
-        raise AcquisitionError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
+        raise ConfigError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
     require_finite(args, "exposure_ms")
     model = None if args.model.lower() == "none" else args.model
     events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]

@@ -42,24 +42,30 @@ SHORT, LONG = 0, 1
 _KIND = {"short": SHORT, "long": LONG}
 
 
+def field_events(plan: CorePairPlan, field: int, x_um: float, y_um: float) -> list[dict[str, Any]]:
+    """pycro-manager events of one field of ``plan``, with exposure (ms) and stage position."""
+    return [
+        {
+            "axes": {"field": field, "kind": _KIND[e.kind], "frame": e.frame},
+            "exposure": e.exposure_ms,
+            "x": float(x_um),
+            "y": float(y_um),
+        }
+        for e in plan.exposures()
+    ]
+
+
 class PairPlan(CorePairPlan):
     """The collection plan (:class:`tem_acq.pairs.PairPlan`), written as pycro-manager events.
 
-    Its settings are the core plan's; this class only adds how pycro-manager is told to take
-    the exposures.
+    Its settings are the core plan's; this class only adds :meth:`events`, the field's
+    pycro-manager events (:func:`field_events`), for acquisition scripts. Every function here
+    takes either plan.
     """
 
     def events(self, field: int, x_um: float, y_um: float) -> list[dict[str, Any]]:
         """pycro-manager events of one field, with exposure (ms) and stage position."""
-        return [
-            {
-                "axes": {"field": field, "kind": _KIND[e.kind], "frame": e.frame},
-                "exposure": e.exposure_ms,
-                "x": float(x_um),
-                "y": float(y_um),
-            }
-            for e in self.exposures()
-        ]
+        return field_events(self, field, x_um, y_um)
 
 
 class PairCollector:
@@ -203,7 +209,7 @@ class PairCollector:
 
 def collect_pairs(
     scope: MicroscopeSession,
-    plan: PairPlan,
+    plan: CorePairPlan,
     out: str | Path,
     *,
     overwrite: bool = False,
@@ -247,7 +253,7 @@ def collect_pairs(
             directory=None, show_display=False, **collector.acquisition_kwargs()
         ) as acq:
             for field in todo:
-                acq.acquire(plan.events(field, *positions[field]))
+                acq.acquire(field_events(plan, field, *positions[field]))
         collector.close()
         completed = True
     finally:

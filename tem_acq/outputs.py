@@ -18,6 +18,13 @@ from pathlib import Path
 
 from tem_acq.errors import ModelPackageError, StoreError, TemAcqError
 
+#: What a taken path is told when ``overwrite`` is false (``{path}``, ``{others}``: the
+#: caller's other ways out).
+TAKEN = (
+    "{path} already exists: pass --overwrite (overwrite=True) to replace it{others}, "
+    "or choose another path"
+)
+
 
 @dataclass(frozen=True)
 class OutputKind:
@@ -25,18 +32,18 @@ class OutputKind:
 
     Attributes
     ----------
-    name
-        What the output is (``"store"``, ``"model package"``), for messages.
     error
         The exception raised when the path cannot be claimed.
     refusal
         Why an existing ``path`` may not be replaced even with ``overwrite`` (the rest of a
         sentence that starts with the path), or ``None`` when it may be.
+    taken
+        The message for a path that exists while ``overwrite`` is false (see :data:`TAKEN`).
     """
 
-    name: str
     error: type[TemAcqError]
     refusal: Callable[[Path], str | None]
+    taken: str = TAKEN
 
 
 def _not_a_store(path: Path) -> str | None:
@@ -54,6 +61,16 @@ def _not_a_store(path: Path) -> str | None:
     return None
 
 
+def _not_a_file(path: Path) -> str | None:
+    """A frame file may replace a file, never a folder."""
+    if path.is_dir():
+        return (
+            "is a directory, not a frame file: refusing to replace it even with --overwrite; "
+            "choose another path"
+        )
+    return None
+
+
 def _anything(path: Path) -> str | None:
     """Today's rule for model packages: ``overwrite`` replaces whatever is there."""
     return None
@@ -61,8 +78,13 @@ def _anything(path: Path) -> str | None:
 
 #: What each kind of output may replace with ``overwrite``.
 OUTPUT_KINDS: dict[str, OutputKind] = {
-    "store": OutputKind("store", StoreError, _not_a_store),
-    "model package": OutputKind("model package", ModelPackageError, _anything),
+    "store": OutputKind(StoreError, _not_a_store),
+    "model package": OutputKind(ModelPackageError, _anything),
+    "frame file": OutputKind(
+        TemAcqError,
+        _not_a_file,
+        taken="{path} already exists; choose another --out or pass --overwrite",
+    ),
 }
 
 
@@ -111,14 +133,11 @@ def claim_output(
         return False
     if not overwrite:
         others = f", {alternatives}" if alternatives else ""
-        raise output.error(
-            f"{target} already exists: pass --overwrite (overwrite=True) to replace it{others}, "
-            "or choose another path"
-        )
+        raise output.error(output.taken.format(path=target, others=others))
     refusal = output.refusal(target)
     if refusal is not None:
         raise output.error(f"{target} {refusal}")
     return True
 
 
-__all__ = ["OUTPUT_KINDS", "OutputKind", "claim_output"]
+__all__ = ["OUTPUT_KINDS", "TAKEN", "OutputKind", "claim_output"]

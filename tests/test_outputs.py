@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tem_acq.errors import ModelPackageError, StoreError
+from tem_acq.errors import ModelPackageError, StoreError, TemAcqError
 from tem_acq.outputs import claim_output
 
 
@@ -55,3 +55,18 @@ def test_model_packages_raise_their_own_error(tmp_path: Path) -> None:
     with pytest.raises(ModelPackageError, match=r"already exists"):
         claim_output(package, overwrite=False, kind="model package")
     assert claim_output(package, overwrite=True, kind="model package") is True
+
+
+def test_frame_files_replace_files_never_folders(tmp_path: Path) -> None:
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"old")
+    with pytest.raises(TemAcqError, match="already exists; choose another --out or pass"):
+        claim_output(out, overwrite=False, kind="frame file")
+    assert claim_output(out, overwrite=True, kind="frame file") is True
+    folder = tmp_path / "looks_like.tif"
+    folder.mkdir()
+    with pytest.raises(TemAcqError, match="is a directory, not a frame file"):
+        claim_output(folder, overwrite=True, kind="frame file")
+    with pytest.raises(TemAcqError, match="does not exist: create it"):
+        claim_output(tmp_path / "no" / "x.tif", overwrite=False, kind="frame file",
+                     parent_must_exist=True)

@@ -194,3 +194,16 @@ def test_existing_pairs_store_needs_overwrite_or_resume(tmp_path: Path) -> None:
 def test_collect_pairs_without_simulated_explains(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["collect-pairs", "--out", "x.ome.zarr"]) == 2
     assert "--simulated" in capsys.readouterr().err
+
+
+def test_collect_pairs_runs_the_core_plan_too(tmp_path: Path) -> None:
+    """The hook layer's PairPlan only adds ``events``; a plain tem_acq.pairs.PairPlan works."""
+    from acquisition_hooks.pairs import field_events
+    from tem_acq.pairs import PairPlan as CorePairPlan
+
+    settings = {"fields": 1, "n_short": 2, "short_exposure_ms": 2.0, "long_exposure_ms": 20.0}
+    core = CorePairPlan(**settings)
+    assert field_events(core, 0, 1.0, 2.0) == PairPlan(**settings).events(0, 1.0, 2.0)
+    with simulated_microscope(size=64, dose_rate=2500.0, seed=6) as scope:
+        collect_pairs(scope, core, tmp_path / "c.ome.zarr")
+    assert open_pairs(tmp_path / "c.ome.zarr").low.shape[0] == 2

@@ -23,7 +23,7 @@ import numpy as np
 from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, MODEL, OVERWRITE, TTA, Command
 from tem_acq.denoise import io
 from tem_acq.denoise.options import PATHS, DenoiseOptions
-from tem_acq.errors import TemAcqError
+from tem_acq.errors import ConfigError, TemAcqError
 
 #: Stacks at least this long let the engine time its paths and keep the fastest.
 AUTO_PATH_MIN_FRAMES = 4
@@ -106,7 +106,7 @@ def _check_arguments(args: argparse.Namespace, src: Path, out: Path) -> None:
             ".tif, .npy or .mrc instead"
         )
     if args.counts_per_electron is not None and not args.counts_per_electron > 0:
-        raise TemAcqError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
+        raise ConfigError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
     if not store_out:
         io.check_output_path(out, overwrite=args.overwrite)
 

@@ -14,6 +14,7 @@ from tem_acq.cli.command import (
     RESUME,
     SEED,
     Command,
+    require_at_least_one,
 )
 
 
@@ -38,14 +39,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; returns 0, or 130 when interrupted (the best model is still written)."""
-    from tem_acq.errors import TemAcqError
-    from tem_acq.train import TrainConfig, from_pairs_store, train
+    from tem_acq.pairs import from_pairs_store
+    from tem_acq.train import TrainConfig, train
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     updates: dict[str, object] = {}
+    require_at_least_one(args, "max_steps")
     if args.max_steps is not None:
-        if args.max_steps < 1:
-            raise TemAcqError(f"--max-steps must be >= 1, got {args.max_steps}")
         updates["max_steps"] = args.max_steps
     if args.fast:
         updates["fast"] = True

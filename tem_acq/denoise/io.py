@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tem_acq.errors import TemAcqError
+from tem_acq.outputs import claim_output
 
 #: Output formats by file extension.
 WRITE_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".mrc": "mrc"}
@@ -180,10 +181,7 @@ def check_output_path(path: str | Path, *, overwrite: bool = False) -> Path:
             f"cannot write {p}: the output format comes from the extension, one of "
             f"{', '.join(sorted(WRITE_FORMATS))}"
         )
-    if p.exists() and not overwrite:
-        raise TemAcqError(f"{p} already exists; choose another --out or pass --overwrite")
-    if not p.parent.is_dir():
-        raise TemAcqError(f"the folder of {p} does not exist; create it first")
+    claim_output(p, overwrite=overwrite, kind="frame file", parent_must_exist=True)
     return p
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict
 
 from tem_acq.errors import ConfigError
-from tem_acq.schema import StrictModel, format_validation_error
+from tem_acq.schema import StrictModel, as_model
 
 PathName = Literal["auto", "eager", "channels_last", "bf16", "fp16"]
 #: The execution paths a denoiser can be asked for.
@@ -72,10 +72,7 @@ class DenoiseOptions(StrictModel):
             A setting that is not a field, or of the wrong type.
         """
         current = {} if base is None else dict(base)
-        try:
-            return cls(**{**current, **settings})
-        except ValidationError as exc:
-            raise ConfigError(f"denoiser options: {format_validation_error(exc)}") from None
+        return as_model(cls, {**current, **settings}, "denoiser options", ConfigError)
 
 
 __all__ = ["PATHS", "DenoiseOptions", "PathName"]

@@ -10,9 +10,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from tem_acq.errors import StoreError
+from tem_acq.schema import as_model
 from tem_acq.store._files import read_event_log
 from tem_acq.store.layout import DENOISED, EVENT_LOG, LEVEL, RAW
 from tem_acq.store.metadata import AcquisitionMetadata, FrameRow
@@ -101,23 +101,15 @@ class AcquisitionStore:
             record = self._rows.get(index)
             if record is None:
                 continue  # reported in errors when the log was read
-            try:
-                rows.append(
-                    FrameRow.model_validate(
-                        {
-                            **record,
-                            "index": index,
-                            "denoised": index in self._denoised,
-                            "denoise_latency_ms": self._denoised.get(index),
-                            "skipped": self._skipped.get(index),
-                        }
-                    )
-                )
-            except ValidationError as exc:
-                raise StoreError(
-                    f"{self.path}: the record of frame {index} is invalid ({exc.error_count()} "
-                    "problems): the store is damaged"
-                ) from None
+            row = {
+                **record,
+                "index": index,
+                "denoised": index in self._denoised,
+                "denoise_latency_ms": self._denoised.get(index),
+                "skipped": self._skipped.get(index),
+            }
+            what = f"{self.path}: the record of frame {index} is invalid (the store is damaged)"
+            rows.append(as_model(FrameRow, row, what, StoreError))
         return rows
 
     def frame_table(self) -> dict[str, np.ndarray]:

@@ -16,10 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
 from tem_acq.errors import StoreError
-from tem_acq.schema import format_validation_error
+from tem_acq.schema import as_model
 from tem_acq.store.metadata import (
     SCHEMA_MAJOR,
     SCHEMA_VERSION,
@@ -124,15 +122,10 @@ def parse_store_metadata(
     raw = tem_acq_attribute(attrs, where)
     version = _readable_version(raw, where)
     _check_kind(raw.get("kind"), model.model_fields["kind"].default, where)
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        hint = ""
-        if version != SCHEMA_VERSION:
-            hint = f" (written with schema {version}; this tem-acq writes {SCHEMA_VERSION})"
-        raise StoreError(
-            f"{where} has invalid tem_acq metadata{hint}: {format_validation_error(exc)}"
-        ) from None
+    hint = ""
+    if version != SCHEMA_VERSION:
+        hint = f" (written with schema {version}; this tem-acq writes {SCHEMA_VERSION})"
+    return as_model(model, raw, f"{where} has invalid tem_acq metadata{hint}", StoreError)
 
 
 def open_root(path: Path, model: type[Metadata]) -> Metadata:
