@@ -68,7 +68,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{card.name}  ({pkg.path})")
     print(f"  {card.summary()}")
     print(f"  parameters {n_params:,}; weights {card.weights_dtype}; schema {card.schema_version}")
-    print(f"  normalisation {card.normalization.model_dump()}")
+    print(f"  normalization {card.normalization.model_dump()}")
     print(f"  output: {card.output}")
     print(f"  package hash {card.package_hash}")
     if card.training_data is not None:

@@ -72,14 +72,14 @@ def _gain_check(name: str, row: MetricRow | None) -> list[Check]:
     if not (row and row.model is not None and row.gaussian is not None):
         return []
     gain = row.model - row.gaussian
-    return [Check(name, gain, ">= +3", gain >= GAIN_OVER_GAUSSIAN_DB)]
+    return [Check(name, gain, f">= +{GAIN_OVER_GAUSSIAN_DB:g}", gain >= GAIN_OVER_GAUSSIAN_DB)]
 
 
 def _ssim_check(name: str, row: MetricRow | None) -> list[Check]:
     """The model's SSIM in ``row`` against :data:`MIN_SSIM` (none without a value)."""
     if not (row and row.model is not None):
         return []
-    return [Check(name, row.model, ">= 0.85", row.model >= MIN_SSIM)]
+    return [Check(name, row.model, f">= {MIN_SSIM:g}", row.model >= MIN_SSIM)]
 
 
 def _atomic_targets(report: EvalReport) -> list[Check]:

@@ -4,8 +4,9 @@ Every store kind starts the same way: a zarr v3 group whose attributes hold the 
 metadata (a :class:`~tem_acq.store.metadata.StoreHeader` model) under ``"tem_acq"``, with a
 schema version and a kind. This module reads that, and only that: :func:`store_kind` says which
 reader to use, :func:`open_root` checks the version and kind and validates the kind's model;
-each kind's reader then opens its arrays. A new store kind adds its model and its opener to
-:data:`KINDS`.
+each kind's reader then opens its arrays. A new store kind adds its kind and the name of its
+opener (for messages that point to the right reader) to :data:`KINDS`, and derives its model
+from ``StoreHeader``.
 """
 
 from __future__ import annotations

@@ -319,7 +319,7 @@ class _Run:
         from tem_acq.denoise import DoseNormalization
 
         config, device = self.config, self.device
-        #: Trained models run with the default normalisation (it is what the card records).
+        #: Trained models run with the default normalization; the card records this one.
         self.normalization = DoseNormalization()
         torch.manual_seed(config.seed)
         model, self.init_info, depth = _initial_model(config, init)
@@ -508,6 +508,7 @@ class _Run:
             name=name,
             overwrite=overwrite,
             data_sha=self.data_sha,
+            normalization=self.normalization,
             extra={
                 **self.record(interrupted),
                 **split,
@@ -586,6 +587,7 @@ def _write_package(
     name: str | None,
     overwrite: bool,
     data_sha: str,
+    normalization: DoseNormalization,
     extra: dict[str, Any],
 ) -> ModelCard:
     from tem_acq import __version__
@@ -623,6 +625,7 @@ def _write_package(
         dose_range_e_per_px=dose_range,
         detectors=detectors,
         pixel_size_A_range=px,
+        normalization=normalization,
         training_data=TrainingData(
             description=what, sha256=data_sha, source=pairs.source, n_pairs=len(pairs)
         ),
