@@ -39,6 +39,7 @@ from tem_acq.store._files import (
     read_shard_chunks,
     shard_parts,
     temp_path,
+    with_checksum,
     write_atomic,
     write_synced,
 )
@@ -54,10 +55,9 @@ from tem_acq.store.layout import (
     ArrayLayout,
     Compression,
     array_doc,
-    image_group_doc,
     ome_xml,
-    root_group_doc,
     series_group_doc,
+    time_scale_documents,
 )
 from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, validate_metadata
 
@@ -88,11 +88,9 @@ class _Array:
     length: int = 0
 
     def encode(self, frame: np.ndarray) -> bytes:
-        """Encode one frame as a chunk (the zarr codec chain: bytes, then blosc if any)."""
-        if self.codec is None:
-            return frame.tobytes()
-        encoded: bytes = self.codec.encode(frame)
-        return encoded
+        """Encode one frame as a chunk (the zarr codec chain: bytes, blosc if any, crc32c)."""
+        encoded: bytes = frame.tobytes() if self.codec is None else self.codec.encode(frame)
+        return with_checksum(encoded)
 
     def shard_path(self, shard: int) -> Path:
         return self.path / self.layout.chunk_key(shard)
@@ -967,14 +965,12 @@ def _create_store(
 
 def _store_documents(metadata: AcquisitionMetadata, layouts: list[ArrayLayout]) -> dict[str, Any]:
     """Every ``zarr.json`` of a new store (root, OME, each image and its array), by path."""
-    px = metadata.instrument.pixel_size_A
-    scale = (metadata.frame_interval_s, px, px)
+    names = [layout.name for layout in layouts]
     docs: dict[str, Any] = {
-        "zarr.json": root_group_doc(metadata),
-        "OME/zarr.json": series_group_doc([layout.name for layout in layouts]),
+        **time_scale_documents(metadata, names),
+        "OME/zarr.json": series_group_doc(names),
     }
     for layout in layouts:
-        docs[f"{layout.name}/zarr.json"] = image_group_doc(layout.name, scale)
         docs[f"{layout.name}/{LEVEL}/zarr.json"] = array_doc(layout)
     return docs
 
