@@ -194,20 +194,40 @@ def split_shard(data: bytes, n_chunks: int, name: str = "shard") -> list[bytes |
     index_size = shard_index_size(n_chunks)
     if len(data) < index_size:
         raise ValueError(f"{name} is truncated ({len(data)} bytes, shorter than its index)")
-    raw, crc = data[-index_size:-4], data[-4:]
+    entries = shard_index(data[-index_size:], len(data), n_chunks, name)
+    return [None if e is None else data[e[0] : e[0] + e[1]] for e in entries]
+
+
+def shard_index(
+    index: bytes, file_size: int, n_chunks: int, name: str = "shard"
+) -> list[tuple[int, int] | None]:
+    """The (offset, nbytes) of each chunk of a shard, from the index at its end.
+
+    Parameters
+    ----------
+    index
+        The last :func:`shard_index_size` bytes of the shard.
+    file_size
+        The shard's size (every chunk must end before its index).
+
+    Raises
+    ------
+    ValueError
+        If the index fails its checksum or points beyond the chunks' bytes (a truncated shard).
+    """
+    raw, crc = index[:-4], index[-4:]
     if crc32c(raw) != crc:
         raise ValueError(f"{name} has a damaged index (checksum mismatch)")
-    table = np.frombuffer(raw, dtype="<u8").reshape(n_chunks, 2)
-    body = len(data) - index_size
-    chunks: list[bytes | None] = []
-    for offset, size in table.tolist():
+    body = file_size - len(index)
+    entries: list[tuple[int, int] | None] = []
+    for offset, size in np.frombuffer(raw, dtype="<u8").reshape(n_chunks, 2).tolist():
         if offset == EMPTY:
-            chunks.append(None)
+            entries.append(None)
         elif offset + size > body:
             raise ValueError(f"{name} has an index pointing beyond its chunks (truncated)")
         else:
-            chunks.append(data[offset : offset + size])
-    return chunks
+            entries.append((offset, size))
+    return entries
 
 
 class EventLog:

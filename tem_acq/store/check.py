@@ -483,8 +483,7 @@ def _check_pairs(scan: PairsScan) -> StoreCheck:
             for frames, problem in group_problems(scan.problems[name])
         ]
         if files.length < n:
-            missing = list(range(files.length, n))
-            findings.append(Finding(name, f"not in {name}/{LEVEL} ({files.length})", missing))
+            findings.append(_uncounted_pairs(name, files, n, recorded))
         elif files.length > n:
             problem = (
                 f"{name}/{LEVEL}/zarr.json counts {files.length} pairs, the table {n} (an "
@@ -506,6 +505,15 @@ def _check_pairs(scan: PairsScan) -> StoreCheck:
     if not scan.arrays[LOW].checksummed:
         notes.append("chunks have no checksums (written before tem-acq added them): decoded")
     return StoreCheck(scan.path, "pairs", n, verified, findings, notes)
+
+
+def _uncounted_pairs(name: str, files: ArrayFiles, n: int, recorded: bool) -> Finding:
+    """Pairs with a row beyond ``name``'s length: lost, or whole on disk and only uncounted."""
+    beyond = list(range(files.length, n))
+    if not files.verify(beyond):
+        problem = f"whole on disk but not counted by {name}/{LEVEL}/zarr.json; {_RECOVER}"
+        return Finding("metadata", problem, beyond, recorded=False)
+    return Finding(name, f"not in {name}/{LEVEL} ({files.length} counted)", beyond, recorded)
 
 
 def _pairs_closing(log: PairsLog) -> dict[str, Any] | None:

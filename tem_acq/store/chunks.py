@@ -18,6 +18,7 @@ value for a missing shard) and never a codec traceback.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,10 +28,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tem_acq.errors import StoreError
-from tem_acq.store._files import checksum_ok, read_json, shard_index_size, split_shard
+from tem_acq.store._files import (
+    checksum_ok,
+    read_json,
+    shard_index,
+    shard_index_size,
+    split_shard,
+)
 
 if TYPE_CHECKING:
     import zarr
+
+#: Bytes of a blosc chunk's header, which holds its compressed size.
+_BLOSC_HEADER = 16
 
 #: What a reader's damage message tells the user to do.
 FIX = (
@@ -142,25 +152,50 @@ class ArrayFiles:
         return groups
 
     def missing(self, frames: Iterable[int]) -> dict[int, str]:
-        """Frames whose file is missing or too short to hold anything (one ``stat`` per file).
+        """Frames whose file is missing or truncated (a few bytes read per file, no more).
 
-        The cheap check of every open: a missing shard would otherwise read as zeros.
+        The cheap check of every open and read: a missing shard would otherwise read as zeros.
+        A shard's index (at its end) is read and checked; a chunk file's header says its size.
+        A damaged byte inside a chunk is found by :meth:`verify` (and when it is read).
         """
-        least = 1 if self.shard_frames is None else shard_index_size(self.shard_frames)
         problems: dict[int, str] = {}
         for path, members in self._by_file(frames).items():
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                problem = f"{self.relative(path)} is missing"
-            except OSError as exc:
-                problem = f"{self.relative(path)} cannot be read ({exc.strerror or exc})"
-            else:
-                if size >= least:
-                    continue
-                problem = f"{self.relative(path)} is truncated ({size} bytes)"
-            problems.update(dict.fromkeys(members, problem))
+            problems.update(self._file_problems(path, members))
         return problems
+
+    def _file_problems(self, path: Path, frames: list[int]) -> dict[int, str]:
+        """The cheap check of one file holding ``frames`` (see :meth:`missing`)."""
+        name = self.relative(path)
+        try:
+            with path.open("rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if self.shard_frames is None:
+                    problem = self._chunk_header_problem(file.read(_BLOSC_HEADER), size)
+                    return {} if problem is None else dict.fromkeys(frames, f"{name} {problem}")
+                index_size = shard_index_size(self.shard_frames)
+                if size < index_size:
+                    problem = f"{name} is truncated ({size} bytes, shorter than its index)"
+                    return dict.fromkeys(frames, problem)
+                file.seek(size - index_size)
+                entries = shard_index(file.read(index_size), size, self.shard_frames, name)
+        except FileNotFoundError:
+            return dict.fromkeys(frames, f"{name} is missing")
+        except OSError as exc:
+            return dict.fromkeys(frames, f"{name} cannot be read ({exc.strerror or exc})")
+        except ValueError as exc:
+            return dict.fromkeys(frames, str(exc))
+        absent = f"its chunk is absent from {name}"
+        return {f: absent for f in frames if entries[f % self.shard_frames] is None}
+
+    def _chunk_header_problem(self, head: bytes, size: int) -> str | None:
+        """What a chunk file's size says is wrong (from the blosc header), or ``None``."""
+        expected = self.frame_bytes
+        if self.compressed:
+            if len(head) < _BLOSC_HEADER:
+                return f"is truncated ({size} bytes)"
+            expected = _blosc_sizes(head)[1]
+        expected += 4 if self.checksummed else 0
+        return None if size == expected else f"is truncated ({size} of {expected} bytes)"
 
     def verify(self, frames: Iterable[int]) -> dict[int, str]:
         """Frames whose chunk is missing, damaged or undecodable (each file read once).
@@ -190,7 +225,10 @@ class ArrayFiles:
         problems = {}
         for frame in frames:
             chunk = chunks[frame % self.shard_frames]
-            problem = "is absent" if chunk is None else self.chunk_problem(chunk)
+            if chunk is None:
+                problems[frame] = f"its chunk is absent from {name}"
+                continue
+            problem = self.chunk_problem(chunk)
             if problem is not None:
                 problems[frame] = f"its chunk in {name} {problem}"
         return problems
@@ -208,15 +246,19 @@ class ArrayFiles:
         return _blosc_problem(chunk, self.frame_bytes)
 
 
+def _blosc_sizes(head: bytes) -> tuple[int, int]:
+    """(decoded, encoded) bytes of a blosc chunk, from its 16-byte header (little-endian)."""
+    nbytes, _, cbytes = np.frombuffer(head[4:_BLOSC_HEADER], dtype="<u4").tolist()
+    return int(nbytes), int(cbytes)
+
+
 def _blosc_problem(chunk: bytes, frame_bytes: int) -> str | None:
     """Decode a blosc chunk that has no checksum (stores written before chunks had one)."""
     from numcodecs import Blosc
-    from numcodecs.blosc import cbuffer_sizes
 
+    if len(chunk) < _BLOSC_HEADER or _blosc_sizes(chunk) != (frame_bytes, len(chunk)):
+        return "has the wrong size (truncated)"
     try:
-        nbytes, cbytes, _ = cbuffer_sizes(chunk)
-        if nbytes != frame_bytes or cbytes != len(chunk):
-            return "has the wrong size (truncated)"
         Blosc().decode(chunk)
     except (RuntimeError, ValueError, TypeError):
         return "does not decode (damaged bytes)"

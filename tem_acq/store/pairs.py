@@ -220,8 +220,9 @@ def _open_array(path: Path, name: str, mode: str = "r+") -> zarr.Array:
         return zarr.open_array(store=str(path / name / LEVEL), mode=mode, config=_ARRAY_CONFIG)
     except Exception as exc:  # zarr raises several types for missing or broken metadata
         raise StoreError(
-            f"{path} has no readable {name}/{LEVEL} array ({exc}): the store is damaged; "
-            f"{FIX.format(store=path)}"
+            f"{path} has no readable {name}/{LEVEL} array ({type(exc).__name__}: {exc}): the "
+            f"store is damaged and tem-acq cannot rebuild it: restore {name}/{LEVEL}/zarr.json "
+            "from a copy of the store (its frames are the files beside it)"
         ) from None
 
 

@@ -293,7 +293,8 @@ def _open_array(path: Path, image: str) -> zarr.Array:
     except Exception as exc:  # zarr raises several types for missing or broken metadata
         raise StoreError(
             f"{path} has no readable {image}/{LEVEL} array ({type(exc).__name__}: {exc}): the "
-            "store is damaged"
+            f"store is damaged and tem-acq cannot rebuild it: restore {image}/{LEVEL}/zarr.json "
+            f"from a copy of the store (its frames are the files beside it)"
         ) from None
     if array.ndim != 3:
         raise StoreError(f"{where} has {array.ndim} dimensions, expected (t, y, x): damaged")
