@@ -4,8 +4,8 @@ A store's NGFF ``t`` scale, its header's ``frame_interval_ms`` and the OME-XML's
 ``TimeIncrement`` are the mean interval between frames as their records say: from
 ``elapsed_ms`` (the camera's or engine's clock) where the first and last frames have one that
 advances, else from their timestamps. The writer measures it as frames arrive and writes it at
-its commits (see :class:`~tem_acq.store.AcquisitionWriter`); ``tem-acq recover`` measures it
-again from the per-frame table.
+its commits when it is due (:func:`due`) and exactly at close; ``tem-acq recover`` measures it
+from the per-frame table of a store that has none.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from datetime import datetime
 
 from tem_acq.store.metadata import FrameRecord
 
-#: A written interval is rewritten when the measurement moves by more than this fraction.
+#: A written interval is rewritten when the measurement moves by more than this fraction
+#: (once the frames counted have doubled since it was written) ...
 RELATIVE_CHANGE = 0.01
+#: ... or by more than this fraction (at once).
+LARGE_CHANGE = 0.1
 
 
 class FrameClock:
@@ -46,8 +49,22 @@ class FrameClock:
         return span / (i1 - i0) if span > 0 else None
 
 
-def differs(measured: float | None, written: float | None) -> bool:
+def differs(measured: float | None, written: float | None, by: float = RELATIVE_CHANGE) -> bool:
     """True when ``measured`` should replace the ``written`` interval (none yet, or moved)."""
     if measured is None:
         return False
-    return written is None or abs(measured - written) > RELATIVE_CHANGE * written
+    return written is None or abs(measured - written) > by * written
+
+
+def due(measured: float | None, written: float | None, frames: int, written_at: int) -> bool:
+    """Whether a writer at ``frames`` frames should write ``measured`` over ``written``.
+
+    Yes when none is written yet, when it moved by over 10 %, or by over 1 % once the frames
+    have doubled since ``written_at``: a run's mean converges slowly, and rewriting the header
+    at every commit would cost as much as the commit. A long run so rewrites it a few times
+    (about log2 of its shards), and a crash leaves a value within 10 % of the last commit's
+    measurement (within 1 % of one made with at least half its frames).
+    """
+    if differs(measured, written, LARGE_CHANGE):
+        return True
+    return differs(measured, written) and frames >= 2 * written_at

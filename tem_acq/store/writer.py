@@ -67,7 +67,7 @@ from tem_acq.store.metadata import (
     collect_software_versions,
     validate_metadata,
 )
-from tem_acq.store.timing import FrameClock, differs
+from tem_acq.store.timing import FrameClock, due
 
 #: Most frames per shard, and so most frames a crash can lose (see the module docstring).
 MAX_SHARD_FRAMES = 16
@@ -257,6 +257,7 @@ class AcquisitionWriter:
         self.metadata = _with_current_software(validate_metadata(metadata))
         # no interval given: the frames' clocks say what it is (written at commits)
         self._clock = FrameClock() if self.metadata.frame_interval_ms is None else None
+        self._scale_written_at = 0  # frames committed when the measured interval was written
         self.frame_shape = _check_frame_shape(frame_shape)
         self.dtype = _check_dtype(dtype)
         self.shard_frames = (
@@ -884,14 +885,14 @@ class AcquisitionWriter:
         """Write the measured frame interval where the time axis is stated, when it has moved.
 
         The header's ``frame_interval_ms`` and each image's NGFF ``t`` scale are rewritten
-        (atomically) when there was none, when the measurement moved by over 1 %, and at close
-        (``final``) to its exact value. A failure is harmless: the frames are safe and the next
-        commit tries again, so a crash leaves the value of the last commit that wrote one.
+        (atomically) when that is due (:func:`~tem_acq.store.timing.due`: none yet, or the
+        measurement moved), and at close (``final``) to its exact value. A failure is harmless:
+        the frames are safe and the next commit tries again.
         """
         measured = None if self._clock is None else self._clock.interval_ms
         written = self.metadata.frame_interval_ms
-        moved = differs(measured, written) or (final and measured != written)
-        if measured is None or not moved:
+        moved = due(measured, written, self._committed, self._scale_written_at)
+        if measured is None or not (moved or (final and measured != written)):
             return
         metadata = self.metadata.model_copy(update={"frame_interval_ms": measured})
         names = [RAW] + ([DENOISED] if self._den is not None else [])
@@ -901,6 +902,7 @@ class AcquisitionWriter:
         except OSError:
             return
         self.metadata = metadata
+        self._scale_written_at = self._committed
 
 
 def _with_current_software(metadata: AcquisitionMetadata) -> AcquisitionMetadata:

@@ -93,6 +93,7 @@ def test_a_full_disk_with_a_model_running_records_the_error(
         assert free_bytes(disk) < 64 * 1024  # still full: nothing was freed for the error
         s = open_store(store)
         assert s.n_frames >= 16 and not s.complete
+        assert np.asarray(s.raw).shape[0] == s.n_frames  # every committed frame reads
         assert any("the disk is full" in error for error in s.errors), s.errors
         code, out, _ = run_cli(capsys, "info", str(store))
         assert "errors      none" not in out and "the disk is full" in out
