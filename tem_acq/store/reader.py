@@ -93,7 +93,8 @@ class AcquisitionStore:
         self._log_read = self._read_log()
         self.damage = self._find_damage()
         self.errors.extend(self.damage)
-        closed_complete = self.closed and bool(self._closed_event.get("complete", True))
+        said = self._closed_event
+        closed_complete = self.closed and bool(said.get("complete", not said.get("aborted")))
         table_whole = not self._log_problems and len(self._rows) == self.n_frames
         self.complete = closed_complete and table_whole and not self.damage
 
