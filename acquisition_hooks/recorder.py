@@ -21,9 +21,11 @@ frames on keeps the input's dtype (the Java backend requires it).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +44,15 @@ _EXPOSURE_KEYS = ("TEM-Exposure-ms", "Exposure-ms", "Exposure")
 _STAGE_X_KEYS = ("TEM-StageX-um", "XPositionUm")
 _STAGE_Y_KEYS = ("TEM-StageY-um", "YPositionUm")
 _ELAPSED_KEYS = ("ElapsedTime-ms",)
+#: When the core received the frame from the camera (local time, Micro-Manager's format).
+_RECEIVED_KEYS = ("TimeReceivedByCore",)
+#: A header exposure further than this from the first frame's own is corrected to it.
+_EXPOSURE_TOLERANCE = 0.01
+#: A first frame measuring more than this times the header's nominal dose (plus its Poisson
+#: noise) received more electrons than the beam delivers: a wrong dose rate or conversion.
+_DOSE_EXCESS = 1.2
+
+log = logging.getLogger(__name__)
 
 
 class LiveRecorder:
@@ -151,6 +162,8 @@ class LiveRecorder:
         self._frame_shape: tuple[int, ...] | None = None
         self._frame_dtype: np.dtype | None = None
         self._closed_summary: PipelineSummary | None = None
+        self._clock = _CameraClock()
+        self._header_flags: list[str] = []  # recorded in the store once it exists
 
     def _load_model(
         self,
@@ -259,7 +272,7 @@ class LiveRecorder:
                 f"frames must be 2-D grey images, got shape {first_frame.shape}: record colour "
                 "or multi-camera channels with one recorder per channel"
             )
-        return AcquisitionWriter(
+        writer = AcquisitionWriter(
             self.path,
             self.metadata,
             (int(first_frame.shape[0]), int(first_frame.shape[1])),
@@ -267,8 +280,15 @@ class LiveRecorder:
             overwrite=self._overwrite,
             denoised=self._denoiser is not None,
         )
+        for flag in self._header_flags:
+            writer.record_error(flag)
+        return writer
 
     def _frame_record(self, frame: np.ndarray, metadata: Mapping[str, Any]) -> FrameRecord:
+        """The frame's row: its own exposure, clock, stage position and measured dose.
+
+        At the first frame the header is checked against it (:meth:`_check_header`).
+        """
         exposure = _number(metadata, _EXPOSURE_KEYS)
         extra: dict[str, Any] = {}
         axes = metadata.get("Axes")
@@ -277,8 +297,10 @@ class LiveRecorder:
         frame_id = metadata.get("TEM-FrameId")
         if frame_id is not None:
             extra["sim_frame_id"] = int(frame_id)
-        return FrameRecord(
-            elapsed_ms=_number(metadata, _ELAPSED_KEYS),
+        timestamp, elapsed_ms = self._clock.read(metadata)
+        record = FrameRecord(
+            timestamp=timestamp,
+            elapsed_ms=elapsed_ms,
             exposure_ms=exposure if exposure and exposure > 0 else None,
             # measured from the frame: cheap, and right whatever the metadata says
             dose_e_per_px=max(float(frame.mean()) / self._cpe, 0.0),
@@ -286,6 +308,38 @@ class LiveRecorder:
             stage_y_um=_number(metadata, _STAGE_Y_KEYS),
             extra=extra,
         )
+        if self._clock.frames == 1:
+            self._check_header(record, frame.size)
+        return record
+
+    def _check_header(self, first: FrameRecord, pixels: int) -> None:
+        """Make the header agree with the first frame's own facts, or flag what cannot.
+
+        The exposure the camera reports for the frame replaces a different one given to the
+        recorder (the doses derived from it follow); the given value is kept in the protocol
+        settings as ``stated_exposure_ms``. A measured dose beyond what the header's dose rate
+        can deliver is flagged: recorded as an error in the store and logged.
+        """
+        meta = self.metadata
+        stated = meta.exposure_ms
+        if first.exposure_ms is not None and not _close(first.exposure_ms, stated):
+            self.metadata = _corrected_exposure(meta, first.exposure_ms)
+            log.warning(
+                "tem-acq: the camera exposes %g ms per frame, not the %g ms given; the store's "
+                "header records %g ms (stated_exposure_ms keeps %g)",
+                first.exposure_ms, stated, first.exposure_ms, stated,
+            )  # fmt: skip
+        nominal, measured = self.metadata.dose_e_per_px, first.dose_e_per_px
+        if nominal is not None and measured is not None:
+            limit = _DOSE_EXCESS * nominal + 5.0 * math.sqrt(3.0 * nominal / max(pixels, 1))
+            if measured > limit:
+                flag = (
+                    f"frame 0 measures {measured:.3g} e-/px, more than the header's nominal "
+                    f"{nominal:.3g} e-/px (dose rate x exposure) can deliver: check "
+                    "dose_rate_e_per_px_per_s and counts_per_electron"
+                )
+                self._header_flags.append(flag)
+                log.warning("tem-acq: %s", flag)
 
     def _remember_denoised(self, index: int, frame: np.ndarray) -> None:
         with self._latest_lock:
@@ -302,6 +356,63 @@ class LiveRecorder:
         if info is None:
             return scaled.astype(raw.dtype)
         return np.clip(np.rint(scaled), info.min, info.max).astype(raw.dtype)
+
+
+class _CameraClock:
+    """Each frame's time, from its own metadata rather than from when the recorder saw it.
+
+    The timestamp is when the core received the frame (``TimeReceivedByCore``, local time),
+    else now. ``elapsed_ms`` is the backend's ``ElapsedTime-ms`` while it advances from frame
+    to frame; a backend that reports 0.0 for every frame (pymmcore-plus' Python backend does)
+    gets the core's clock instead: the first frame's value plus the time since it.
+    """
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._first: tuple[datetime, float] | None = None
+        self._last_elapsed: float | None = None
+
+    def read(self, metadata: Mapping[str, Any]) -> tuple[datetime, float]:
+        """The (timestamp, elapsed ms) of the next frame, given its metadata."""
+        stamp = _received_time(metadata) or datetime.now(UTC)
+        reported = _number(metadata, _ELAPSED_KEYS)
+        if self._first is None:
+            self._first = (stamp, 0.0 if reported is None else reported)
+        first_stamp, first_elapsed = self._first
+        own = first_elapsed + (stamp - first_stamp).total_seconds() * 1000.0
+        advanced = reported is not None and (
+            self._last_elapsed is None or reported > self._last_elapsed
+        )
+        elapsed = reported if advanced and reported is not None else own
+        self._last_elapsed = elapsed
+        self.frames += 1
+        return stamp, elapsed
+
+
+def _received_time(metadata: Mapping[str, Any]) -> datetime | None:
+    """When the core received the frame, in UTC (a naive time is the machine's local time)."""
+    for key in _RECEIVED_KEYS:
+        value = metadata.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            continue
+        return (when.astimezone() if when.tzinfo is None else when).astimezone(UTC)
+    return None
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= _EXPOSURE_TOLERANCE * max(abs(a), abs(b))
+
+
+def _corrected_exposure(metadata: AcquisitionMetadata, exposure_ms: float) -> AcquisitionMetadata:
+    """``metadata`` with the camera's exposure; the doses derived again from the dose rate."""
+    fields = metadata.model_dump(mode="json", exclude={"dose_e_per_px", "dose_e_per_A2"})
+    fields["exposure_ms"] = exposure_ms
+    fields["protocol"]["settings"]["stated_exposure_ms"] = metadata.exposure_ms
+    return as_model(AcquisitionMetadata, fields, "invalid acquisition settings", StoreConfigError)
 
 
 def _check_pass_through(pass_through: str, model: object) -> None:

@@ -18,6 +18,7 @@ from tem_acq.errors import StoreError
 #: What ``tem-acq --help`` listed before commands came from entry points.
 COMMANDS_IN_HELP_ORDER = [
     "info",
+    "recover",
     "view",
     "report",
     "train",

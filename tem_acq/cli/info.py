@@ -13,12 +13,25 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``info`` arguments."""
     STORE.add(parser)
     JSON.add(parser, help="print JSON instead of text")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="verify every committed frame against the log and its checksum and name each "
+        "damaged frame; exit 1: recorded data damaged, 3: only derived data or metadata "
+        "(tem-acq recover fixes metadata), 0: all verified",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary; a bad path raises StoreError (the CLI prints it and exits 2)."""
     from tem_acq.store import open_pairs, open_store, store_kind
 
+    if args.check:
+        from tem_acq.store.check import check_store
+
+        report = check_store(args.store)
+        print(json.dumps(report.as_dict(), indent=2) if args.json else "\n".join(report.lines()))
+        return report.exit_code
     if store_kind(args.store) == "pairs":
         info = open_pairs(args.store).info()
         text = format_pairs_info

@@ -23,11 +23,12 @@ Layout
     │   ├── zarr.json
     │   └── 0/                (t, y, x) camera dtype
     │       ├── zarr.json     its shape along t is the committed frame count
-    │       └── c.0.0.0 ...   one shard file per 16 frames, one chunk per frame
+    │       └── c.0.0.0 ...   one shard file per 16 frames, one chunk per frame (+ its crc32c)
     ├── denoised/             same geometry, float32 electrons per pixel, NaN = no frame
     │   ├── zarr.json
     │   └── 0/
-    └── tem_acq_log.jsonl     per-frame table and events, one JSON document per line
+    ├── tem_acq_log.jsonl     per-frame table and events, one JSON document per line
+    └── .tem_acq_reserve      64 KiB held back for the error of a full disk (removed at close)
 
 ``yaozarrs validate`` passes on the whole store; each image is a plain NGFF image that any
 OME-Zarr 0.5 reader can open on its own (zarr-python and tensorstore are checked in the
@@ -37,7 +38,19 @@ over 2.5 GB/s on one core); ``zstd`` and ``none`` are the alternatives.
 The log holds a row per frame (``event: frame``, with its
 :class:`FrameRecord`), ``denoised`` (with latency), ``skipped`` (with reason), ``error`` and
 ``closed`` events; :func:`open_store` turns it into the per-frame table. The OME-XML's sizes are
-written at close; before that, and after a crash, ``zarr.json`` is what counts.
+written at close; before that, and after a crash, ``zarr.json`` is what counts (``tem-acq
+recover`` writes them then). The time scale is the frames' measured interval
+(:mod:`tem_acq.store.timing`).
+
+Damage
+------
+Every chunk and every shard index carries a crc32c. Readers hand out
+:class:`~tem_acq.store.chunks.CheckedArray` (a missing or damaged frame raises a
+:class:`~tem_acq.errors.StoreError` naming it); opening checks cheaply that the files the
+committed frames need are there and whole at their ends; :func:`tem_acq.store.check.check_store`
+(``tem-acq info --check``) verifies every committed frame, and
+:func:`tem_acq.store.recover.recover_store` (``tem-acq recover``) brings the metadata in line
+with the frames without writing any frame data.
 
 Crash safety
 ------------
@@ -62,7 +75,8 @@ frames on disk:
   hold a few empty shard files beyond the array's length (created ahead of time, never read).
 - A write that fails (a full disk) raises :class:`~tem_acq.errors.StoreError` naming the frames
   that are safe; nothing committed is touched, the frames not yet written stay in memory, and
-  ``flush()`` or ``close()`` writes them once there is space.
+  ``flush()`` or ``close()`` writes them once there is space. The error is recorded at once,
+  the space reserve released for it when the disk has no room left.
 """
 
 from tem_acq.store.metadata import (

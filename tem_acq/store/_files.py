@@ -5,7 +5,9 @@ Shards are encoded here rather than through zarr-python's array API for two reas
 arrives (no burst of work at shard boundaries), and each shard can be replaced atomically (temp
 file, fsync, rename), so a crash never leaves a half-written shard where a committed one was.
 The bytes are those of zarr's ``sharding_indexed`` codec (chunks, then an index of
-(offset, nbytes) uint64 pairs plus a crc32c), so every zarr v3 reader decodes them.
+(offset, nbytes) uint64 pairs plus a crc32c), so every zarr v3 reader decodes them. Each chunk
+ends in its own crc32c too (zarr's ``crc32c`` codec, :func:`with_checksum`), so that a damaged
+frame is found by any reader rather than decoded into wrong pixels.
 """
 
 from __future__ import annotations
@@ -112,6 +114,21 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_bytes())
 
 
+def crc32c(data: bytes) -> bytes:
+    """The crc32c of ``data`` as zarr's ``crc32c`` codec stores it (4 bytes, little-endian)."""
+    return np.array([google_crc32c.value(data)], dtype="<u4").tobytes()
+
+
+def with_checksum(chunk: bytes) -> bytes:
+    """``chunk`` followed by its crc32c: the output of zarr's ``crc32c`` codec."""
+    return chunk + crc32c(chunk)
+
+
+def checksum_ok(chunk: bytes) -> bool:
+    """True when ``chunk`` ends in the crc32c of the bytes before it (see :func:`with_checksum`)."""
+    return len(chunk) >= 4 and crc32c(chunk[:-4]) == chunk[-4:]
+
+
 def encode_shard_index(sizes: Sequence[int | None], n_chunks: int) -> tuple[bytes, list[int]]:
     """Build a shard index for chunks laid out one after another.
 
@@ -138,8 +155,7 @@ def encode_shard_index(sizes: Sequence[int | None], n_chunks: int) -> tuple[byte
         offsets.append(offset)
         offset += size
     raw = table.tobytes()
-    crc = np.array([google_crc32c.value(raw)], dtype="<u4").tobytes()
-    return raw + crc, offsets
+    return raw + crc32c(raw), offsets
 
 
 def shard_parts(chunks: Sequence[bytes | None], n_chunks: int) -> list[bytes]:
@@ -148,26 +164,70 @@ def shard_parts(chunks: Sequence[bytes | None], n_chunks: int) -> list[bytes]:
     return [c for c in chunks if c is not None] + [index]
 
 
+def shard_index_size(n_chunks: int) -> int:
+    """Bytes of the index at the end of a shard of ``n_chunks`` chunks (with its crc32c)."""
+    return n_chunks * 16 + 4
+
+
 def read_shard_chunks(path: Path, n_chunks: int) -> list[bytes | None]:
     """Read the encoded chunks of a shard file written by :func:`shard_parts`.
 
     Raises
     ------
+    OSError
+        If the file cannot be read (it is missing, say).
     ValueError
-        If the shard's index is damaged.
+        If the shard's index is damaged: shorter than an index, failing its checksum, or
+        pointing beyond the chunks' bytes (a truncated shard).
     """
-    data = path.read_bytes()
-    index_size = n_chunks * 16 + 4
+    return split_shard(path.read_bytes(), n_chunks, path.name)
+
+
+def split_shard(data: bytes, n_chunks: int, name: str = "shard") -> list[bytes | None]:
+    """The encoded chunks of the shard bytes ``data`` (``None`` for absent chunks).
+
+    Raises
+    ------
+    ValueError
+        See :func:`read_shard_chunks`.
+    """
+    index_size = shard_index_size(n_chunks)
     if len(data) < index_size:
-        raise ValueError(f"shard {path} is shorter than its index")
-    raw, crc = data[-index_size:-4], data[-4:]
-    if np.array([google_crc32c.value(raw)], dtype="<u4").tobytes() != crc:
-        raise ValueError(f"shard {path} has a damaged index (checksum mismatch)")
-    table = np.frombuffer(raw, dtype="<u8").reshape(n_chunks, 2)
-    chunks: list[bytes | None] = []
-    for offset, size in table.tolist():
-        chunks.append(None if offset == EMPTY else data[offset : offset + size])
-    return chunks
+        raise ValueError(f"{name} is truncated ({len(data)} bytes, shorter than its index)")
+    entries = shard_index(data[-index_size:], len(data), n_chunks, name)
+    return [None if e is None else data[e[0] : e[0] + e[1]] for e in entries]
+
+
+def shard_index(
+    index: bytes, file_size: int, n_chunks: int, name: str = "shard"
+) -> list[tuple[int, int] | None]:
+    """The (offset, nbytes) of each chunk of a shard, from the index at its end.
+
+    Parameters
+    ----------
+    index
+        The last :func:`shard_index_size` bytes of the shard.
+    file_size
+        The shard's size (every chunk must end before its index).
+
+    Raises
+    ------
+    ValueError
+        If the index fails its checksum or points beyond the chunks' bytes (a truncated shard).
+    """
+    raw, crc = index[:-4], index[-4:]
+    if crc32c(raw) != crc:
+        raise ValueError(f"{name} has a damaged index (checksum mismatch)")
+    body = file_size - len(index)
+    entries: list[tuple[int, int] | None] = []
+    for offset, size in np.frombuffer(raw, dtype="<u8").reshape(n_chunks, 2).tolist():
+        if offset == EMPTY:
+            entries.append(None)
+        elif offset + size > body:
+            raise ValueError(f"{name} has an index pointing beyond its chunks (truncated)")
+        else:
+            entries.append((offset, size))
+    return entries
 
 
 class EventLog:
@@ -231,6 +291,43 @@ class EventLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class SpaceReserve:
+    """A small file kept in a store so that, when its disk is full, the error can be recorded.
+
+    A full disk fails the shard write and, often, the log append of the error that says so:
+    the store would then say "errors none". Releasing the reserve (deleting the file) frees
+    room for that line; it is made again once writes succeed.
+    """
+
+    #: Bytes held back: room for a few hundred error lines.
+    SIZE = 64 * 1024
+    NAME = ".tem_acq_reserve"
+
+    def __init__(self, store: Path) -> None:
+        self.path = store / self.NAME
+
+    def make(self) -> bool:
+        """Create (or re-create) the reserve; False when there is no room for it."""
+        try:
+            write_synced(self.path, [bytes(self.SIZE)])
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> bool:
+        """Delete the reserve; True when that freed its space."""
+        try:
+            self.path.unlink()
+        except OSError:
+            return False
+        return True
+
+    @property
+    def held(self) -> bool:
+        """The reserve is on disk."""
+        return self.path.is_file()
 
 
 def parse_event(line: bytes) -> dict[str, Any] | None:

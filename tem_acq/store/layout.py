@@ -121,6 +121,29 @@ def root_group_doc(metadata: StoreHeader) -> dict[str, Any]:
     )
 
 
+def time_scale_documents(metadata: StoreHeader, images: list[str]) -> dict[str, Any]:
+    """The documents that state a store's time axis, by path.
+
+    The root (its header, with ``frame_interval_ms``) and each image group (its NGFF ``t``
+    scale).
+    """
+    px = metadata.instrument.pixel_size_A
+    scale = (metadata.frame_interval_s, px, px)
+    return {
+        "zarr.json": root_group_doc(metadata),
+        **{f"{name}/zarr.json": image_group_doc(name, scale) for name in images},
+    }
+
+
+def ome_xml_sizes(path: Path) -> list[int] | None:
+    """The ``SizeT`` of every image in the OME-XML at ``path``, or ``None`` if unreadable."""
+    try:
+        root = ET.fromstring(path.read_bytes())
+        return [int(p.attrib["SizeT"]) for p in root.iter(f"{{{_OME_NS}}}Pixels")]
+    except (OSError, ET.ParseError, KeyError, ValueError):
+        return None
+
+
 def series_group_doc(series: list[str]) -> dict[str, Any]:
     """The ``OME/zarr.json`` listing the images in the order of the OME-XML."""
     return _group_doc({"ome": v05.Series(series=series)})
@@ -135,14 +158,11 @@ def array_doc(layout: ArrayLayout) -> dict[str, Any]:
     """The ``zarr.json`` of an empty (0, y, x) array, as zarr-python itself writes it.
 
     One chunk per frame inside shards of ``shard_frames`` frames, compressed with blosc
-    (bit-shuffle) unless ``compression`` is ``"none"``. The writer then only changes ``shape``.
+    (bit-shuffle) unless ``compression`` is ``"none"``, and ending in its crc32c
+    (:func:`chunk_compressors`). The writer then only changes ``shape``.
     """
     import zarr
-    from zarr.codecs import BloscCodec
 
-    compressors: Any = None
-    if layout.compression != "none":
-        compressors = BloscCodec(shuffle="bitshuffle", **BLOSC_SETTINGS[layout.compression])
     height, width = layout.frame_shape
     with tempfile.TemporaryDirectory() as tmp:
         zarr.create_array(
@@ -151,13 +171,28 @@ def array_doc(layout: ArrayLayout) -> dict[str, Any]:
             chunks=(1, height, width),
             shards=(layout.shard_frames, height, width),
             dtype=layout.dtype,
-            compressors=compressors,
+            compressors=chunk_compressors(layout.compression),
             fill_value=layout.fill_value,
             dimension_names=DIMENSION_NAMES,
             chunk_key_encoding={"name": "default", "separator": "."},
         )
         doc: dict[str, Any] = read_json(Path(tmp) / "zarr.json")
     return doc
+
+
+def chunk_compressors(compression: Compression) -> list[Any]:
+    """The bytes-to-bytes codecs of every chunk tem-acq writes: blosc (unless ``"none"``), crc32c.
+
+    The crc32c comes last, over the compressed bytes, so that any zarr v3 reader refuses a
+    damaged frame (a checksum error) instead of decoding it into wrong pixels, and
+    ``tem-acq info --check`` verifies a frame without decompressing it.
+    """
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    codecs: list[Any] = []
+    if compression != "none":
+        codecs.append(BloscCodec(shuffle="bitshuffle", **BLOSC_SETTINGS[compression]))
+    return [*codecs, Crc32cCodec()]
 
 
 def image_xml_id(name: str) -> str:

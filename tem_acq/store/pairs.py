@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,11 +51,12 @@ from tem_acq.store._files import (
     write_atomic,
     write_json_atomic,
 )
+from tem_acq.store.chunks import FIX, ArrayFiles, CheckedArray, describe_problems, frame_ranges
 from tem_acq.store.layout import (
-    BLOSC_SETTINGS,
     EVENT_LOG,
     LEVEL,
     OME_XML,
+    chunk_compressors,
     image_group_doc,
     ome_xml,
     root_group_doc,
@@ -190,44 +192,91 @@ class PairRow(PairRecord):
     index: int = Field(ge=0)
 
 
+#: Every chunk has a file, even an all-zero frame (zarr skips those by default), so that a
+#: missing chunk file is damage, never a frame of zeros.
+_ARRAY_CONFIG: dict[str, Any] = {"write_empty_chunks": True}
+
+
 def _create_array(path: Path, name: str, frame_shape: tuple[int, int]) -> zarr.Array:
     import zarr
-    from zarr.codecs import BloscCodec
 
     return zarr.create_array(
         store=str(path / name / LEVEL),
         shape=(0, *frame_shape),
         chunks=(1, *frame_shape),
         dtype=_DTYPES[name],
-        compressors=BloscCodec(shuffle="bitshuffle", **BLOSC_SETTINGS["zstd"]),
+        compressors=chunk_compressors("zstd"),
         fill_value=0,
         dimension_names=("pair", "y", "x"),
         zarr_format=3,
+        config={"write_empty_chunks": True},  # as _ARRAY_CONFIG
     )
 
 
-def _open_array(path: Path, name: str) -> zarr.Array:
+def _open_array(path: Path, name: str, mode: str = "r+") -> zarr.Array:
     import zarr
 
     try:
-        return zarr.open_array(store=str(path / name / LEVEL), mode="r+")
+        return zarr.open_array(store=str(path / name / LEVEL), mode=mode, config=_ARRAY_CONFIG)
     except Exception as exc:  # zarr raises several types for missing or broken metadata
-        raise StoreError(f"{path} has no readable {name}/{LEVEL} array ({exc}): damaged") from None
+        raise StoreError(
+            f"{path} has no readable {name}/{LEVEL} array ({type(exc).__name__}: {exc}): the "
+            f"store is damaged and tem-acq cannot rebuild it: restore {name}/{LEVEL}/zarr.json "
+            "from a copy of the store (its frames are the files beside it)"
+        ) from None
 
 
-def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
-    """Rows (deduplicated by index, in order), whether the last close was complete, errors.
+@dataclass
+class PairsLog:
+    """What a pairs store's event log says.
+
+    Attributes
+    ----------
+    rows
+        The pair rows, deduplicated by index, in order (a damaged line leaves a gap).
+    extent
+        One past the last row's index: the pairs committed.
+    closed, complete, recovered
+        Whether the last event closed the store, whether that close was complete, and whether
+        ``tem-acq recover`` wrote it.
+    errors
+        Recorded errors and unreadable lines.
+    problems
+        The unreadable lines alone.
+    """
+
+    rows: list[PairRow] = field(default_factory=list)
+    extent: int = 0
+    closed: bool = False
+    complete: bool = False
+    recovered: bool = False
+    errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def unrecorded(self) -> list[int]:
+        """Committed pairs without a row (their log line is damaged)."""
+        present = {row.index for row in self.rows}
+        return [i for i in range(self.extent) if i not in present]
+
+
+def read_pairs_log(path: Path) -> PairsLog:
+    """Read the event log of the pairs store at ``path``.
 
     The log is read by the one reader of event logs (:func:`~tem_acq.store._files.read_event_log`),
     with its rule for a torn last line.
+
+    Raises
+    ------
+    StoreError
+        If a pair row does not validate (the store is damaged).
     """
     log = path / EVENT_LOG
     if not log.is_file():
-        return [], False, [f"{EVENT_LOG} is missing"]
+        return PairsLog(errors=[f"{EVENT_LOG} is missing"])
     events, problems = read_event_log(log)
     rows: dict[int, PairRow] = {}
-    complete = False
-    errors: list[str] = []
+    result = PairsLog()
     for event in events:
         kind = event.get("event")
         if kind == "pair":
@@ -237,13 +286,17 @@ def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
             row = as_model(PairRow, data, what, StoreError)
             rows[row.index] = row
         elif kind == "closed":
-            complete = bool(event.get("complete"))
+            result.closed, result.complete = True, bool(event.get("complete"))
+            result.recovered = bool(event.get("recovered"))
         elif kind == "resumed":
-            complete = False
+            result.closed = result.complete = result.recovered = False
         elif kind == "error":
-            errors.append(str(event.get("message")))
-    ordered = [rows[i] for i in range(len(rows)) if i in rows]
-    return ordered, complete, errors + problems
+            result.errors.append(str(event.get("message")))
+    result.rows = [rows[i] for i in sorted(rows)]
+    result.extent = max(rows, default=-1) + 1
+    result.errors += problems
+    result.problems = problems
+    return result
 
 
 class PairsWriter:
@@ -292,7 +345,7 @@ class PairsWriter:
                 shutil.rmtree(self.path)
             self._arrays = self._create()
             rows = []
-        self._pairs = len(rows)
+        self._pairs = rows[-1].index + 1 if rows else 0
         self.completed_fields: set[int] = {r.field for r in rows}
         self._log = EventLog(self.path / EVENT_LOG)
         if resume and rows:
@@ -336,12 +389,12 @@ class PairsWriter:
                 f"cannot resume {self.path}: its frames are {arrays[LOW].shape[1:]}, "
                 f"not {self.frame_shape}"
             )
-        rows, _, _ = _read_rows(self.path)
+        log = read_pairs_log(self.path)
         for array in arrays.values():
             # frames written after the last committed row belong to an unfinished field
-            if array.shape[0] != len(rows):
-                array.resize((len(rows), *self.frame_shape))
-        return arrays, rows
+            if array.shape[0] != log.extent:
+                array.resize((log.extent, *self.frame_shape))
+        return arrays, log.rows
 
     @property
     def pairs(self) -> int:
@@ -442,39 +495,76 @@ class PairsStore:
     metadata
         The collection's :class:`PairsMetadata`.
     low, high
-        (pair, y, x) zarr arrays limited to the committed pairs.
+        (pair, y, x) arrays limited to the committed pairs
+        (:class:`~tem_acq.store.chunks.CheckedArray`: a damaged or missing frame raises a
+        :class:`~tem_acq.errors.StoreError` naming it).
     truth
         (pair, y, x) noise-free expected electrons of the short frames, or ``None``.
     pairs
-        The per-pair table (:class:`PairRow`), one row per pair.
+        The per-pair table (:class:`PairRow`), one row per pair (a row whose log line is
+        damaged is missing; each row has its ``index``).
     complete
-        True when the collection finished every planned field.
+        True when the collection finished every planned field and nothing is damaged (no
+        ``damage``, no unreadable log line, no pair without its row).
+    closed, recovered
+        The store has a closing event; it was written by ``tem-acq recover``.
+    damage
+        What the cheap check of opening found (missing chunk files, arrays shorter than the
+        table), one line each; also in ``errors``.
     errors
         Errors recorded during collection or found while reading.
     """
 
     def __init__(self, path: Path) -> None:
-        import zarr
-
         self.path = path
         self.metadata = open_root(path, PairsMetadata)
-        self.pairs, self.complete, self.errors = _read_rows(path)
-        n = len(self.pairs)
-        arrays = {}
+        log = read_pairs_log(path)
+        self.closed, self.recovered, self.errors = log.closed, log.recovered, log.errors
+        self.damage: list[str] = []
+        n = log.extent
+        arrays: dict[str, tuple[zarr.Array, ArrayFiles]] = {}
         for name in (LOW, HIGH, TRUTH):
             if not (path / name / LEVEL / "zarr.json").is_file():
                 continue
-            array = zarr.open_array(store=str(path / name / LEVEL), mode="r")
+            array = _open_array(path, name, mode="r")
             if array.shape[0] < n:
-                self.errors.append(f"{name} holds {array.shape[0]} frames for {n} rows: damaged")
+                self.damage.append(f"{name} holds {array.shape[0]} frames for {n} rows")
                 n = array.shape[0]
-            arrays[name] = array
+            elif array.shape[0] > n and log.closed:  # closed: no field can be unfinished
+                self.damage.append(f"{name} counts {array.shape[0]} frames for {n} rows")
+            arrays[name] = (array, ArrayFiles.open(path, name))
         if LOW not in arrays or HIGH not in arrays:
             raise StoreError(f"{path} lacks its low or high array: the store is damaged")
-        self.pairs = self.pairs[:n]
-        self.low = _Limited(arrays[LOW], n)
-        self.high = _Limited(arrays[HIGH], n)
-        self.truth = _Limited(arrays[TRUTH], n) if TRUTH in arrays else None
+        self.pairs = [row for row in log.rows if row.index < n]
+        checked = {name: self._checked(name, *pair, n) for name, pair in arrays.items()}
+        self.low, self.high, self.truth = checked[LOW], checked[HIGH], checked.get(TRUTH)
+        if log.unrecorded:
+            self.errors.append(f"pairs {frame_ranges(log.unrecorded)} have no row in {EVENT_LOG}")
+        self.damage = [
+            f"{line}: the store is damaged; {FIX.format(store=path)}" for line in self.damage
+        ]
+        self.errors += self.damage
+        self.complete = log.complete and not self.damage and not log.problems
+        self.complete = self.complete and not log.unrecorded
+
+    def _checked(self, name: str, array: zarr.Array, files: ArrayFiles, n: int) -> CheckedArray:
+        """``array`` limited to ``n`` pairs, its missing files added to ``damage``."""
+        expected = None if files.checksummed else self._has_signal(name)
+        wanted = [i for i in range(n) if expected is None or expected(i)]
+        self.damage += describe_problems(name, files.missing(wanted))
+        return CheckedArray(array, files, length=n, expected=expected)
+
+    def _has_signal(self, name: str) -> Callable[[int], bool]:
+        """For stores written before every chunk had a file: pairs whose frame is not all zero.
+
+        zarr skipped writing an all-zero chunk then, so only a frame with a measured dose must
+        have one.
+        """
+        dose = {
+            row.index: row.high_dose_e_per_px if name == HIGH else row.low_dose_e_per_px
+            for row in self.pairs
+        }
+        return lambda i: dose.get(i, 1.0) > 0
 
     @property
     def fields(self) -> list[int]:
@@ -528,39 +618,11 @@ class PairsStore:
             "denoised_frames": 0,
             "skipped": 0,
             "model": None,
+            "closed": self.closed,
+            "recovered": self.recovered,
+            "damage": list(self.damage),
             "errors": list(self.errors),
         }
-
-
-class _Limited:
-    """A zarr array seen only up to its committed length (the rest is an unfinished field)."""
-
-    def __init__(self, array: zarr.Array, n: int) -> None:
-        self._array = array
-        self.shape: tuple[int, ...] = (n, *array.shape[1:])
-        self.dtype = array.dtype
-        self.ndim = array.ndim
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        first, rest = key[0], key[1:]
-        if isinstance(first, int | np.integer):
-            if not -self.shape[0] <= first < self.shape[0]:
-                raise IndexError(f"pair {first} out of range for {self.shape[0]} pairs")
-            first = int(first) % self.shape[0]
-        elif isinstance(first, slice):
-            first = slice(*first.indices(self.shape[0]))
-        else:
-            first = np.arange(self.shape[0])[first]
-        return np.asarray(self._array[(first, *rest)])
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[:]
-        return out.astype(dtype) if dtype is not None else out
 
 
 def open_pairs(path: str | os.PathLike[str]) -> PairsStore:

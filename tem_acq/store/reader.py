@@ -14,6 +14,7 @@ import numpy as np
 from tem_acq.errors import StoreError
 from tem_acq.schema import as_model
 from tem_acq.store._files import read_event_log
+from tem_acq.store.chunks import FIX, ArrayFiles, CheckedArray, describe_problems, frame_ranges
 from tem_acq.store.layout import DENOISED, EVENT_LOG, LEVEL, RAW
 from tem_acq.store.metadata import AcquisitionMetadata, FrameRow
 from tem_acq.store.root import open_root
@@ -26,7 +27,10 @@ def open_store(path: str | os.PathLike[str]) -> AcquisitionStore:
     """Open an acquisition store written by :class:`~tem_acq.store.AcquisitionWriter`.
 
     Works on stores still being written and on stores whose writer crashed: everything
-    committed reads, and ``complete`` is False.
+    committed reads, and ``complete`` is False. Opening also checks cheaply that every shard
+    file the committed frames need is there (``damage``); reading a damaged frame raises
+    :class:`~tem_acq.errors.StoreError` naming it (``tem-acq info --check`` verifies every
+    frame's checksum).
 
     Raises
     ------
@@ -47,12 +51,23 @@ class AcquisitionStore:
     metadata
         The acquisition's metadata.
     raw
-        The raw frames, a (t, y, x) zarr array of committed frames (read on slicing).
+        The raw frames, a (t, y, x) array of committed frames (a
+        :class:`~tem_acq.store.chunks.CheckedArray` over the zarr array, read on slicing:
+        ``raw[i]``, ``np.asarray(raw)``; its ``array`` is the zarr array itself).
     denoised
         The denoised frames (float32 electrons per pixel; NaN where none), or ``None`` when the
         store has no denoised image. After a crash it may be shorter than ``raw``.
     complete
-        True when the writer closed the store; False while writing or after a crash.
+        True when the writer closed the store and nothing is damaged; False while writing,
+        after a crash, after ``tem-acq recover``, whenever ``damage`` is not empty, and when
+        the log has unreadable lines or committed frames lack their row.
+    closed
+        The store has a closing event (its writer closed it, or ``tem-acq recover`` did).
+    recovered
+        The last closing event was written by ``tem-acq recover``.
+    damage
+        What the cheap check of opening found (missing or truncated shard files, lengths
+        beyond what the log records), one line each; also in ``errors``.
     errors
         Errors recorded during the acquisition, plus any damage found when reading.
     """
@@ -60,16 +75,28 @@ class AcquisitionStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.metadata: AcquisitionMetadata = open_root(path, AcquisitionMetadata)
-        self.raw: zarr.Array = _open_array(path, RAW)
-        self.denoised: zarr.Array | None = (
-            _open_array(path, DENOISED) if (path / DENOISED / "zarr.json").is_file() else None
-        )
-        self.errors: list[str] = []
-        self.complete = False
-        self._rows: dict[int, dict[str, Any]] = {}
+        self.raw = CheckedArray(_open_array(path, RAW), ArrayFiles.open(path, RAW))
         self._denoised: dict[int, float | None] = {}
+        self.denoised: CheckedArray | None = None
+        if (path / DENOISED / "zarr.json").is_file():
+            self.denoised = CheckedArray(
+                _open_array(path, DENOISED),
+                ArrayFiles.open(path, DENOISED),
+                expected=self._denoised.__contains__,
+            )
+        self.errors: list[str] = []
+        self.closed = self.recovered = False
+        self._closed_event: dict[str, Any] = {}
+        self._rows: dict[int, dict[str, Any]] = {}
         self._skipped: dict[int, str] = {}
-        self._read_log()
+        self._log_problems: list[str] = []
+        self._log_read = self._read_log()
+        self.damage = self._find_damage()
+        self.errors.extend(self.damage)
+        said = self._closed_event
+        closed_complete = self.closed and bool(said.get("complete", not said.get("aborted")))
+        table_whole = not self._log_problems and len(self._rows) == self.n_frames
+        self.complete = closed_complete and table_whole and not self.damage
 
     # -- public API --------------------------------------------------------------------------
 
@@ -172,6 +199,9 @@ class AcquisitionStore:
             "denoise_latency_p50_ms": p50,
             "denoise_latency_p95_ms": p95,
             "model": model,
+            "closed": self.closed,
+            "recovered": self.recovered,
+            "damage": list(self.damage),
             "errors": list(self.errors),
             "bytes_on_disk": _disk_usage(self.path),
         }
@@ -193,16 +223,17 @@ class AcquisitionStore:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _read_log(self) -> None:
+    def _read_log(self) -> bool:
+        """Read the event log into the table; False when it is missing or unreadable."""
         log = self.path / EVENT_LOG
         if not log.is_file():
             self.errors.append(f"{EVENT_LOG} is missing: the per-frame table is lost")
-            return
+            return False
         try:
             events, problems = read_event_log(log)
         except OSError as exc:
             self.errors.append(f"cannot read {EVENT_LOG}: {exc}")
-            return
+            return False
         n = self.n_frames
         n_denoised = 0 if self.denoised is None else int(self.denoised.shape[0])
         for event in events:
@@ -214,17 +245,47 @@ class AcquisitionStore:
                 self._denoised[index] = event.get("latency_ms")
             elif kind == "skipped" and isinstance(index, int) and index < n:
                 self._skipped[index] = str(event.get("reason", ""))
-            elif kind == "error":
+            elif kind == "error" and str(event.get("message", "")) not in self.errors:
+                # a commit retried after a failed write may log the same error again
                 self.errors.append(str(event.get("message", "")))
             elif kind == "closed":
-                self.complete = True
+                self.closed, self._closed_event = True, event
+                self.recovered = bool(event.get("recovered"))
         self.errors.extend(problems)
-        missing = n - len(self._rows)
-        if missing:
-            self.errors.append(f"{missing} committed frames have no row in {EVENT_LOG}")
+        self._log_problems = problems
+        return True
+
+    def _find_damage(self) -> list[str]:
+        """The cheap check of opening: files and lengths, not checksums (see the class)."""
+        fix = FIX.format(store=self.path)
+        n = self.n_frames
+        damage = describe_problems(RAW, self.raw.files.missing(range(n)))
+        if self.denoised is not None:
+            n_den = int(self.denoised.shape[0])
+            if n_den > n:
+                damage.append(f"{DENOISED}/{LEVEL}/zarr.json counts {n_den} frames, raw {n}")
+            wanted = [i for i in self._denoised if i < n_den]
+            damage += describe_problems(DENOISED, self.denoised.files.missing(wanted))
+        if self._log_read:
+            recorded = max(self._rows, default=-1) + 1
+            if recorded < n:
+                damage.append(
+                    f"{RAW}/{LEVEL}/zarr.json counts {n} frames but {EVENT_LOG} records "
+                    f"{recorded}: frames {recorded}-{n - 1} were never recorded"
+                )
+            unrecorded = [i for i in range(recorded) if i not in self._rows]
+            if unrecorded:
+                self.errors.append(
+                    f"committed frames {frame_ranges(unrecorded)} have no row in {EVENT_LOG}"
+                )
+        closed_frames = self._closed_event.get("frames")
+        if isinstance(closed_frames, int) and closed_frames != n:
+            damage.append(f"the store was closed with {closed_frames} frames, zarr.json counts {n}")
+        return [f"{line}: the store is damaged; {fix}" for line in damage]
 
 
 def _open_array(path: Path, image: str) -> zarr.Array:
+    """The zarr array of ``image`` (level 0), checked to be (t, y, x)."""
     import zarr
 
     where = path / image / LEVEL
@@ -233,7 +294,8 @@ def _open_array(path: Path, image: str) -> zarr.Array:
     except Exception as exc:  # zarr raises several types for missing or broken metadata
         raise StoreError(
             f"{path} has no readable {image}/{LEVEL} array ({type(exc).__name__}: {exc}): the "
-            "store is damaged"
+            f"store is damaged and tem-acq cannot rebuild it: restore {image}/{LEVEL}/zarr.json "
+            f"from a copy of the store (its frames are the files beside it)"
         ) from None
     if array.ndim != 3:
         raise StoreError(f"{where} has {array.ndim} dimensions, expected (t, y, x): damaged")

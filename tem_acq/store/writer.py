@@ -35,11 +35,14 @@ from tem_acq.outputs import claim_output
 from tem_acq.schema import as_model
 from tem_acq.store._files import (
     EventLog,
+    SpaceReserve,
     fsync_dir,
     read_shard_chunks,
     shard_parts,
     temp_path,
+    with_checksum,
     write_atomic,
+    write_json_atomic,
     write_synced,
 )
 from tem_acq.store.layout import (
@@ -54,12 +57,17 @@ from tem_acq.store.layout import (
     ArrayLayout,
     Compression,
     array_doc,
-    image_group_doc,
     ome_xml,
-    root_group_doc,
     series_group_doc,
+    time_scale_documents,
 )
-from tem_acq.store.metadata import AcquisitionMetadata, FrameRecord, validate_metadata
+from tem_acq.store.metadata import (
+    AcquisitionMetadata,
+    FrameRecord,
+    collect_software_versions,
+    validate_metadata,
+)
+from tem_acq.store.timing import FrameClock, due
 
 #: Most frames per shard, and so most frames a crash can lose (see the module docstring).
 MAX_SHARD_FRAMES = 16
@@ -88,11 +96,9 @@ class _Array:
     length: int = 0
 
     def encode(self, frame: np.ndarray) -> bytes:
-        """Encode one frame as a chunk (the zarr codec chain: bytes, then blosc if any)."""
-        if self.codec is None:
-            return frame.tobytes()
-        encoded: bytes = self.codec.encode(frame)
-        return encoded
+        """Encode one frame as a chunk (the zarr codec chain: bytes, blosc if any, crc32c)."""
+        encoded: bytes = frame.tobytes() if self.codec is None else self.codec.encode(frame)
+        return with_checksum(encoded)
 
     def shard_path(self, shard: int) -> Path:
         return self.path / self.layout.chunk_key(shard)
@@ -248,7 +254,10 @@ class AcquisitionWriter:
         max_pending_denoised_shards: int = 4,
     ) -> None:
         self.path = Path(path)
-        self.metadata = validate_metadata(metadata)
+        self.metadata = _with_current_software(validate_metadata(metadata))
+        # no interval given: the frames' clocks say what it is (written at commits)
+        self._clock = FrameClock() if self.metadata.frame_interval_ms is None else None
+        self._scale_written_at = 0  # frames committed when the measured interval was written
         self.frame_shape = _check_frame_shape(frame_shape)
         self.dtype = _check_dtype(dtype)
         self.shard_frames = (
@@ -267,6 +276,7 @@ class AcquisitionWriter:
             compression, denoised_compression if denoised else None, overwrite
         )
         self._log = EventLog(self.path / EVENT_LOG)
+        self._reserve = SpaceReserve(self.path)  # made with the store (see _write_store_files)
         self._den_durable = 0  # end of the denoised shards whose files are durable
         # A few threads so that a commit's fsyncs overlap (they block, they never spin).
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tem-acq-store")
@@ -355,6 +365,8 @@ class AcquisitionWriter:
                 f'{{"event":"frame","index":{index},"record":{row.model_dump_json()}}}'
             )
             self._status.append(_UNRESOLVED)
+            if self._clock is not None:
+                self._clock.add(index, row)
             self._appended += 1
             now = time.monotonic()
             if self._oldest_unflushed is None:
@@ -457,11 +469,7 @@ class AcquisitionWriter:
             self._pending_errors.append(
                 json.dumps({"event": "error", "time": _utc_now(), "message": text})
             )
-            try:
-                self._log.append(self._pending_errors)
-                self._pending_errors = []
-            except OSError:
-                pass
+            self._log_errors_now()
 
     def flush(self) -> None:
         """Write everything received so far (partial shards too) and commit it.
@@ -491,6 +499,7 @@ class AcquisitionWriter:
             self._commit(everything=True, closing=True)
             self._extend_denoised_length(self._committed)
             self._remove_unused_shard_files()
+            self._update_time_scale(final=True)
             try:
                 # The OME-XML's sizes are written once, here (zarr.json is what counts before).
                 images = [(RAW, self.dtype)]
@@ -510,6 +519,7 @@ class AcquisitionWriter:
             self._append_log([json.dumps(summary)])
             self._log.close()
             self._io.shutdown()
+            self._reserve.release()
             self._closed = True
 
     def __enter__(self) -> AcquisitionWriter:
@@ -614,6 +624,7 @@ class AcquisitionWriter:
             )
             raise self._write_failed(exc, what) from exc
         self._record_commit(plan, lengths)
+        self._update_time_scale()
 
     def _plan_commit(self, everything: bool, closing: bool) -> _Commit:
         """Decide what a commit writes, before any I/O (see :class:`_Commit`)."""
@@ -849,7 +860,60 @@ class AcquisitionWriter:
         self._pending_errors.append(
             json.dumps({"event": "error", "time": _utc_now(), "message": message})
         )
+        self._log_errors_now()
         return StoreError(message)
+
+    def _log_errors_now(self) -> None:
+        """Write the pending error events at once, best effort, so the store says what failed.
+
+        On a full disk the shard that failed often leaves no room for the line either: the
+        space reserve is then released and the line tried once more. Errors that still cannot
+        be written go out with the next successful write.
+        """
+        for attempt in range(2):
+            try:
+                self._log.append(self._pending_errors)
+            except OSError as exc:
+                no_room = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                if attempt or not no_room or not self._reserve.release():
+                    return
+                continue
+            self._pending_errors = []
+            return
+
+    def _update_time_scale(self, *, final: bool = False) -> None:
+        """Write the measured frame interval where the time axis is stated, when it has moved.
+
+        The header's ``frame_interval_ms`` and each image's NGFF ``t`` scale are rewritten
+        (atomically) when that is due (:func:`~tem_acq.store.timing.due`: none yet, or the
+        measurement moved), and at close (``final``) to its exact value. A failure is harmless:
+        the frames are safe and the next commit tries again.
+        """
+        measured = None if self._clock is None else self._clock.interval_ms
+        written = self.metadata.frame_interval_ms
+        moved = due(measured, written, self._committed, self._scale_written_at)
+        if measured is None or not (moved or (final and measured != written)):
+            return
+        metadata = self.metadata.model_copy(update={"frame_interval_ms": measured})
+        names = [RAW] + ([DENOISED] if self._den is not None else [])
+        docs = time_scale_documents(metadata, names)
+        try:
+            self._run([partial(write_json_atomic, self.path / k, doc) for k, doc in docs.items()])
+        except OSError:
+            return
+        self.metadata = metadata
+        self._scale_written_at = self._committed
+
+
+def _with_current_software(metadata: AcquisitionMetadata) -> AcquisitionMetadata:
+    """``metadata`` with the versions of the software loaded now, when the store is created.
+
+    Metadata is often built before a model is loaded (and torch imported); the store records
+    what was running when it was written. Versions the caller added under ``other`` stay.
+    """
+    software = collect_software_versions()
+    software.other = {**metadata.software.other, **software.other}
+    return metadata.model_copy(update={"software": software})
 
 
 def _codec(layout: ArrayLayout) -> Blosc | None:
@@ -967,14 +1031,12 @@ def _create_store(
 
 def _store_documents(metadata: AcquisitionMetadata, layouts: list[ArrayLayout]) -> dict[str, Any]:
     """Every ``zarr.json`` of a new store (root, OME, each image and its array), by path."""
-    px = metadata.instrument.pixel_size_A
-    scale = (metadata.frame_interval_s, px, px)
+    names = [layout.name for layout in layouts]
     docs: dict[str, Any] = {
-        "zarr.json": root_group_doc(metadata),
-        "OME/zarr.json": series_group_doc([layout.name for layout in layouts]),
+        **time_scale_documents(metadata, names),
+        "OME/zarr.json": series_group_doc(names),
     }
     for layout in layouts:
-        docs[f"{layout.name}/zarr.json"] = image_group_doc(layout.name, scale)
         docs[f"{layout.name}/{LEVEL}/zarr.json"] = array_doc(layout)
     return docs
 
@@ -991,6 +1053,8 @@ def _write_store_files(
     xml = ome_xml(metadata, images, layouts[0].frame_shape, 0)
     write_atomic(staging / "OME" / OME_XML, [xml], sync_dir=False)
     write_atomic(staging / EVENT_LOG, [b""], sync_dir=False)
+    if not SpaceReserve(staging).make():
+        raise OSError(errno.ENOSPC, "no room for the store's space reserve")
     for directory in [
         staging / "OME",
         *(staging / layout.name / LEVEL for layout in layouts),
