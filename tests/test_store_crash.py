@@ -123,7 +123,12 @@ def run_and_kill(
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
-        rest = child.communicate(timeout=60)[0]
+        # Read the rest through the same text stream: iterating it above may have buffered
+        # lines it did not hand out yet (communicate() would read past them, and the frames
+        # they report would look lost).
+        rest = child.stdout.read()
+        child.stdout.close()
+        child.wait(timeout=60)
     for line in rest.splitlines(keepends=True):  # lines printed before the signal landed
         # A line cut short by the kill is not trusted (the frame before it is counted).
         if line.endswith("\n") and not line.startswith("created"):
