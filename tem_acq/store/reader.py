@@ -53,6 +53,9 @@ class AcquisitionStore:
         store has no denoised image. After a crash it may be shorter than ``raw``.
     complete
         True when the writer closed the store; False while writing or after a crash.
+    aborted
+        True when the acquisition was stopped early (Ctrl-C, ``LiveRecorder.abort``): the
+        store was closed, complete up to its last frame.
     errors
         Errors recorded during the acquisition, plus any damage found when reading.
     """
@@ -66,6 +69,7 @@ class AcquisitionStore:
         )
         self.errors: list[str] = []
         self.complete = False
+        self.aborted = False
         self._rows: dict[int, dict[str, Any]] = {}
         self._denoised: dict[int, float | None] = {}
         self._skipped: dict[int, str] = {}
@@ -152,6 +156,7 @@ class AcquisitionStore:
             "schema_version": meta.schema_version,
             "created": meta.created.isoformat(),
             "complete": self.complete,
+            "aborted": self.aborted,
             "frames": self.n_frames,
             "shape": [int(n) for n in self.raw.shape],
             "dtype": str(self.raw.dtype),
@@ -218,6 +223,7 @@ class AcquisitionStore:
                 self.errors.append(str(event.get("message", "")))
             elif kind == "closed":
                 self.complete = True
+                self.aborted = bool(event.get("aborted"))
         self.errors.extend(problems)
         missing = n - len(self._rows)
         if missing:
