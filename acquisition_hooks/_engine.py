@@ -191,3 +191,20 @@ def attach_core(core: Any) -> Iterator[Any]:
 def attached_core() -> Any | None:
     """The core attached by :func:`attach_core`, or None outside a session."""
     return _attached[0] if _attached else None
+
+
+def abort_acquisition(acquisition: Any) -> None:
+    """Abort a running ``pycromanager.Acquisition`` from any thread, so its ``with`` block ends.
+
+    ``abort()`` cancels the pending events; the engine notices within a frame, stops the camera
+    sequence and clears the core's buffer (frames already handed to the image processor are
+    still processed). ``abort()`` alone leaves pycro-manager's event thread waiting for more
+    events, so that ``await_completion()`` would hang: ``mark_finished()`` ends it (after the
+    abort, which would otherwise discard that signal). An acquisition that has already
+    finished is left alone.
+    """
+    try:
+        acquisition.abort()
+    except AttributeError:  # finished: pycro-manager has dropped its engine-side acquisition
+        return
+    acquisition.mark_finished()
