@@ -215,18 +215,18 @@ def _open_array(path: Path, name: str) -> zarr.Array:
         raise StoreError(f"{path} has no readable {name}/{LEVEL} array ({exc}): damaged") from None
 
 
-def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
-    """Rows (deduplicated by index, in order), whether the last close was complete, errors.
+def _read_rows(path: Path) -> tuple[list[PairRow], bool, bool, list[str]]:
+    """Rows (deduplicated by index, in order), last close complete? aborted? and errors.
 
     The log is read by the one reader of event logs (:func:`~tem_acq.store._files.read_event_log`),
     with its rule for a torn last line.
     """
     log = path / EVENT_LOG
     if not log.is_file():
-        return [], False, [f"{EVENT_LOG} is missing"]
+        return [], False, False, [f"{EVENT_LOG} is missing"]
     events, problems = read_event_log(log)
     rows: dict[int, PairRow] = {}
-    complete = False
+    complete = aborted = False
     errors: list[str] = []
     for event in events:
         kind = event.get("event")
@@ -238,12 +238,13 @@ def _read_rows(path: Path) -> tuple[list[PairRow], bool, list[str]]:
             rows[row.index] = row
         elif kind == "closed":
             complete = bool(event.get("complete"))
+            aborted = bool(event.get("aborted"))
         elif kind == "resumed":
-            complete = False
+            complete = aborted = False
         elif kind == "error":
             errors.append(str(event.get("message")))
     ordered = [rows[i] for i in range(len(rows)) if i in rows]
-    return ordered, complete, errors + problems
+    return ordered, complete, aborted, errors + problems
 
 
 class PairsWriter:
@@ -336,7 +337,7 @@ class PairsWriter:
                 f"cannot resume {self.path}: its frames are {arrays[LOW].shape[1:]}, "
                 f"not {self.frame_shape}"
             )
-        rows, _, _ = _read_rows(self.path)
+        rows, _, _, _ = _read_rows(self.path)
         for array in arrays.values():
             # frames written after the last committed row belong to an unfinished field
             if array.shape[0] != len(rows):
@@ -411,8 +412,11 @@ class PairsWriter:
         self._pairs = stop
         self.completed_fields.add(field)
 
-    def close(self, *, complete: bool = True) -> None:
-        """Finish the store; ``complete=False`` leaves it resumable and reported incomplete."""
+    def close(self, *, complete: bool = True, aborted: bool = False) -> None:
+        """Finish the store; ``complete=False`` leaves it resumable and reported incomplete.
+
+        ``aborted=True`` says in the closing event that the collection was stopped early.
+        """
         if self._closed:
             return
         planned = self.metadata.planned_fields
@@ -421,7 +425,13 @@ class PairsWriter:
         self._log.append(
             [
                 json.dumps(
-                    {"event": "closed", "time": _utc(), "pairs": self._pairs, "complete": done}
+                    {
+                        "event": "closed",
+                        "time": _utc(),
+                        "pairs": self._pairs,
+                        "complete": done,
+                        **({"aborted": True} if aborted else {}),
+                    }
                 )
             ]
         )
@@ -449,6 +459,8 @@ class PairsStore:
         The per-pair table (:class:`PairRow`), one row per pair.
     complete
         True when the collection finished every planned field.
+    aborted
+        True when the collection was stopped early (Ctrl-C) and not resumed since.
     errors
         Errors recorded during collection or found while reading.
     """
@@ -458,7 +470,7 @@ class PairsStore:
 
         self.path = path
         self.metadata = open_root(path, PairsMetadata)
-        self.pairs, self.complete, self.errors = _read_rows(path)
+        self.pairs, self.complete, self.aborted, self.errors = _read_rows(path)
         n = len(self.pairs)
         arrays = {}
         for name in (LOW, HIGH, TRUTH):
@@ -496,6 +508,7 @@ class PairsStore:
             "schema_version": md.schema_version,
             "created": md.created.isoformat(),
             "complete": self.complete,
+            "aborted": self.aborted,
             "pairs": n,
             "frames": n,
             "fields": len(self.fields),
