@@ -283,8 +283,17 @@ class LiveRecorder:
             If the model failed during the run; every raw frame is recorded regardless.
         """
         if self._closed_summary is None:
+            if self.aborted:
+                self._record_left_frames()
             self._closed_summary = self._pipeline.close(aborted=self.aborted)
         return self._closed_summary
+
+    def _record_left_frames(self) -> None:
+        """Record the frames an aborted sequence left in the core's buffer (taken: kept)."""
+        from ._engine import take_left_frames
+
+        for image in take_left_frames():
+            self.process(np.asarray(image.pix), image.tags or {})
 
     def __enter__(self) -> LiveRecorder:
         return self
