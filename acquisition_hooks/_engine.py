@@ -105,8 +105,16 @@ class _SnakeCaseMixin:
         for :func:`take_left_frames`.
         """
         core: Any = self
+        self.__dict__.pop("_left_frames", None)  # a new acquisition: nothing left is its own
         core.snapImage()
         self.__dict__["_unfetched_snap"] = True
+
+    def start_sequence_acquisition(self, *args: Any) -> None:
+        """Start a camera sequence, forgetting frames an earlier acquisition left behind."""
+        core: Any = self
+        self.__dict__.pop("_left_frames", None)
+        self.__dict__.pop("_unfetched_snap", None)
+        core.startSequenceAcquisition(*args)
 
     def get_tagged_image(
         self,

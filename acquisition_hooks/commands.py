@@ -165,8 +165,8 @@ def ctrl_c_stops() -> Iterator[threading.Event]:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # None: a handler installed outside Python, which cannot be put back
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def run_collect_pairs(args: argparse.Namespace) -> int:
@@ -301,7 +301,11 @@ def run_events(
     with abort_when(stop, lambda: recorder.abort(acq)):
         try:
             if stop is None or not stop.is_set():
-                acq.acquire(events)
+                try:
+                    acq.acquire(events)
+                except Exception:
+                    if not recorder.aborted:  # else: aborted as the events went in
+                        raise
         finally:
             acq.mark_finished()
             acq.await_completion()

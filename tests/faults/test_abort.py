@@ -198,3 +198,39 @@ def test_ctrl_c_stops_the_demo(tmp_path: Path) -> None:
     assert s.aborted and s.n_frames == result["frames"]
     assert all(row.denoised or row.skipped for row in s.frames)
     os.stat(result["picture"])  # the picture was still made from what was recorded
+
+
+def test_frames_left_by_an_earlier_aborted_acquisition_stay_out_of_a_later_store(
+    tmp_path: Path,
+) -> None:
+    from acquisition_hooks._engine import abort_acquisition
+
+    events = [{"axes": {"time": i}, "exposure": EXPOSURE_MS} for i in range(5000)]
+    with simulated_microscope(size=32, seed=5) as scope:
+        assert scope.camera is not None
+        seen = threading.Semaphore(0)
+        first = Acquisition(
+            directory=None, show_display=False, image_process_fn=lambda i, m: seen.release()
+        )
+        with first:  # aborted with no recorder to take what it leaves in the core
+            first.acquire(events)
+            assert seen.acquire(timeout=HANG_S)
+            abort_acquisition(first)
+        start = scope.camera.frame_log[-1].frame_id + 1
+        store = tmp_path / "later.ome.zarr"
+        with LiveRecorder(store, exposure_ms=EXPOSURE_MS, **scope.recorder_settings()) as live:
+            handed_over = threading.Semaphore(0)
+            process = live.process
+
+            def counting(image: np.ndarray, metadata: Any) -> Any:
+                handed_over.release()
+                return process(image, metadata)
+
+            hooks = {**live.acquisition_kwargs(), "image_process_fn": counting}
+            with Acquisition(directory=None, show_display=False, **hooks) as acq:
+                acq.acquire(events)
+                assert handed_over.acquire(timeout=HANG_S)
+                live.abort(acq)
+            taken = scope.camera.frame_log[-1].frame_id + 1
+    ids = [row.extra["sim_frame_id"] for row in open_store(store).frames]
+    assert ids == list(range(start, taken))
