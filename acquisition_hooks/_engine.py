@@ -15,6 +15,7 @@ or crashes at interpreter exit. It is private to ``acquisition_hooks``: users ca
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from tem_acq.errors import AcquisitionError
+
+log = logging.getLogger(__name__)
 
 #: How long ``pop_next_tagged_image`` waits for a frame before reporting an empty buffer.
 #: pycro-manager's engine polls in a tight loop; without this back-off the poll took 98 % of a
@@ -80,6 +83,39 @@ class _SnakeCaseMixin:
         pix, md = core.popNextImageAndMD()
         return TaggedImage(_tags_as_dict(md), pix)
 
+    def clear_circular_buffer(self) -> None:
+        """Empty the core's buffer as pycro-manager asks, keeping the frames still in it.
+
+        pycro-manager clears the buffer whenever it stops a sequence. At a sequence's normal
+        end it is empty; after an abort it still holds the frames the camera finished last
+        (the one in exposure when the sequence stopped, at least), which would be lost: they
+        are kept, in order, for :func:`take_left_frames`.
+        """
+        core: Any = self
+        kept: list[TaggedImage] = self.__dict__.setdefault("_left_frames", [])
+        while core.getRemainingImageCount() > 0:
+            pix, md = core.popNextImageAndMD()
+            kept.append(TaggedImage(_tags_as_dict(md), pix))
+        core.clearCircularBuffer()
+
+    def snap_image(self) -> None:
+        """Snap a frame, noting it until pycro-manager fetches it with ``get_tagged_image``.
+
+        After an abort pycro-manager never fetches the frame it was snapping; it is then kept
+        for :func:`take_left_frames`.
+        """
+        core: Any = self
+        self.__dict__.pop("_left_frames", None)  # a new acquisition: nothing left is its own
+        core.snapImage()
+        self.__dict__["_unfetched_snap"] = True
+
+    def start_sequence_acquisition(self, *args: Any) -> None:
+        """Start a camera sequence, forgetting frames an earlier acquisition left behind."""
+        core: Any = self
+        self.__dict__.pop("_left_frames", None)
+        self.__dict__.pop("_unfetched_snap", None)
+        core.startSequenceAcquisition(*args)
+
     def get_tagged_image(
         self,
         cam_index: int,
@@ -93,6 +129,7 @@ class _SnakeCaseMixin:
     ) -> TaggedImage:
         """Return the last snapped frame with the few tags pycro-manager's engine reads."""
         core: Any = self
+        self.__dict__.pop("_unfetched_snap", None)
         pix = core.getImage()
         tags: dict[str, Any] = {
             "Camera": camera,
@@ -191,3 +228,68 @@ def attach_core(core: Any) -> Iterator[Any]:
 def attached_core() -> Any | None:
     """The core attached by :func:`attach_core`, or None outside a session."""
     return _attached[0] if _attached else None
+
+
+def take_left_frames() -> list[TaggedImage]:
+    """The frames an aborted acquisition left in the attached core, oldest first.
+
+    Those a stopped sequence left in the buffer (see ``clear_circular_buffer``) and a snap
+    never fetched (see ``snap_image``). Each is returned once; none outside a session or when
+    nothing was cut short.
+    """
+    core = attached_core()
+    if core is None:
+        return []
+    frames: list[TaggedImage] = core.__dict__.pop("_left_frames", [])
+    if core.__dict__.pop("_unfetched_snap", False):
+        tags = {} if core.snap_tags is None else dict(core.snap_tags())
+        frames.append(TaggedImage(tags, core.getImage()))
+    return frames
+
+
+def abort_acquisition(acquisition: Any) -> None:
+    """Abort a running ``pycromanager.Acquisition`` from any thread, so its ``with`` block ends.
+
+    ``abort()`` cancels the pending events; the engine notices within a frame, stops the camera
+    sequence and clears the core's buffer (frames already handed to the image processor are
+    still processed). ``abort()`` alone leaves pycro-manager's event thread waiting for more
+    events, so that ``await_completion()`` would hang: ``mark_finished()`` ends it (after the
+    abort, which would otherwise discard that signal). An acquisition that has already
+    finished is left alone.
+    """
+    try:
+        acquisition.abort()
+    except AttributeError:  # finished: pycro-manager has dropped its engine-side acquisition
+        return
+    acquisition.mark_finished()
+
+
+@contextmanager
+def abort_when(stop: threading.Event | None, abort: Callable[[], None]) -> Iterator[None]:
+    """Call ``abort`` once, on a helper thread, if ``stop`` is set while the block runs.
+
+    ``stop`` is set from anywhere (a Ctrl-C handler, a GUI); ``abort`` runs within 20 ms, on
+    a thread of its own, so that a signal handler never has to take the locks of the code it
+    interrupted. ``stop=None`` watches nothing.
+    """
+    if stop is None:
+        yield
+        return
+    over = threading.Event()
+
+    def watch() -> None:
+        while not over.is_set():
+            if stop.wait(0.02):
+                try:
+                    abort()
+                except Exception:  # nothing to raise into: the block's own checks report
+                    log.exception("aborting the acquisition failed")
+                return
+
+    watcher = threading.Thread(target=watch, name="tem-acq abort", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        over.set()
+        watcher.join()

@@ -3,12 +3,19 @@
 The hook layer contributes these commands to ``tem-acq`` through the ``tem_acq.commands``
 entry points (pyproject.toml); pycro-manager is imported only when one runs, so the core
 package never imports it.
+
+Ctrl-C stops the beam, not the bookkeeping: while a command acquires, the first SIGINT aborts
+the acquisition within milliseconds (the camera stops, pending events are cancelled), every
+frame already handed over is written and the store is closed as ``aborted``; the command
+then exits with code 130. A second Ctrl-C interrupts that closing too (the store stays
+crash-safe: what was committed reads).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
@@ -133,6 +140,35 @@ def collect_pairs_arguments(parser: argparse.ArgumentParser) -> None:
     add_simulation_arguments(parser)
 
 
+#: Exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+
+@contextmanager
+def ctrl_c_stops() -> Iterator[threading.Event]:
+    """While the block runs, Ctrl-C (SIGINT) sets the yielded event instead of raising.
+
+    The first SIGINT only sets the event (the acquisition code watching it aborts); a second
+    one raises ``KeyboardInterrupt`` as usual. Outside the main thread, where no signal
+    handler can be installed, the event is never set by a signal.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:  # None: a handler installed outside Python, which cannot be put back
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+
+
 def run_collect_pairs(args: argparse.Namespace) -> int:
     """Collect pairs as ``args`` say; returns the exit code."""
     from acquisition_hooks.pairs import collect_pairs
@@ -146,18 +182,32 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
         )
     plan = _pair_plan(args)
     with (
+        ctrl_c_stops() as stop,
         simulated_microscope(
             **simulation_settings(args), exposure_ms=args.short_exposure_ms
         ) as scope,
         _field_progress(args.fields) as on_field,
     ):
         collect_pairs(
-            scope, plan, args.out, overwrite=args.overwrite, resume=args.resume, on_field=on_field
+            scope,
+            plan,
+            args.out,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            on_field=on_field,
+            stop=stop,
         )
     from tem_acq.store import open_pairs
 
     info = open_pairs(args.out).info()
-    print(f"collected {info['pairs']} pairs from {args.fields} fields into {args.out}")
+    print(f"collected {info['pairs']} pairs from {info['fields']} fields into {args.out}")
+    if stop.is_set():
+        print(
+            f"tem-acq collect-pairs: stopped by Ctrl-C; {args.out} is marked aborted and holds "
+            "every complete field (the field in progress was dropped): continue with --resume",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     return 0
 
 
@@ -203,25 +253,62 @@ def run_acquire(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             **settings,
         )
-        with recorder, _progress(recorder, args.frames):
-            run_events(events, recorder)
+        with ctrl_c_stops() as stop, recorder, _progress(recorder, args.frames):
+            run_events(events, recorder, stop)
     summary = recorder.summary
     if args.json:
-        print(json.dumps({"store": str(args.out), **summary.as_dict()}, indent=2))
+        print(
+            json.dumps(
+                {"store": str(args.out), "aborted": recorder.aborted, **summary.as_dict()},
+                indent=2,
+            )
+        )
     else:
         print(_describe(args.out, summary))
+    if stop.is_set():
+        print(interrupted_message("acquire", args.out, recorder.aborted), file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 
-def run_events(events: list[dict[str, Any]], recorder: Any) -> None:
-    """Run these acquisition events through pycro-manager, recorded by ``recorder``."""
+def interrupted_message(command: str, store: Path, aborted: bool) -> str:
+    """The line a command stopped by Ctrl-C ends with."""
+    if not aborted:  # pressed after the last frame: nothing was cut short
+        return f"tem-acq {command}: Ctrl-C after the acquisition ended; {store} is complete"
+    return (
+        f"tem-acq {command}: stopped by Ctrl-C; {store} holds every frame recorded until then "
+        "and is marked aborted"
+    )
+
+
+def run_events(
+    events: list[dict[str, Any]], recorder: Any, stop: threading.Event | None = None
+) -> None:
+    """Run these acquisition events through pycro-manager, recorded by ``recorder``.
+
+    Setting ``stop`` (Ctrl-C: :func:`ctrl_c_stops`) aborts the acquisition through
+    ``recorder.abort``. The acquisition's end (what its ``with`` block does) stays inside the
+    watch, so that a stop while pycro-manager works through the events aborts it.
+    """
     from pycromanager import Acquisition
+
+    from acquisition_hooks._engine import abort_when
 
     # directory=None with a processor that returns nothing: pycro-manager keeps no copy, the
     # recorder's store holds every frame
     hooks = recorder.acquisition_kwargs()
-    with Acquisition(directory=None, name="tem-acq", show_display=False, **hooks) as acq:
-        acq.acquire(events)
+    acq = Acquisition(directory=None, name="tem-acq", show_display=False, **hooks)
+    with abort_when(stop, lambda: recorder.abort(acq)):
+        try:
+            if stop is None or not stop.is_set():
+                try:
+                    acq.acquire(events)
+                except Exception:
+                    if not recorder.aborted:  # else: aborted as the events went in
+                        raise
+        finally:
+            acq.mark_finished()
+            acq.await_completion()
 
 
 @contextmanager

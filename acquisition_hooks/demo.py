@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ import numpy as np
 
 from acquisition_hooks.commands import (
     DETECTOR,
+    INTERRUPTED,
     SENSOR_SIZE,
     SPECIMEN,
+    ctrl_c_stops,
+    interrupted_message,
     require_frames,
     run_events,
 )
@@ -75,15 +79,16 @@ def run_demo(args: argparse.Namespace) -> int:
         camera = scope.camera
         assert camera is not None
         scope.move_stage(*_interesting_field_um(camera))
-        with LiveRecorder(
+        live = LiveRecorder(
             store,
             model=args.model,
             device=args.device,
             exposure_ms=EXPOSURE_MS,
             overwrite=store.exists(),
             **scope.recorder_settings(),
-        ) as live:
-            run_events(events, live)
+        )
+        with ctrl_c_stops() as stop, live:
+            run_events(events, live, stop)
         summary = live.summary
         quality = _quality(store, camera, picture)
     result = {
@@ -101,9 +106,12 @@ def run_demo(args: argparse.Namespace) -> int:
         "wall_s": round(time.perf_counter() - started, 1),
     }
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result, "aborted": live.aborted}, indent=2))
     else:
         print(_describe(result))
+    if stop.is_set():
+        print(interrupted_message("demo", store, live.aborted), file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 

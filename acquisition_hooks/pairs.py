@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from tem_acq.pairs.plan import PairPlan as CorePairPlan
 from tem_acq.store import PairRecord, PairsMetadata, PairsWriter
 from tem_acq.store.metadata import AcquisitionProtocol, Camera, Instrument
 
+from ._engine import abort_acquisition, abort_when
 from .session import MicroscopeSession
 
 #: The ``kind`` axis of the events: short frames and (frames of) the long exposure.
@@ -107,6 +107,7 @@ class PairCollector:
         ] = {}
         self._work: queue.Queue[int | None] = queue.Queue()
         self._error: BaseException | None = None
+        self._aborted = threading.Event()
         self._last_xy: tuple[float, float] | None = None
         self._worker = threading.Thread(
             target=self._assemble_loop, name="tem-acq pairs", daemon=True
@@ -130,14 +131,31 @@ class PairCollector:
         return None
 
     def post_hardware_hook(self, event: Any) -> Any:
-        """Let the stage settle after a move (sequences share one position). Returns ``event``."""
+        """Let the stage settle after a move (sequences share one position). Returns ``event``.
+
+        Once :meth:`abort` was called it returns ``None``, which cancels the event.
+        """
         first = event[0] if isinstance(event, list) else event
         xy = (first.get("x"), first.get("y"))
         if xy[0] is not None and xy != self._last_xy:
             self._last_xy = xy
             if self._plan.settle_s > 0:
-                time.sleep(self._plan.settle_s)
-        return event
+                self._aborted.wait(self._plan.settle_s)  # a settling stage is no reason to wait
+        return None if self._aborted.is_set() else event
+
+    @property
+    def aborted(self) -> bool:
+        """True once :meth:`abort` was called."""
+        return self._aborted.is_set()
+
+    def abort(self) -> None:
+        """Stop collecting (from any thread): later events are cancelled by the hook.
+
+        Fields already complete are still written; a field in progress is dropped, so that a
+        resumed collection starts with it. Abort the pycro-manager acquisition too (as
+        :func:`collect_pairs` does) to stop a hardware sequence in progress.
+        """
+        self._aborted.set()
 
     def acquisition_kwargs(self) -> dict[str, Any]:
         """Keyword arguments that attach the collector to ``pycromanager.Acquisition``."""
@@ -215,14 +233,16 @@ def collect_pairs(
     overwrite: bool = False,
     resume: bool = False,
     on_field: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Path:
     """Collect pairs on a simulated microscope session into a pairs store; returns its path.
 
     With ``resume``, an existing store made with the same plan continues at the first field it
-    does not hold; fields already written are never acquired again.
+    does not hold; fields already written are never acquired again. Setting ``stop`` (from any
+    thread: a Ctrl-C handler) aborts the collection within milliseconds: the camera stops, the
+    complete fields are written, the field in progress is dropped and the store is closed as
+    aborted, so that ``resume`` starts with that field.
     """
-    from pycromanager import Acquisition
-
     camera = scope.camera
     if camera is None:
         raise AcquisitionError("pair collection needs the simulated TEM camera (camera='tem')")
@@ -249,21 +269,49 @@ def collect_pairs(
     )
     completed = False
     try:
-        with Acquisition(
-            directory=None, show_display=False, **collector.acquisition_kwargs()
-        ) as acq:
-            for field in todo:
-                acq.acquire(field_events(plan, field, *positions[field]))
+        _acquire_fields(collector, [field_events(plan, f, *positions[f]) for f in todo], stop)
         collector.close()
-        completed = True
+        completed = not collector.aborted
     finally:
         if not completed:
             try:  # write the fields already assembled; the store stays resumable
                 collector.close()
             except AcquisitionError:
                 pass
-        writer.close(complete=completed)
+        writer.close(complete=completed, aborted=collector.aborted)
     return Path(out)
+
+
+def _acquire_fields(
+    collector: PairCollector, fields: list[list[dict[str, Any]]], stop: threading.Event | None
+) -> None:
+    """Acquire each field's events (one ``acquire`` each), aborting when ``stop`` is set.
+
+    The acquisition's end (what its ``with`` block does) stays inside the watch, so that a
+    stop while pycro-manager works through the events aborts it.
+    """
+    from pycromanager import Acquisition
+
+    acq = Acquisition(directory=None, show_display=False, **collector.acquisition_kwargs())
+
+    def abort() -> None:
+        collector.abort()
+        abort_acquisition(acq)
+
+    with abort_when(stop, abort):
+        try:
+            for events in fields:
+                if collector.aborted:
+                    break
+                try:
+                    acq.acquire(events)
+                except Exception:
+                    if collector.aborted:  # aborted between the check and the call
+                        break
+                    raise
+        finally:
+            acq.mark_finished()
+            acq.await_completion()
 
 
 def _pairs_metadata(

@@ -33,7 +33,13 @@ import numpy as np
 
 from tem_acq.errors import AcquisitionError, ConfigError, StoreConfigError
 from tem_acq.outputs import claim_output
-from tem_acq.pipeline import FrameDenoiser, FramePipeline, PipelineSummary, Policy
+from tem_acq.pipeline import (
+    DENOISER_TIMEOUT_S,
+    FrameDenoiser,
+    FramePipeline,
+    PipelineSummary,
+    Policy,
+)
 from tem_acq.schema import as_model
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
 
@@ -91,6 +97,10 @@ class LiveRecorder:
         (path selection and the first run take seconds), not on the first frame.
     overwrite
         Replace an existing store at ``store``.
+    denoiser_timeout_s
+        The longest one denoiser call may take: a denoiser that takes longer is abandoned
+        (recorded in the store; raw recording goes on) and :meth:`close` waits at most this
+        long for the denoiser.
     """
 
     def __init__(
@@ -115,6 +125,7 @@ class LiveRecorder:
         on_denoised: Callable[[int, np.ndarray], None] | None = None,
         frame_shape: tuple[int, int] | None = None,
         overwrite: bool = False,
+        denoiser_timeout_s: float = DENOISER_TIMEOUT_S,
     ) -> None:
         _check_pass_through(pass_through, model)
         self.path = Path(store)
@@ -157,8 +168,10 @@ class LiveRecorder:
             counts_per_electron=counts_per_electron,
             policy=policy,
             max_batch=batch,
+            denoiser_timeout_s=denoiser_timeout_s,
             on_denoised=self._remember_denoised,
         )
+        self._aborted = threading.Event()
         self._frame_shape: tuple[int, ...] | None = None
         self._frame_dtype: np.dtype | None = None
         self._closed_summary: PipelineSummary | None = None
@@ -213,8 +226,10 @@ class LiveRecorder:
         """Hardware hook: note whether the camera can wait for the denoiser.
 
         A list of events is a hardware sequence, during which it cannot. Returns the event
-        unchanged (``None`` would cancel it).
+        unchanged, or ``None`` (which cancels it) once :meth:`abort` was called.
         """
+        if self._aborted.is_set():
+            return None
         self._pipeline.set_camera_can_wait(not isinstance(event, list))
         return event
 
@@ -240,8 +255,40 @@ class LiveRecorder:
         """The run's summary (final once closed)."""
         return self._closed_summary or self._pipeline.summary
 
+    @property
+    def aborted(self) -> bool:
+        """True once :meth:`abort` was called."""
+        return self._aborted.is_set()
+
+    def abort(self, acquisition: Any | None = None) -> None:
+        """Stop the acquisition now, keeping every frame taken; :meth:`close` marks it aborted.
+
+        Safe from any thread (a Ctrl-C handler's helper, a GUI button) and idempotent. The
+        hardware hook cancels every event from now on; frames already taken keep arriving and
+        are recorded. :meth:`close` (the ``with`` block's end) then skips the frames still
+        waiting for the denoiser and closes the store as ``aborted``: complete up to its last
+        frame.
+
+        Parameters
+        ----------
+        acquisition
+            The running ``pycromanager.Acquisition``: it is aborted too, which cancels its
+            pending events and stops a hardware sequence in progress within milliseconds
+            (pycro-manager stops the camera). Without it only later events are cancelled, and
+            a sequence in progress runs to its end. Call this while the acquisition's ``with``
+            block is open (its exit then returns at once).
+        """
+        self._aborted.set()
+        if acquisition is not None:
+            from ._engine import abort_acquisition
+
+            abort_acquisition(acquisition)
+
     def close(self) -> PipelineSummary:
         """Write everything still waiting, close the store and return the summary.
+
+        Returns within ``denoiser_timeout_s`` plus the time to write the raw frames still
+        waiting, whatever the denoiser does.
 
         Raises
         ------
@@ -249,8 +296,17 @@ class LiveRecorder:
             If the model failed during the run; every raw frame is recorded regardless.
         """
         if self._closed_summary is None:
-            self._closed_summary = self._pipeline.close()
+            if self.aborted:
+                self._record_left_frames()
+            self._closed_summary = self._pipeline.close(aborted=self.aborted)
         return self._closed_summary
+
+    def _record_left_frames(self) -> None:
+        """Record the frames an aborted sequence left in the core's buffer (taken: kept)."""
+        from ._engine import take_left_frames
+
+        for image in take_left_frames():
+            self.process(np.asarray(image.pix), image.tags or {})
 
     def __enter__(self) -> LiveRecorder:
         return self

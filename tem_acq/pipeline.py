@@ -12,18 +12,26 @@ returns at once. Two worker threads do the rest:
   core's circular buffer would overflow and abort the acquisition), so ``"block"`` then warns
   once and falls back to skipping the oldest frames.
 
-A denoiser that fails (out of GPU memory, an exception) stops denoising but never raw
-recording: the error goes into the store and :meth:`FramePipeline.close` raises
-:class:`DenoiserFailedError` after every raw frame is safely written.
+Nothing on the denoiser's side stops raw recording. Every result is checked (one float array
+of the frames' shape per frame given, every value finite); a denoiser that raises, returns
+anything else, or takes longer than ``denoiser_timeout_s`` over one call (it is then
+abandoned, never waited on again) stops denoising: the error goes into the store, every frame
+not denoised is marked skipped with the reason, raw frames keep being written, and
+:meth:`FramePipeline.close` raises :class:`DenoiserFailedError` after every raw frame is
+safely written. ``close`` waits at most ``denoiser_timeout_s`` for the denoiser.
 
-Raw frames wait in memory only while the writer is behind; past ``max_pending_bytes``,
-:meth:`submit` blocks (slowing the acquisition rather than dropping frames) and warns, so the
-acquisition is told instead of silently losing data. Nothing here imports pycro-manager.
+Raw frames wait in memory only while the writer is behind: at most ``max_unwritten_frames``
+(16) handed over and not yet written, and at most ``max_pending_bytes``; beyond either,
+:meth:`submit` waits (slowing the acquisition rather than dropping frames; past the byte
+limit it also warns). The frame limit is what bounds a crash's loss: a killed process loses
+only the frames the store writer has not committed (its open shard) plus those waiting for it.
+Nothing here imports pycro-manager.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import warnings
@@ -39,6 +47,21 @@ from tem_acq.errors import AcquisitionError, ConfigError, DenoiserFailedError
 log = logging.getLogger(__name__)
 
 Policy = Literal["skip", "block"]
+
+#: Why a frame got no denoised version (the per-frame table's ``skipped`` column).
+SKIP_BUSY = "denoiser busy: newer frame shown"
+SKIP_SEQUENCE = "denoiser busy during a sequence"
+SKIP_FAILED = "denoiser failed"
+SKIP_STUCK = "denoiser stopped answering"
+SKIP_ABORTED = "acquisition aborted"
+SKIP_NOT_STORED = "denoised frame could not be stored"
+
+#: Default of ``denoiser_timeout_s``: the longest one denoiser call may take (and the longest
+#: ``close`` waits for the denoiser). Generous: a 4096x4096 frame through the paper's model
+#: is 16 tiles of 1024x1024 at about 1 s each on the README's 2-core CPU (not measured whole).
+DENOISER_TIMEOUT_S = 60.0
+#: Default of ``max_unwritten_frames``: one shard of the store (see the crash-safety bound).
+MAX_UNWRITTEN_FRAMES = 16
 
 
 class FrameSink(Protocol):
@@ -61,7 +84,11 @@ class FrameSink(Protocol):
         ...
 
     def close(self) -> None:
-        """Flush everything and mark the store complete."""
+        """Flush everything and mark the store complete.
+
+        For an aborted run (:meth:`FramePipeline.close` with ``aborted=True``) the pipeline
+        calls ``close(aborted=True)`` instead: a sink used for such runs takes that keyword.
+        """
         ...
 
 
@@ -115,6 +142,38 @@ class _Pending:
     submitted: float
 
 
+def result_problem(result: object, expected: tuple[int, ...]) -> str | None:
+    """What is wrong with a denoiser's result for a stack of shape ``expected``, or None.
+
+    A good result is an array of that shape (one frame out per frame in) of a floating-point
+    dtype whose values, as float32 electrons per pixel, are all finite.
+    """
+    n = expected[0]
+    if result is None:
+        return f"it returned None for {n} frame(s)"
+    try:
+        out = np.asarray(result)
+    except Exception as exc:  # an object numpy cannot read as an array
+        return f"its result is not an array ({type(result).__name__}: {exc})"
+    if out.shape != expected:
+        if out.ndim == len(expected) and out.shape[1:] == expected[1:]:
+            return f"it returned {out.shape[0]} frame(s) for {n}"
+        return f"it returned shape {out.shape} for {n} frame(s) of shape {expected[1:]}"
+    if out.dtype.kind != "f":
+        return f"it returned dtype {out.dtype}, not floating-point electrons per pixel"
+    with np.errstate(over="ignore"):  # float64 beyond float32's range is reported below
+        finite = np.isfinite(out.astype(np.float32, copy=False))
+    if not finite.all():
+        bad = np.flatnonzero(~finite.reshape(n, -1).all(axis=1)).tolist()
+        return f"it returned non-finite values (NaN or inf, as float32) in frame(s) {bad} of {n}"
+    return None
+
+
+def _frames_text(batch: list[_Pending]) -> str:
+    first, last = batch[0].index, batch[-1].index
+    return f"frame {first}" if first == last else f"frames {first}-{last}"
+
+
 class FramePipeline:
     """Raw frames in from any one thread; raw + denoised frames out to a sink, in order.
 
@@ -132,9 +191,16 @@ class FramePipeline:
     max_batch
         Most frames denoised in one call (batching helps on a GPU, not on a CPU).
     max_pending_frames
-        Frames waiting for the denoiser before ``"block"`` makes the camera wait.
+        Frames waiting for the denoiser before ``"block"`` makes the camera wait (``"skip"``
+        marks the oldest of them skipped instead).
     max_pending_bytes
-        Raw bytes waiting for the writer before :meth:`submit` blocks.
+        Raw bytes waiting for the writer before :meth:`submit` blocks (and warns).
+    max_unwritten_frames
+        Raw frames handed over and not yet written before :meth:`submit` blocks: part of the
+        crash-safety bound (see the module docstring).
+    denoiser_timeout_s
+        The longest one denoiser call (with the live-view callback) may take before the
+        denoiser is abandoned as stuck; also the longest :meth:`close` waits for it.
     on_denoised
         Called as ``on_denoised(index, frame)`` from the denoiser thread with each denoised
         frame (for live display); its exceptions are recorded, never raised into the run.
@@ -150,14 +216,15 @@ class FramePipeline:
         max_batch: int = 1,
         max_pending_frames: int = 8,
         max_pending_bytes: int = 1 << 30,
+        max_unwritten_frames: int = MAX_UNWRITTEN_FRAMES,
+        denoiser_timeout_s: float = DENOISER_TIMEOUT_S,
         on_denoised: Callable[[int, np.ndarray], None] | None = None,
     ) -> None:
-        if policy not in ("skip", "block"):
-            raise ConfigError(f"policy must be 'skip' or 'block', got {policy!r}")
-        if max_batch < 1 or max_pending_frames < 1:
-            raise ConfigError("max_batch and max_pending_frames must be at least 1")
-        if not counts_per_electron > 0:
-            raise ConfigError(f"counts_per_electron must be > 0, got {counts_per_electron}")
+        _check_settings(
+            policy, max_batch, max_pending_frames, max_unwritten_frames, counts_per_electron
+        )
+        if not (denoiser_timeout_s > 0 and math.isfinite(denoiser_timeout_s)):
+            raise ConfigError(f"denoiser_timeout_s must be > 0 s, got {denoiser_timeout_s}")
         self._sink: FrameSink | None = None
         self._sink_factory: Callable[[np.ndarray], FrameSink] | None = None
         if callable(getattr(sink, "append_raw", None)):
@@ -170,6 +237,8 @@ class FramePipeline:
         self._max_batch = max_batch
         self._max_pending_frames = max_pending_frames
         self._max_pending_bytes = max_pending_bytes
+        self._max_unwritten = max_unwritten_frames
+        self._timeout = float(denoiser_timeout_s)
         self._on_denoised = on_denoised
 
         self._lock = threading.Lock()
@@ -177,12 +246,16 @@ class FramePipeline:
         self._ops: deque[tuple[str, Any]] = deque()  # writer's work, in order
         self._pending_bytes = 0
         self._to_denoise: deque[_Pending] = deque()
+        self._in_flight: list[_Pending] = []  # taken by the denoiser, not yet resolved
+        self._busy_since: float | None = None  # when the denoiser's current call began
         self._next_index = 0
         self._closing = False
+        self._close_deadline: float | None = None
         self._camera_can_wait = True
         self._warned_fallback = False
         self._warned_backpressure = False
         self._denoiser_error: BaseException | None = None
+        self._skip_reason = SKIP_FAILED  # for frames arriving after denoising stopped
         self._writer_error: BaseException | None = None
         self._latencies: list[float] = []
         self._summary = PipelineSummary()
@@ -209,30 +282,10 @@ class FramePipeline:
         with self._lock:
             if self._closing:
                 raise AcquisitionError("the recorder is closed; frames can no longer be submitted")
-            if self._writer_error is not None:
-                raise AcquisitionError(
-                    f"raw frames cannot be recorded: {self._writer_error}"
-                ) from self._writer_error
-            waited = False
-            while self._pending_bytes + frame.nbytes > self._max_pending_bytes and self._ops:
-                waited = True
-                self._changed.wait(0.05)
-                if self._writer_error is not None:
-                    raise AcquisitionError(
-                        f"raw frames cannot be recorded: {self._writer_error}"
-                    ) from self._writer_error
-            if waited:
-                self._summary.backpressure_waits += 1
-                if not self._warned_backpressure:
-                    self._warned_backpressure = True
-                    warnings.warn(
-                        "tem-acq: the store writer cannot keep up with the camera; the "
-                        f"acquisition is being slowed to keep every raw frame (more than "
-                        f"{self._max_pending_bytes / 2**20:.0f} MiB were waiting). Use a faster "
-                        "disk or fewer frames per second.",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+            self._raise_writer_error()
+            self._wait_for_writer(frame.nbytes)
+            if self._closing:  # closed from another thread while this frame waited
+                raise AcquisitionError("the recorder was closed while a frame was handed over")
             index = self._next_index
             self._next_index += 1
             self._ops.append(("raw", (index, frame, record)))
@@ -241,16 +294,55 @@ class FramePipeline:
             # raw frame must reach the disk meanwhile
             self._changed.notify_all()
             if self._denoiser is not None:
+                self._check_denoiser_answers()
                 if self._denoiser_error is None:
                     self._enqueue_for_denoising(_Pending(index, frame, time.perf_counter()))
                 else:
-                    self._ops.append(("skip", (index, "denoiser failed")))
+                    self._ops.append(("skip", (index, self._skip_reason)))
             self._changed.notify_all()
         return index
+
+    def _raise_writer_error(self) -> None:
+        if self._writer_error is not None:
+            raise AcquisitionError(
+                f"raw frames cannot be recorded: {self._writer_error}"
+            ) from self._writer_error
+
+    def _wait_for_writer(self, nbytes: int) -> None:
+        """Wait (lock held) while the writer holds too many frames or bytes; warn for bytes."""
+        waited = over_bytes = False
+        while True:
+            too_many = self._next_index - self._summary.frames >= self._max_unwritten
+            too_big = self._pending_bytes > 0 and (
+                self._pending_bytes + nbytes > self._max_pending_bytes
+            )
+            if not (too_many or too_big):
+                break
+            waited, over_bytes = True, over_bytes or too_big
+            self._changed.wait(0.05)
+            self._raise_writer_error()
+        if waited:
+            self._summary.backpressure_waits += 1
+        if over_bytes and not self._warned_backpressure:
+            self._warned_backpressure = True
+            warnings.warn(
+                "tem-acq: the store writer cannot keep up with the camera; the acquisition is "
+                f"being slowed to keep every raw frame (more than "
+                f"{self._max_pending_bytes / 2**20:.0f} MiB were waiting). Use a faster disk or "
+                "fewer frames per second.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _enqueue_for_denoising(self, item: _Pending) -> None:
         # called with the lock held
         self._to_denoise.append(item)
+        if self._policy != "block":
+            # only the newest frames will be shown: the oldest beyond the room are skipped now,
+            # so that a denoiser that stops answering holds no more than that in memory
+            while len(self._to_denoise) > max(self._max_pending_frames, self._max_batch):
+                stale = self._to_denoise.popleft()
+                self._ops.append(("skip", (stale.index, SKIP_BUSY)))
         self._summary.max_pending_frames = max(
             self._summary.max_pending_frames, len(self._to_denoise)
         )
@@ -268,18 +360,20 @@ class FramePipeline:
                         stacklevel=3,
                     )
                 oldest = self._to_denoise.popleft()
-                self._ops.append(("skip", (oldest.index, "denoiser busy during a sequence")))
+                self._ops.append(("skip", (oldest.index, SKIP_SEQUENCE)))
                 return
             self._summary.backpressure_waits += 1
             self._changed.wait(0.05)
+            self._check_denoiser_answers()
 
     # -- denoiser thread ------------------------------------------------------------------
 
     def _take_batch(self) -> list[_Pending] | None:
         with self._lock:
-            while not self._to_denoise and not self._closing:
+            while not self._to_denoise and not self._closing and self._denoiser_error is None:
                 self._changed.wait()
-            if not self._to_denoise:
+            if not self._to_denoise or self._denoiser_error is not None:
+                self._busy_since = None
                 return None
             n = min(self._max_batch, len(self._to_denoise))
             if self._policy == "skip":
@@ -287,9 +381,11 @@ class FramePipeline:
                 batch = [self._to_denoise.pop() for _ in range(n)][::-1]
                 while self._to_denoise:
                     stale = self._to_denoise.popleft()
-                    self._ops.append(("skip", (stale.index, "denoiser busy: newer frame shown")))
+                    self._ops.append(("skip", (stale.index, SKIP_BUSY)))
             else:
                 batch = [self._to_denoise.popleft() for _ in range(n)]
+            self._in_flight = batch
+            self._busy_since = time.monotonic()
             self._changed.notify_all()
             return batch
 
@@ -298,41 +394,105 @@ class FramePipeline:
         while (batch := self._take_batch()) is not None:
             try:
                 stack = np.stack([p.frame for p in batch])
-                out = self._denoiser.denoise(stack, counts_per_electron=self._counts_per_electron)
+                result = self._denoiser.denoise(
+                    stack, counts_per_electron=self._counts_per_electron
+                )
+                problem = result_problem(result, stack.shape)
             except BaseException as exc:  # any failure: stop denoising, keep recording raw
-                self._fail_denoiser(exc, batch)
+                log.exception("denoiser failed; raw recording continues")
+                self._stop_denoising(f"denoiser failed on {_frames_text(batch)}: {exc!r}", exc)
                 return
-            done = time.perf_counter()
+            if problem is not None:
+                message = f"denoiser failed on {_frames_text(batch)}: {problem}"
+                log.error("%s; raw recording continues", message)
+                self._stop_denoising(message, ValueError(message))
+                return
+            out = np.asarray(result).astype(np.float32, copy=False)
+            if not self._deliver(batch, out):
+                return  # abandoned as stuck meanwhile: the result is not used
+            self._show(batch[-1].index, out[-1])
             with self._lock:
-                for p, d in zip(batch, out, strict=True):
-                    latency = (done - p.submitted) * 1000.0
-                    self._latencies.append(latency)
-                    self._ops.append(("denoised", (p.index, d, latency)))
+                self._busy_since = None
                 self._changed.notify_all()
-            if self._on_denoised is not None:
-                try:
-                    self._on_denoised(batch[-1].index, out[-1])
-                except Exception as exc:  # a display callback must not stop the run
-                    with self._lock:
-                        self._ops.append(("error", f"live-view callback failed: {exc!r}"))
-                        self._changed.notify_all()
 
-    def _fail_denoiser(self, exc: BaseException, batch: list[_Pending]) -> None:
-        log.exception("denoiser failed; raw recording continues")
+    def _deliver(self, batch: list[_Pending], out: np.ndarray) -> bool:
+        """Queue the batch's denoised frames; False if the denoiser was abandoned meanwhile."""
+        done = time.perf_counter()
         with self._lock:
-            self._denoiser_error = exc
-            self._ops.append(("error", f"denoiser failed: {exc!r}"))
-            for p in [*batch, *self._to_denoise]:
-                self._ops.append(("skip", (p.index, "denoiser failed")))
-            self._to_denoise.clear()
+            if self._denoiser_error is not None:
+                return False
+            for p, denoised in zip(batch, out, strict=True):
+                latency = (done - p.submitted) * 1000.0
+                self._latencies.append(latency)
+                self._ops.append(("denoised", (p.index, denoised, latency)))
+            self._in_flight = []
             self._changed.notify_all()
+        return True
+
+    def _show(self, index: int, frame: np.ndarray) -> None:
+        """Call the live-view callback; its failures are recorded, never raised."""
+        if self._on_denoised is None:
+            return
+        try:
+            self._on_denoised(index, frame)
+        except Exception as exc:  # a display callback must not stop the run
+            with self._lock:
+                if self._denoiser_error is None:
+                    self._ops.append(("error", f"live-view callback failed: {exc!r}"))
+                    self._changed.notify_all()
+
+    def _stop_denoising(self, message: str, cause: BaseException) -> None:
+        with self._lock:
+            self._stop_denoising_locked(message, cause, SKIP_FAILED)
+
+    def _stop_denoising_locked(self, message: str, cause: BaseException, reason: str) -> None:
+        """End denoising for good: record why, mark every frame not denoised skipped."""
+        if self._denoiser_error is not None:
+            return  # already stopped (a stuck call that came back later): nothing left to do
+        self._denoiser_error = cause
+        self._skip_reason = reason
+        self._ops.append(("error", message))
+        for p in [*self._in_flight, *self._to_denoise]:
+            self._ops.append(("skip", (p.index, reason)))
+        self._in_flight = []
+        self._to_denoise.clear()
+        self._busy_since = None
+        self._changed.notify_all()
+
+    def _check_denoiser_answers(self) -> None:
+        """Abandon (lock held) a denoiser whose call has outlived its deadline."""
+        if self._denoiser_error is not None:
+            return
+        now = time.monotonic()
+        closing_late = self._close_deadline is not None and now >= self._close_deadline
+        if self._busy_since is not None and now - self._busy_since >= self._timeout:
+            what = (
+                f"its call on {_frames_text(self._in_flight)}"
+                if self._in_flight
+                else "its live-view callback"
+            )
+            message = (
+                f"denoiser stopped answering: {what}"
+                f" has run {now - self._busy_since:.1f} s (denoiser_timeout_s="
+                f"{self._timeout:g}); it was abandoned and raw recording continues"
+            )
+        elif closing_late and (self._busy_since is not None or self._to_denoise):
+            message = (
+                f"the denoiser had not finished {len(self._in_flight) + len(self._to_denoise)} "
+                f"waiting frame(s) {self._timeout:g} s (denoiser_timeout_s) after close(); it "
+                "was abandoned"
+            )
+        else:
+            return
+        log.error(message)
+        self._stop_denoising_locked(message, TimeoutError(message), SKIP_STUCK)
 
     # -- writer thread --------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._ops and not (self._closing and self._workers_done()):
+                while not self._ops and not (self._closing and self._denoiser_done()):
                     self._changed.wait()
                 if not self._ops:
                     return
@@ -340,6 +500,9 @@ class FramePipeline:
             try:
                 self._apply(kind, payload)
             except BaseException as exc:
+                if kind != "raw":  # derived data: never a reason to stop recording raw frames
+                    self._derived_write_failed(kind, payload, exc)
+                    continue
                 log.exception("writing to the store failed")
                 with self._lock:
                     self._writer_error = exc
@@ -349,11 +512,14 @@ class FramePipeline:
                 return
             if kind == "raw":
                 with self._lock:
+                    self._summary.frames += 1
                     self._pending_bytes -= payload[1].nbytes
                     self._changed.notify_all()
 
-    def _workers_done(self) -> bool:
-        return self._denoise_thread is None or not self._denoise_thread.is_alive()
+    def _denoiser_done(self) -> bool:
+        """True once the denoiser thread will queue no more work (finished, failed, abandoned)."""
+        thread = self._denoise_thread
+        return thread is None or not thread.is_alive() or self._denoiser_error is not None
 
     def _apply(self, kind: str, payload: Any) -> None:
         if kind == "raw":
@@ -364,7 +530,6 @@ class FramePipeline:
             written = self._sink.append_raw(frame, record)
             if written != index:
                 raise AcquisitionError(f"store out of step: frame {index} written as {written}")
-            self._summary.frames += 1
             return
         if self._sink is None:  # no raw frame yet: nothing to attach this to
             if kind == "error":
@@ -382,10 +547,35 @@ class FramePipeline:
             self._summary.errors.append(payload)
             self._sink.record_error(payload)
 
+    def _derived_write_failed(self, kind: str, payload: Any, exc: BaseException) -> None:
+        """A denoised frame, skip or error could not be stored: stop denoising, keep raw."""
+        log.exception("storing %s failed; raw recording continues", kind)
+        message = f"storing a {kind} entry failed: {exc!r}"
+        with self._lock:
+            if kind == "denoised":  # the frame still gets its row: skipped, and why
+                self._ops.appendleft(("skip", (payload[0], SKIP_NOT_STORED)))
+            if kind == "error":
+                self._summary.errors.append(f"{payload} (not stored: {exc!r})")
+            elif self._denoiser_error is None:
+                self._stop_denoising_locked(message, exc, SKIP_FAILED)
+            else:
+                self._summary.errors.append(message)
+            self._changed.notify_all()
+
     # -- closing --------------------------------------------------------------------------
 
-    def close(self) -> PipelineSummary:
+    def close(self, *, aborted: bool = False) -> PipelineSummary:
         """Finish every waiting frame, close the sink and return the run's summary.
+
+        Waits at most ``denoiser_timeout_s`` for the denoiser (a denoiser still busy then is
+        abandoned and recorded), then for the writer to write every raw frame.
+
+        Parameters
+        ----------
+        aborted
+            The acquisition was stopped early: frames still waiting for the denoiser are
+            marked skipped at once (the call in progress may finish), and the sink is closed
+            with ``close(aborted=True)``.
 
         Raises
         ------
@@ -396,25 +586,20 @@ class FramePipeline:
         """
         with self._lock:
             already = self._closing
-            self._closing = True
+            if not already:
+                self._closing = True
+                self._close_deadline = time.monotonic() + self._timeout
+                if aborted:
+                    for p in self._to_denoise:
+                        self._ops.append(("skip", (p.index, SKIP_ABORTED)))
+                    self._to_denoise.clear()
             self._changed.notify_all()
         if not already:
-            if self._denoise_thread is not None:
-                self._denoise_thread.join()
+            self._wait_for_denoiser()
             with self._lock:
                 self._changed.notify_all()
             self._writer.join()
-            self._summary.elapsed_s = time.perf_counter() - self._started
-            if self._latencies:
-                self._summary.latency_ms_p50 = float(np.percentile(self._latencies, 50))
-                self._summary.latency_ms_p95 = float(np.percentile(self._latencies, 95))
-            if self._sink is not None:
-                try:
-                    self._sink.close()
-                except Exception as exc:
-                    # after a write error, closing is best effort: it keeps what it can
-                    if self._writer_error is None:
-                        self._writer_error = exc
+            self._finish(aborted)
         if self._writer_error is not None:
             raise AcquisitionError(
                 f"recording failed after {self._summary.frames} raw frames were written "
@@ -427,6 +612,38 @@ class FramePipeline:
             ) from self._denoiser_error
         return self._summary
 
+    def _wait_for_denoiser(self) -> None:
+        """Wait until the denoiser thread is done, or abandon it at its deadline."""
+        thread = self._denoise_thread
+        while thread is not None and thread.is_alive():
+            with self._lock:
+                self._check_denoiser_answers()
+                if self._denoiser_error is not None:
+                    return
+                assert self._close_deadline is not None
+                deadline = self._close_deadline
+                if self._busy_since is not None:
+                    deadline = min(deadline, self._busy_since + self._timeout)
+            thread.join(max(deadline - time.monotonic(), 0.0) + 0.01)
+
+    def _finish(self, aborted: bool) -> None:
+        """The summary's statistics, then close the sink (best effort after a write error)."""
+        self._summary.elapsed_s = time.perf_counter() - self._started
+        if self._latencies:
+            self._summary.latency_ms_p50 = float(np.percentile(self._latencies, 50))
+            self._summary.latency_ms_p95 = float(np.percentile(self._latencies, 95))
+        if self._sink is None:
+            return
+        try:
+            if aborted:
+                self._sink.close(aborted=True)  # type: ignore[call-arg]
+            else:
+                self._sink.close()
+        except Exception as exc:
+            # after a write error, closing is best effort: it keeps what it can
+            if self._writer_error is None:
+                self._writer_error = exc
+
     @property
     def pending_frames(self) -> int:
         """Raw frames handed over and not yet written."""
@@ -437,3 +654,21 @@ class FramePipeline:
     def summary(self) -> PipelineSummary:
         """The summary so far (final after :meth:`close`)."""
         return self._summary
+
+
+def _check_settings(
+    policy: str,
+    max_batch: int,
+    max_pending_frames: int,
+    max_unwritten_frames: int,
+    counts_per_electron: float,
+) -> None:
+    """Refuse bad pipeline settings before any thread starts."""
+    if policy not in ("skip", "block"):
+        raise ConfigError(f"policy must be 'skip' or 'block', got {policy!r}")
+    if max_batch < 1 or max_pending_frames < 1:
+        raise ConfigError("max_batch and max_pending_frames must be at least 1")
+    if max_unwritten_frames < 1:
+        raise ConfigError(f"max_unwritten_frames must be at least 1, got {max_unwritten_frames}")
+    if not counts_per_electron > 0:
+        raise ConfigError(f"counts_per_electron must be > 0, got {counts_per_electron}")

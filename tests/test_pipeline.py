@@ -21,7 +21,7 @@ import pytest
 
 from acquisition_hooks import LiveRecorder
 from tem_acq.errors import AcquisitionError, DenoiserFailedError, StoreError
-from tem_acq.pipeline import FramePipeline
+from tem_acq.pipeline import SKIP_NOT_STORED, FramePipeline
 from tem_acq.store import AcquisitionWriter, FrameRecord, open_store
 
 HANG_S = 30.0  # only a hang guard: every wait below ends on an event long before
@@ -85,6 +85,7 @@ class MemorySink:
         self.skipped: dict[int, str] = {}
         self.errors: list[str] = []
         self.closed = False
+        self.aborted = False
         self.error_recorded = threading.Event()
         self._disk = disk
 
@@ -109,8 +110,9 @@ class MemorySink:
         self.errors.append(message)
         self.error_recorded.set()
 
-    def close(self) -> None:
+    def close(self, *, aborted: bool = False) -> None:
         self.closed = True
+        self.aborted = aborted
 
     def _resolve(self, index: int) -> None:
         assert 0 <= index < len(self.raw), f"frame {index} resolved before it was appended"
@@ -495,12 +497,73 @@ def test_a_denoiser_that_raises_stops_denoising_never_raw_recording() -> None:
     assert_every_raw_frame_in_order(sink, 6)  # closed before raising: every raw frame is safe
     assert list(sink.denoised) == [0]
     assert sink.skipped == {i: FAILED for i in range(1, 6)}
-    message = "denoiser failed: RuntimeError('CUDA out of memory (injected)')"
+    message = "denoiser failed on frame 1: RuntimeError('CUDA out of memory (injected)')"
     assert sink.errors == [message]
     summary = pipeline.summary
     assert (summary.frames, summary.denoised, summary.skipped) == (6, 1, 5)
     assert summary.errors == [message]
     assert_denoised_correctly(sink)
+
+
+def test_skip_holds_only_the_newest_frames_while_the_denoiser_is_busy() -> None:
+    """A denoiser that stops answering under "skip" holds no more frames than its room."""
+    denoiser = SlowDenoiser()
+    sink = MemorySink()
+    pipeline = FramePipeline(
+        sink, denoiser=denoiser, counts_per_electron=CPE, policy="skip", max_pending_frames=3
+    )
+    submit(pipeline, 0)
+    assert denoiser.next_call() == [0]  # busy from now on
+    for i in range(1, 11):
+        submit(pipeline, i)  # never waits
+    wait_for(lambda: len(sink.skipped) == 7)
+    assert sink.skipped == {i: BUSY for i in range(1, 8)}  # skipped as they fell out of room
+    assert pipeline.summary.max_pending_frames == 3
+    denoiser.gate.open()
+    summary = pipeline.close()
+    assert denoiser.calls == [[0], [10]]
+    assert (summary.frames, summary.denoised, summary.skipped) == (11, 2, 9)
+    assert_every_raw_frame_in_order(sink, 11)
+
+
+def test_a_sink_refusing_a_denoised_frame_stops_denoising_never_raw_recording() -> None:
+    class RefusesFrame2(MemorySink):
+        def write_denoised(self, index: int, frame: np.ndarray, latency_ms: float) -> None:
+            if index == 2:
+                raise StoreError("denoised frame 2 is (3, 6) float32 (injected)")
+            super().write_denoised(index, frame, latency_ms)
+
+    sink = RefusesFrame2()
+    pipeline = FramePipeline(sink, denoiser=InstantDenoiser(), policy="block", max_batch=1)
+    for i in range(3):
+        pipeline.submit(frame(i), {"i": i})
+    assert sink.error_recorded.wait(HANG_S)
+    for i in range(3, 6):
+        pipeline.submit(frame(i), {"i": i})
+    with pytest.raises(DenoiserFailedError, match=r"injected.*all 6 raw frames"):
+        pipeline.close()
+    assert_every_raw_frame_in_order(sink, 6)
+    assert sorted(sink.denoised) == [0, 1]
+    assert sink.skipped[2] == SKIP_NOT_STORED
+    assert set(sink.denoised) | set(sink.skipped) == set(range(6))
+    assert len(sink.errors) == 1 and "storing a denoised entry failed" in sink.errors[0]
+
+
+def test_frames_waiting_for_the_writer_are_bounded_without_a_warning() -> None:
+    """The bound that keeps a crash's loss small: submit waits, silently, for the writer."""
+    disk = Gate()
+    sink = MemorySink(disk)
+    pipeline = FramePipeline(sink, max_unwritten_frames=2)
+    assert [submit(pipeline, 0), submit(pipeline, 1)] == [0, 1]
+    third = Call(pipeline.submit, frame(2), {"i": 2})
+    wait_until_parked(third)  # two frames wait for the disk: the third must wait too
+    assert pipeline.pending_frames == 2
+    disk.allow()
+    assert third.outcome() == 2
+    disk.open()
+    summary = pipeline.close()  # pytest turns a warning into an error: there was none
+    assert summary.backpressure_waits == 1
+    assert_every_raw_frame_in_order(sink, 3)
 
 
 def test_a_failing_live_view_callback_is_recorded_not_raised() -> None:
@@ -544,6 +607,10 @@ def test_the_sink_is_created_from_the_first_frame() -> None:
         ({"counts_per_electron": 0.0}, "counts_per_electron must be > 0, got 0.0"),
         ({"counts_per_electron": -44.0}, "counts_per_electron must be > 0, got -44.0"),
         ({"counts_per_electron": math.nan}, "counts_per_electron must be > 0, got nan"),
+        ({"max_unwritten_frames": 0}, "max_unwritten_frames must be at least 1, got 0"),
+        ({"denoiser_timeout_s": 0.0}, "denoiser_timeout_s must be > 0 s, got 0.0"),
+        ({"denoiser_timeout_s": math.inf}, "denoiser_timeout_s must be > 0 s, got inf"),
+        ({"denoiser_timeout_s": math.nan}, "denoiser_timeout_s must be > 0 s, got nan"),
     ],
 )
 def test_bad_settings_are_refused_before_any_thread_starts(

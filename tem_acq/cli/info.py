@@ -53,7 +53,7 @@ def format_pairs_info(info: dict[str, Any]) -> str:
     lines = [
         ("store", info["path"]),
         ("kind", f"pairs (schema {info['schema_version']}), created {info['created']}"),
-        ("status", "complete" if info["complete"] else "INCOMPLETE (resume with --resume)"),
+        ("status", _pairs_status(info)),
         ("pairs", f"{info['pairs']} from {info['fields']} fields, {info['n_short']} per field"),
         ("frames", " x ".join(str(n) for n in info["shape"]) + f" {info['dtype']}"),
         (
@@ -76,6 +76,14 @@ def format_pairs_info(info: dict[str, Any]) -> str:
     return "\n".join(f"{key:<{width_key}}  {value}" for key, value in lines)
 
 
+def _pairs_status(info: dict[str, Any]) -> str:
+    if info["complete"]:
+        return "complete"
+    if info.get("aborted"):
+        return "ABORTED (stopped early; resume with --resume)"
+    return "INCOMPLETE (resume with --resume)"
+
+
 def format_info(info: dict[str, Any]) -> str:
     """Render :meth:`AcquisitionStore.info` as aligned text lines."""
 
@@ -84,6 +92,8 @@ def format_info(info: dict[str, Any]) -> str:
 
     frames, height, width = info["shape"]
     status = "complete" if info["complete"] else "INCOMPLETE (not closed cleanly; frames read)"
+    if info.get("aborted"):
+        status = "ABORTED (stopped early; every frame recorded until then is complete)"
     model = info["model"]
     lines = [
         ("store", info["path"]),

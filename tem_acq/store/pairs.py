@@ -236,9 +236,9 @@ class PairsLog:
         The pair rows, deduplicated by index, in order (a damaged line leaves a gap).
     extent
         One past the last row's index: the pairs committed.
-    closed, complete, recovered
-        Whether the last event closed the store, whether that close was complete, and whether
-        ``tem-acq recover`` wrote it.
+    closed, complete, recovered, aborted
+        Whether the last event closed the store, whether that close was complete, whether
+        ``tem-acq recover`` wrote it, and whether the collection was stopped early (Ctrl-C).
     errors
         Recorded errors and unreadable lines.
     problems
@@ -250,6 +250,7 @@ class PairsLog:
     closed: bool = False
     complete: bool = False
     recovered: bool = False
+    aborted: bool = False
     errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -288,8 +289,9 @@ def read_pairs_log(path: Path) -> PairsLog:
         elif kind == "closed":
             result.closed, result.complete = True, bool(event.get("complete"))
             result.recovered = bool(event.get("recovered"))
+            result.aborted = bool(event.get("aborted"))
         elif kind == "resumed":
-            result.closed = result.complete = result.recovered = False
+            result.closed = result.complete = result.recovered = result.aborted = False
         elif kind == "error":
             result.errors.append(str(event.get("message")))
     result.rows = [rows[i] for i in sorted(rows)]
@@ -464,8 +466,11 @@ class PairsWriter:
         self._pairs = stop
         self.completed_fields.add(field)
 
-    def close(self, *, complete: bool = True) -> None:
-        """Finish the store; ``complete=False`` leaves it resumable and reported incomplete."""
+    def close(self, *, complete: bool = True, aborted: bool = False) -> None:
+        """Finish the store; ``complete=False`` leaves it resumable and reported incomplete.
+
+        ``aborted=True`` says in the closing event that the collection was stopped early.
+        """
         if self._closed:
             return
         planned = self.metadata.planned_fields
@@ -474,7 +479,13 @@ class PairsWriter:
         self._log.append(
             [
                 json.dumps(
-                    {"event": "closed", "time": _utc(), "pairs": self._pairs, "complete": done}
+                    {
+                        "event": "closed",
+                        "time": _utc(),
+                        "pairs": self._pairs,
+                        "complete": done,
+                        **({"aborted": True} if aborted else {}),
+                    }
                 )
             ]
         )
@@ -508,6 +519,8 @@ class PairsStore:
         ``damage``, no unreadable log line, no pair without its row).
     closed, recovered
         The store has a closing event; it was written by ``tem-acq recover``.
+    aborted
+        True when the collection was stopped early (Ctrl-C) and not resumed since.
     damage
         What the cheap check of opening found (missing chunk files, arrays shorter than the
         table), one line each; also in ``errors``.
@@ -520,6 +533,7 @@ class PairsStore:
         self.metadata = open_root(path, PairsMetadata)
         log = read_pairs_log(path)
         self.closed, self.recovered, self.errors = log.closed, log.recovered, log.errors
+        self.aborted = log.aborted
         self.damage: list[str] = []
         n = log.extent
         arrays: dict[str, tuple[zarr.Array, ArrayFiles]] = {}
@@ -620,6 +634,7 @@ class PairsStore:
             "model": None,
             "closed": self.closed,
             "recovered": self.recovered,
+            "aborted": self.aborted,
             "damage": list(self.damage),
             "errors": list(self.errors),
         }

@@ -65,6 +65,9 @@ class AcquisitionStore:
         The store has a closing event (its writer closed it, or ``tem-acq recover`` did).
     recovered
         The last closing event was written by ``tem-acq recover``.
+    aborted
+        True when the acquisition was stopped early (Ctrl-C, ``LiveRecorder.abort``): the
+        store was closed, complete up to its last frame.
     damage
         What the cheap check of opening found (missing or truncated shard files, lengths
         beyond what the log records), one line each; also in ``errors``.
@@ -85,7 +88,7 @@ class AcquisitionStore:
                 expected=self._denoised.__contains__,
             )
         self.errors: list[str] = []
-        self.closed = self.recovered = False
+        self.closed = self.recovered = self.aborted = False
         self._closed_event: dict[str, Any] = {}
         self._rows: dict[int, dict[str, Any]] = {}
         self._skipped: dict[int, str] = {}
@@ -201,6 +204,7 @@ class AcquisitionStore:
             "model": model,
             "closed": self.closed,
             "recovered": self.recovered,
+            "aborted": self.aborted,
             "damage": list(self.damage),
             "errors": list(self.errors),
             "bytes_on_disk": _disk_usage(self.path),
@@ -251,6 +255,7 @@ class AcquisitionStore:
             elif kind == "closed":
                 self.closed, self._closed_event = True, event
                 self.recovered = bool(event.get("recovered"))
+                self.aborted = bool(event.get("aborted"))
         self.errors.extend(problems)
         self._log_problems = problems
         return True

@@ -484,8 +484,11 @@ class AcquisitionWriter:
             self._check_open()
             self._flush()
 
-    def close(self) -> None:
+    def close(self, *, aborted: bool = False) -> None:
         """Write everything, mark the store complete and release the files (idempotent).
+
+        ``aborted=True`` says in the closing event that the acquisition was stopped early
+        (the store is complete up to its last frame; ``tem-acq info`` shows it aborted).
 
         Raises
         ------
@@ -515,6 +518,7 @@ class AcquisitionWriter:
                 "frames": self._committed,
                 "denoised_frames": self._status.count(_DENOISED),
                 "skipped": self._status.count(_SKIPPED),
+                **({"aborted": True} if aborted else {}),
             }
             self._append_log([json.dumps(summary)])
             self._log.close()
