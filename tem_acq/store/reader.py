@@ -96,8 +96,9 @@ class AcquisitionStore:
         self._log_read = self._read_log()
         self.damage = self._find_damage()
         self.errors.extend(self.damage)
-        said = self._closed_event
-        closed_complete = self.closed and bool(said.get("complete", not said.get("aborted")))
+        # An aborted acquisition closed normally: complete up to its last frame (``aborted`` says
+        # it stopped early); only ``tem-acq recover`` writes a closing event that says false.
+        closed_complete = self.closed and bool(self._closed_event.get("complete", True))
         table_whole = not self._log_problems and len(self._rows) == self.n_frames
         self.complete = closed_complete and table_whole and not self.damage
 
