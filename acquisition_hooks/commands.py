@@ -31,6 +31,7 @@ from tem_acq.cli.command import (
     require_finite,
 )
 from tem_acq.errors import AcquisitionError, ConfigError
+from tem_acq.outputs import claim_output
 from tem_acq.schema import as_model
 
 #: The store a command creates.
@@ -145,6 +146,14 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
             "README), or pass --simulated"
         )
     plan = _pair_plan(args)
+    if not (args.resume and args.out.exists()):  # before the microscope starts
+        claim_output(
+            args.out,
+            overwrite=args.overwrite,
+            kind="pairs store",
+            parent_must_exist=True,
+            alternatives="--resume (resume=True) to continue it",
+        )
     with (
         simulated_microscope(
             **simulation_settings(args), exposure_ms=args.short_exposure_ms
@@ -191,7 +200,7 @@ def run_acquire(args: argparse.Namespace) -> int:
     if not args.exposure_ms > 0:
         raise ConfigError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
     require_finite(args, "exposure_ms")
-    model = None if args.model.lower() == "none" else args.model
+    model = _model_before_the_microscope(args)
     events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
     with _microscope(args) as settings:
         recorder = LiveRecorder(
@@ -211,6 +220,21 @@ def run_acquire(args: argparse.Namespace) -> int:
     else:
         print(_describe(args.out, summary))
     return 0
+
+
+def _model_before_the_microscope(args: argparse.Namespace) -> Any:
+    """Load ``--model`` and claim ``--out`` (not the package's folder) before anything starts.
+
+    A wrong model or output is one line before the microscope and camera are touched.
+    Returns the loaded denoiser, or None for ``--model none``.
+    """
+    from tem_acq.denoise import load_model
+    from tem_acq.denoise.package import package_folder
+
+    model = None if args.model.lower() == "none" else args.model
+    inputs = [package_folder(model)] if model is not None else []
+    claim_output(args.out, overwrite=args.overwrite, parent_must_exist=True, inputs=inputs)
+    return None if model is None else load_model(model, device=args.device)
 
 
 def run_events(events: list[dict[str, Any]], recorder: Any) -> None:

@@ -108,7 +108,9 @@ class LiveRecorder:
         _check_pass_through(pass_through, model)
         self.path = Path(store)
         self._overwrite = overwrite
-        claim_output(self.path, overwrite=overwrite, parent_must_exist=True)
+        claim_output(
+            self.path, overwrite=overwrite, parent_must_exist=True, inputs=_model_folder(model)
+        )
         settings = {
             "instrument": {"voltage_kV": voltage_kV, "pixel_size_A": pixel_size_A},
             "camera": {
@@ -310,6 +312,15 @@ def _check_pass_through(pass_through: str, model: object) -> None:
         raise ConfigError(f"pass_through must be 'none', 'raw' or 'denoised', got {pass_through!r}")
     if pass_through == "denoised" and model is None:
         raise ConfigError("pass_through='denoised' needs a model")
+
+
+def _model_folder(model: object) -> list[Path]:
+    """The package folder a model name or path names (an input the store may not overlap)."""
+    if not isinstance(model, str | Path):
+        return []
+    from tem_acq.denoise.package import package_folder
+
+    return [package_folder(model)]
 
 
 def _load_denoiser(

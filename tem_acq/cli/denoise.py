@@ -24,6 +24,7 @@ from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, MODEL, OVERWRITE, T
 from tem_acq.denoise import io
 from tem_acq.denoise.options import PATHS, DenoiseOptions
 from tem_acq.errors import ConfigError, TemAcqError
+from tem_acq.outputs import claim_output
 
 #: Stacks at least this long let the engine time its paths and keep the fastest.
 AUTO_PATH_MIN_FRAMES = 4
@@ -96,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_arguments(args: argparse.Namespace, src: Path, out: Path) -> None:
-    """Fail on a missing input, a wrong output kind or a bad flag before the slow part."""
+    """Fail on a missing input, a wrong or unwritable output or a bad flag before the slow part.
+
+    The output may not be the input, nor the model package, nor inside or around either.
+    """
     if not src.exists():
         raise TemAcqError(f"input {src} does not exist")
     store_out = out.suffix.lower() == ".zarr"
@@ -107,8 +111,13 @@ def _check_arguments(args: argparse.Namespace, src: Path, out: Path) -> None:
         )
     if args.counts_per_electron is not None and not args.counts_per_electron > 0:
         raise ConfigError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
-    if not store_out:
-        io.check_output_path(out, overwrite=args.overwrite)
+    from tem_acq.denoise.package import package_folder
+
+    inputs = [src, package_folder(args.model)]
+    if store_out:
+        claim_output(out, overwrite=args.overwrite, kind="acquisition store", inputs=inputs)
+    else:
+        io.check_output_path(out, overwrite=args.overwrite, inputs=inputs)
 
 
 def _read_input(src: Path) -> tuple[io.FrameFile, Any]:

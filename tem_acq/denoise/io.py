@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,15 +174,21 @@ def read_frames(path: str | Path) -> FrameFile:
     return reader(p)
 
 
-def check_output_path(path: str | Path, *, overwrite: bool = False) -> Path:
-    """Check that ``path`` has a writable format and does not exist (unless ``overwrite``)."""
+def check_output_path(
+    path: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()
+) -> Path:
+    """Check that ``path`` has a writable format and does not exist (unless ``overwrite``).
+
+    It may not be one of ``inputs``, inside one or hold one (see
+    :func:`tem_acq.outputs.claim_output`).
+    """
     p = Path(path)
     if p.suffix.lower() not in WRITE_FORMATS:
         raise TemAcqError(
             f"cannot write {p}: the output format comes from the extension, one of "
             f"{', '.join(sorted(WRITE_FORMATS))}"
         )
-    claim_output(p, overwrite=overwrite, kind="frame file", parent_must_exist=True)
+    claim_output(p, overwrite=overwrite, kind="frame file", parent_must_exist=True, inputs=inputs)
     return p
 
 

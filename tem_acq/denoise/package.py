@@ -504,11 +504,7 @@ def load_package(folder: str | os.PathLike[str]) -> LoadedPackage:
         newer schema, or files changed since the card was written.
     """
     path = Path(folder).expanduser()
-    if not path.is_dir():
-        raise ModelPackageError(
-            f"model package {path} does not exist or is not a folder; pass a package folder "
-            "or a name listed by `tem-acq models`"
-        )
+    _require_folder(path)
     card = read_card(path / CARD_FILE)
     config = _read_config(path)
     model = build_model(config)
@@ -622,6 +618,15 @@ def _looks_like_path(s: str) -> bool:
     return os.sep in s or (os.altsep is not None and os.altsep in s) or s.startswith((".", "~"))
 
 
+def _require_folder(path: Path) -> None:
+    """Refuse a package path that is not a folder (the first check of loading a package)."""
+    if not path.is_dir():
+        raise ModelPackageError(
+            f"model package {path} does not exist or is not a folder; pass a package folder "
+            "or a name listed by `tem-acq models`"
+        )
+
+
 def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
     """Find a package folder from a path or a name.
 
@@ -652,6 +657,23 @@ def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
     raise ModelPackageError(
         f"no model package named {name!r} in {where}; {hint}; or pass a package folder path"
     )
+
+
+def package_folder(name_or_path: str | os.PathLike[str]) -> Path:
+    """The folder of an existing package: a cheap check before any work (no weights read).
+
+    :func:`resolve_package`, then the first checks of :func:`load_package`: a folder with a
+    readable ``card.json``. Commands name it among their inputs, which no output may overlap.
+
+    Raises
+    ------
+    ModelPackageError
+        As :func:`resolve_package`, or when the folder is missing or has no valid card.
+    """
+    path = resolve_package(name_or_path)
+    _require_folder(path)
+    read_card(path / CARD_FILE)
+    return path
 
 
 def iter_packages() -> Iterator[tuple[Path, ModelCard | ModelPackageError]]:

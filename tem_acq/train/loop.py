@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tem_acq.errors import TemAcqError
-from tem_acq.outputs import claim_output
+from tem_acq.outputs import check_not_an_input, claim_output
 from tem_acq.pairs import PairArrays
 from tem_acq.train.checkpoint import (
     load_checkpoint,
@@ -229,7 +229,7 @@ def train(
 
     t_start = time.perf_counter()
     out_path = Path(out)
-    ckpt = _check_outputs(out_path, checkpoint_dir, overwrite=overwrite, resume=resume)
+    ckpt = _check_outputs(out_path, checkpoint_dir, overwrite=overwrite, resume=resume, init=init)
     if not pairs.detector:
         raise TemAcqError(
             "the pairs do not say which detector recorded them; set PairArrays.detector"
@@ -269,11 +269,23 @@ def train(
 
 
 def _check_outputs(
-    out: Path, checkpoint_dir: str | os.PathLike[str] | None, *, overwrite: bool, resume: bool
+    out: Path,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    *,
+    overwrite: bool,
+    resume: bool,
+    init: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """The checkpoint folder, once neither it nor ``out`` holds an earlier run by mistake."""
-    claim_output(out, overwrite=overwrite or resume, kind="model package")
+    """The checkpoint folder, once neither it nor ``out`` holds an earlier run by mistake.
+
+    Neither may be the ``init`` package, inside it or hold it.
+    """
+    from tem_acq.denoise.package import package_folder
+
+    inputs = [package_folder(init)] if init is not None else []
+    claim_output(out, overwrite=overwrite or resume, kind="model package", inputs=inputs)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir(out)
+    check_not_an_input(ckpt, inputs, kind="model package")
     if not resume and (ckpt / "state.json").exists() and not overwrite:
         raise TemAcqError(
             f"a checkpoint of an earlier run is in {ckpt}; pass --resume to continue it, or "
