@@ -39,11 +39,29 @@ NEW_STORE = Option(("--out",), {"required": True, "type": Path})
 #: Run on the simulated TEM instead of the Micro-Manager that pycro-manager finds.
 SIMULATED = Option(("--simulated",), {"action": "store_true", "help": "use the simulated TEM"})
 #: The simulated camera's sensor, detector and specimen.
-SENSOR_SIZE = Option(("--size",), {"type": int, "default": 512, "help": "sensor size in pixels"})
+SENSOR_SIZE = Option(
+    ("--size",),
+    {
+        "type": int,
+        "default": 512,
+        "help": "sensor size in pixels, 1 to 4096 (a 4096x4096 simulated camera takes about "
+        "1.1 GB of memory)",
+    },
+)
 DETECTOR = Option(("--detector",), {"choices": ("counting", "integrating"), "default": "counting"})
 SPECIMEN = Option(
     ("--specimen",), {"choices": ("nanoparticles", "atomic"), "default": "nanoparticles"}
 )
+
+
+#: Instrument options (argparse dests) and the simulation settings they set with --simulated.
+_SIMULATED_INSTRUMENT = {
+    "pixel_size_A": "pixel_size_A",
+    "counts_per_electron": "counts_per_electron",
+    "voltage_kV": "voltage_kv",
+}
+#: The accelerating voltage recorded for a real microscope when --voltage-kV is not given.
+DEFAULT_VOLTAGE_KV = 200.0
 
 
 def acquire_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,15 +81,22 @@ def acquire_arguments(parser: argparse.ArgumentParser) -> None:
     OVERWRITE.add(parser)
     JSON.add(parser, help="print the run summary as JSON")
     add_simulation_arguments(parser)
-    real = parser.add_argument_group("a real microscope (without --simulated)")
+    real = parser.add_argument_group(
+        "the instrument (a real microscope's calibration; with --simulated, the simulation's)"
+    )
     real.add_argument(
         "--pixel-size-A",
         type=float,
         default=None,
-        help="pixel size in angstrom (default: Micro-Manager's pixel size calibration)",
+        help="pixel size in angstrom (default: Micro-Manager's pixel size calibration, or the "
+        "simulated specimen's)",
     )
-    COUNTS_PER_ELECTRON.add(real)
-    real.add_argument("--voltage-kV", type=float, default=200.0)
+    COUNTS_PER_ELECTRON.add(
+        real, help="the camera's counts per electron (needed for a real camera)"
+    )
+    real.add_argument(
+        "--voltage-kV", type=float, default=None, help=f"default {DEFAULT_VOLTAGE_KV:g}"
+    )
 
 
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,9 +113,19 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def simulation_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :func:`~acquisition_hooks.simulated_microscope` settings of the simulation options."""
+    """The :func:`~acquisition_hooks.simulated_microscope` settings of the simulation options.
+
+    The instrument options a command has (``acquire``: ``--pixel-size-A``,
+    ``--counts-per-electron``, ``--voltage-kV``) are applied to the simulation when given,
+    never ignored: a bad value is the simulation's one-line error.
+    """
     settings = keywords(args, "dose_rate", "detector", "specimen", "seed", "size")
-    return {**settings, "drift_px_per_s": args.drift}
+    instrument = {
+        field: getattr(args, option)
+        for option, field in _SIMULATED_INSTRUMENT.items()
+        if getattr(args, option, None) is not None
+    }
+    return {**settings, "drift_px_per_s": args.drift, **instrument}
 
 
 def require_frames(args: argparse.Namespace) -> None:
@@ -174,7 +209,13 @@ def _pair_plan(args: argparse.Namespace) -> Any:
     """The :class:`~acquisition_hooks.pairs.PairPlan` the options describe, checked."""
     from acquisition_hooks.pairs import PairPlan
 
-    plan = as_model(PairPlan, keywords(args, *PLAN_OPTIONS), "invalid collection plan", ConfigError)
+    plan = as_model(
+        PairPlan,
+        keywords(args, *PLAN_OPTIONS),
+        "invalid collection plan",
+        ConfigError,
+        whole="plan",
+    )
     require_finite(args, "short_exposure_ms", "long_exposure_ms", "settle_s")
     return plan
 
@@ -285,7 +326,7 @@ def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "pixel_size_A": pixel_size_A,
         "counts_per_electron": args.counts_per_electron,
-        "voltage_kV": args.voltage_kV,
+        "voltage_kV": DEFAULT_VOLTAGE_KV if args.voltage_kV is None else args.voltage_kV,
         "camera": camera,
         "frame_shape": frame_shape,
     }

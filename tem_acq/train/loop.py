@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tem_acq.errors import TemAcqError
+from tem_acq.errors import ConfigError, TemAcqError
 from tem_acq.outputs import check_not_an_input, claim_output
 from tem_acq.pairs import PairArrays
 from tem_acq.train.checkpoint import (
@@ -234,6 +234,7 @@ def train(
         raise TemAcqError(
             "the pairs do not say which detector recorded them; set PairArrays.detector"
         )
+    check_crop(config.crop, pairs.low.shape[-2:])
     dev = select_device(device)
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -266,6 +267,23 @@ def train(
         split=_split_record(data.field, train_idx, val_idx),
     )
     return run.result(out_path, card, interrupted)
+
+
+def check_crop(crop: int, frame_shape: tuple[int, ...]) -> None:
+    """Refuse training crops larger than the frames (before any work), naming both.
+
+    Raises
+    ------
+    ConfigError
+        If ``crop`` exceeds the frames' height or width.
+    """
+    height, width = (int(n) for n in frame_shape)
+    if crop > min(height, width):
+        raise ConfigError(
+            f"the training crop ({crop} px) is larger than the frames ({height}x{width} px): "
+            f"set crop to at most {min(height, width) // 32 * 32} (a multiple of 32) in the "
+            "training config"
+        )
 
 
 def _check_outputs(
