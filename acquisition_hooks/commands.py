@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -304,6 +305,15 @@ def _microscope(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
 
 def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from pyjavaz import DEFAULT_BRIDGE_PORT
+
+    if not _listening(DEFAULT_BRIDGE_PORT):  # pyjavaz's thread would print a traceback
+        raise AcquisitionError(
+            "no Micro-Manager found: start Micro-Manager with its pycro-manager server "
+            f"(Tools > Options > Run pycro-manager server on port {DEFAULT_BRIDGE_PORT}), or "
+            f"use --simulated to run on the simulated microscope (nothing listens on port "
+            f"{DEFAULT_BRIDGE_PORT})"
+        )
     try:
         from pycromanager import Core
 
@@ -330,6 +340,15 @@ def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
         "camera": camera,
         "frame_shape": frame_shape,
     }
+
+
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on ``port`` of this machine (within 1 s)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 @contextmanager

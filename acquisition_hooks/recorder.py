@@ -287,7 +287,7 @@ class LiveRecorder:
             elapsed_ms=_number(metadata, _ELAPSED_KEYS),
             exposure_ms=exposure if exposure and exposure > 0 else None,
             # measured from the frame: cheap, and right whatever the metadata says
-            dose_e_per_px=max(float(frame.mean()) / self._cpe, 0.0),
+            dose_e_per_px=_measured_dose(frame, self._cpe),
             stage_x_um=_number(metadata, _STAGE_X_KEYS),
             stage_y_um=_number(metadata, _STAGE_Y_KEYS),
             extra=extra,
@@ -353,6 +353,15 @@ def _model_folder(model: object) -> list[Path]:
     from tem_acq.denoise.package import package_folder
 
     return [package_folder(model)]
+
+
+def _measured_dose(frame: np.ndarray, counts_per_electron: float) -> float | None:
+    """The frame's mean electrons per pixel (>= 0), or None when it is not a number.
+
+    A frame with NaN or infinite pixels is still recorded as it came; its dose is unknown.
+    """
+    dose = float(frame.mean()) / counts_per_electron
+    return max(dose, 0.0) if math.isfinite(dose) else None
 
 
 def _load_denoiser(

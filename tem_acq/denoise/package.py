@@ -630,6 +630,10 @@ def _require_folder(path: Path) -> None:
 def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
     """Find a package folder from a path or a name.
 
+    A name (no path separator, not starting with ``.`` or ``~``) is looked up only in
+    :func:`model_search_dirs`, never in the current folder: ``fast`` is always the installed
+    package of that name. A folder is given as a path (``./my-model``, ``/data/model``).
+
     Parameters
     ----------
     name_or_path
@@ -638,12 +642,16 @@ def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
     Returns
     -------
     The package folder (not yet validated).
+
+    Raises
+    ------
+    ModelPackageError
+        A name that no search folder holds (the message lists the names there, and says how
+        to pass a folder of that name in the current folder).
     """
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
         return Path(name_or_path).expanduser()
     name = str(name_or_path)
-    if Path(name).is_dir():
-        return Path(name)
     for d in model_search_dirs():
         if (d / name / CARD_FILE).is_file():
             return d / name
@@ -654,8 +662,9 @@ def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
         if available
         else "no packages are installed yet (create one with `tem-acq model new --out DIR`)"
     )
+    here = f"; to use the folder {name} here, pass ./{name}" if Path(name).is_dir() else ""
     raise ModelPackageError(
-        f"no model package named {name!r} in {where}; {hint}; or pass a package folder path"
+        f"no model package named {name!r} in {where}; {hint}; or pass a package folder path{here}"
     )
 
 
