@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ from tem_acq.cli.command import (
     require_finite,
 )
 from tem_acq.errors import AcquisitionError, ConfigError
+from tem_acq.outputs import claim_output
 from tem_acq.schema import as_model
 
 #: The store a command creates.
@@ -45,11 +47,29 @@ NEW_STORE = Option(("--out",), {"required": True, "type": Path})
 #: Run on the simulated TEM instead of the Micro-Manager that pycro-manager finds.
 SIMULATED = Option(("--simulated",), {"action": "store_true", "help": "use the simulated TEM"})
 #: The simulated camera's sensor, detector and specimen.
-SENSOR_SIZE = Option(("--size",), {"type": int, "default": 512, "help": "sensor size in pixels"})
+SENSOR_SIZE = Option(
+    ("--size",),
+    {
+        "type": int,
+        "default": 512,
+        "help": "sensor size in pixels, 1 to 4096 (a 4096x4096 simulated camera takes about "
+        "1.1 GB of memory)",
+    },
+)
 DETECTOR = Option(("--detector",), {"choices": ("counting", "integrating"), "default": "counting"})
 SPECIMEN = Option(
     ("--specimen",), {"choices": ("nanoparticles", "atomic"), "default": "nanoparticles"}
 )
+
+
+#: Instrument options (argparse dests) and the simulation settings they set with --simulated.
+_SIMULATED_INSTRUMENT = {
+    "pixel_size_A": "pixel_size_A",
+    "counts_per_electron": "counts_per_electron",
+    "voltage_kV": "voltage_kv",
+}
+#: The accelerating voltage recorded for a real microscope when --voltage-kV is not given.
+DEFAULT_VOLTAGE_KV = 200.0
 
 
 def acquire_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,15 +89,22 @@ def acquire_arguments(parser: argparse.ArgumentParser) -> None:
     OVERWRITE.add(parser)
     JSON.add(parser, help="print the run summary as JSON")
     add_simulation_arguments(parser)
-    real = parser.add_argument_group("a real microscope (without --simulated)")
+    real = parser.add_argument_group(
+        "the instrument (a real microscope's calibration; with --simulated, the simulation's)"
+    )
     real.add_argument(
         "--pixel-size-A",
         type=float,
         default=None,
-        help="pixel size in angstrom (default: Micro-Manager's pixel size calibration)",
+        help="pixel size in angstrom (default: Micro-Manager's pixel size calibration, or the "
+        "simulated specimen's)",
     )
-    COUNTS_PER_ELECTRON.add(real)
-    real.add_argument("--voltage-kV", type=float, default=200.0)
+    COUNTS_PER_ELECTRON.add(
+        real, help="the camera's counts per electron (needed for a real camera)"
+    )
+    real.add_argument(
+        "--voltage-kV", type=float, default=None, help=f"default {DEFAULT_VOLTAGE_KV:g}"
+    )
 
 
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,9 +121,19 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def simulation_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :func:`~acquisition_hooks.simulated_microscope` settings of the simulation options."""
+    """The :func:`~acquisition_hooks.simulated_microscope` settings of the simulation options.
+
+    The instrument options a command has (``acquire``: ``--pixel-size-A``,
+    ``--counts-per-electron``, ``--voltage-kV``) are applied to the simulation when given,
+    never ignored: a bad value is the simulation's one-line error.
+    """
     settings = keywords(args, "dose_rate", "detector", "specimen", "seed", "size")
-    return {**settings, "drift_px_per_s": args.drift}
+    instrument = {
+        field: getattr(args, option)
+        for option, field in _SIMULATED_INSTRUMENT.items()
+        if getattr(args, option, None) is not None
+    }
+    return {**settings, "drift_px_per_s": args.drift, **instrument}
 
 
 def require_frames(args: argparse.Namespace) -> None:
@@ -181,6 +218,14 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
             "README), or pass --simulated"
         )
     plan = _pair_plan(args)
+    if not (args.resume and args.out.exists()):  # before the microscope starts
+        claim_output(
+            args.out,
+            overwrite=args.overwrite,
+            kind="pairs store",
+            parent_must_exist=True,
+            alternatives="--resume (resume=True) to continue it",
+        )
     with (
         ctrl_c_stops() as stop,
         simulated_microscope(
@@ -215,7 +260,13 @@ def _pair_plan(args: argparse.Namespace) -> Any:
     """The :class:`~acquisition_hooks.pairs.PairPlan` the options describe, checked."""
     from acquisition_hooks.pairs import PairPlan
 
-    plan = as_model(PairPlan, keywords(args, *PLAN_OPTIONS), "invalid collection plan", ConfigError)
+    plan = as_model(
+        PairPlan,
+        keywords(args, *PLAN_OPTIONS),
+        "invalid collection plan",
+        ConfigError,
+        whole="plan",
+    )
     require_finite(args, "short_exposure_ms", "long_exposure_ms", "settle_s")
     return plan
 
@@ -241,7 +292,7 @@ def run_acquire(args: argparse.Namespace) -> int:
     if not args.exposure_ms > 0:
         raise ConfigError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
     require_finite(args, "exposure_ms")
-    model = None if args.model.lower() == "none" else args.model
+    model = _model_before_the_microscope(args)
     events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
     with _microscope(args) as settings:
         recorder = LiveRecorder(
@@ -269,6 +320,21 @@ def run_acquire(args: argparse.Namespace) -> int:
         print(interrupted_message("acquire", args.out, recorder.aborted), file=sys.stderr)
         return INTERRUPTED
     return 0
+
+
+def _model_before_the_microscope(args: argparse.Namespace) -> Any:
+    """Load ``--model`` and claim ``--out`` (not the package's folder) before anything starts.
+
+    A wrong model or output is one line before the microscope and camera are touched.
+    Returns the loaded denoiser, or None for ``--model none``.
+    """
+    from tem_acq.denoise import load_model
+    from tem_acq.denoise.package import package_folder
+
+    model = None if args.model.lower() == "none" else args.model
+    inputs = [package_folder(model)] if model is not None else []
+    claim_output(args.out, overwrite=args.overwrite, parent_must_exist=True, inputs=inputs)
+    return None if model is None else load_model(model, device=args.device)
 
 
 def interrupted_message(command: str, store: Path, aborted: bool) -> str:
@@ -326,6 +392,15 @@ def _microscope(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
 
 def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from pyjavaz import DEFAULT_BRIDGE_PORT
+
+    if not _listening(DEFAULT_BRIDGE_PORT):  # pyjavaz's thread would print a traceback
+        raise AcquisitionError(
+            "no Micro-Manager found: start Micro-Manager with its pycro-manager server "
+            f"(Tools > Options > Run pycro-manager server on port {DEFAULT_BRIDGE_PORT}), or "
+            f"use --simulated to run on the simulated microscope (nothing listens on port "
+            f"{DEFAULT_BRIDGE_PORT})"
+        )
     try:
         from pycromanager import Core
 
@@ -348,10 +423,19 @@ def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "pixel_size_A": pixel_size_A,
         "counts_per_electron": args.counts_per_electron,
-        "voltage_kV": args.voltage_kV,
+        "voltage_kV": DEFAULT_VOLTAGE_KV if args.voltage_kV is None else args.voltage_kV,
         "camera": camera,
         "frame_shape": frame_shape,
     }
+
+
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on ``port`` of this machine (within 1 s)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from acquisition_hooks.commands import (
     run_events,
 )
 from tem_acq.cli.command import DEVICE, JSON, MODEL, SEED, Command, require_finite
+from tem_acq.outputs import claim_output
 
 #: Short exposure of the demo (ms) and the dose rate that makes it ~5 e-/px, as in the paper.
 EXPOSURE_MS = 2.0
@@ -60,8 +61,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     require_frames(args)
     require_finite(args, "interval_ms")
-    args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "demo.ome.zarr"
+    # an earlier demo's store is replaced; a folder that cannot hold one is one line, now
+    claim_output(store, overwrite=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     picture = args.out / "demo.png"
     started = time.perf_counter()
     events = [

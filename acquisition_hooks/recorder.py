@@ -94,7 +94,9 @@ class LiveRecorder:
         Called with ``(index, electrons)`` for every denoised frame (live display).
     frame_shape
         (height, width) of the frames to come, if known: the model is then warmed up now
-        (path selection and the first run take seconds), not on the first frame.
+        (path selection and the first run take seconds), not on the first frame, and a first
+        frame of another shape is refused (:class:`~tem_acq.errors.AcquisitionError` naming
+        both shapes: the store's layout is fixed by its first frame).
     overwrite
         Replace an existing store at ``store``.
     denoiser_timeout_s
@@ -128,9 +130,12 @@ class LiveRecorder:
         denoiser_timeout_s: float = DENOISER_TIMEOUT_S,
     ) -> None:
         _check_pass_through(pass_through, model)
+        self._declared_shape = _check_frame_settings(max_batch, frame_shape)
         self.path = Path(store)
         self._overwrite = overwrite
-        claim_output(self.path, overwrite=overwrite, parent_must_exist=True)
+        claim_output(
+            self.path, overwrite=overwrite, parent_must_exist=True, inputs=_model_folder(model)
+        )
         settings = {
             "instrument": {"voltage_kV": voltage_kV, "pixel_size_A": pixel_size_A},
             "camera": {
@@ -206,6 +211,7 @@ class LiveRecorder:
         """Image processor: hand the raw frame over at once; return what ``pass_through`` says."""
         frame = np.asarray(image)
         if self._frame_shape is None:
+            self._check_first_frame(frame)
             self._frame_shape, self._frame_dtype = frame.shape, frame.dtype
         elif frame.shape != self._frame_shape or frame.dtype != self._frame_dtype:
             # recorded now so the store tells the story; raised so the acquisition stops
@@ -359,7 +365,7 @@ class LiveRecorder:
             elapsed_ms=elapsed_ms,
             exposure_ms=exposure if exposure and exposure > 0 else None,
             # measured from the frame: cheap, and right whatever the metadata says
-            dose_e_per_px=max(float(frame.mean()) / self._cpe, 0.0),
+            dose_e_per_px=_measured_dose(frame, self._cpe),
             stage_x_um=_number(metadata, _STAGE_X_KEYS),
             stage_y_um=_number(metadata, _STAGE_Y_KEYS),
             extra=extra,
@@ -396,6 +402,15 @@ class LiveRecorder:
                 )
                 self._header_flags.append(flag)
                 log.warning("tem-acq: %s", flag)
+
+    def _check_first_frame(self, frame: np.ndarray) -> None:
+        """Refuse a first frame whose shape is not the ``frame_shape`` given."""
+        if self._declared_shape is not None and frame.shape != self._declared_shape:
+            raise AcquisitionError(
+                f"the first frame is {frame.shape} but frame_shape={self._declared_shape} was "
+                f"given: nothing is recorded in {self.path}; set frame_shape to the camera's "
+                "frame (ROI and binning) or leave it out"
+            )
 
     def _remember_denoised(self, index: int, frame: np.ndarray) -> None:
         with self._latest_lock:
@@ -477,6 +492,43 @@ def _check_pass_through(pass_through: str, model: object) -> None:
         raise ConfigError(f"pass_through must be 'none', 'raw' or 'denoised', got {pass_through!r}")
     if pass_through == "denoised" and model is None:
         raise ConfigError("pass_through='denoised' needs a model")
+
+
+def _check_frame_settings(
+    max_batch: int | None, frame_shape: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """Refuse a ``max_batch`` below 1 or a ``frame_shape`` that is not two sizes >= 1.
+
+    Returns the frame shape as a tuple of ints (None when not given).
+    """
+    if max_batch is not None and not (isinstance(max_batch, int) and max_batch >= 1):
+        raise ConfigError(f"max_batch must be an integer >= 1 (or None), got {max_batch!r}")
+    if frame_shape is None:
+        return None
+    shape = tuple(frame_shape)
+    if len(shape) != 2 or not all(isinstance(n, int | np.integer) and n >= 1 for n in shape):
+        raise ConfigError(
+            f"frame_shape must be (height, width) in pixels, both >= 1, got {frame_shape!r}"
+        )
+    return (int(shape[0]), int(shape[1]))
+
+
+def _model_folder(model: object) -> list[Path]:
+    """The package folder a model name or path names (an input the store may not overlap)."""
+    if not isinstance(model, str | Path):
+        return []
+    from tem_acq.denoise.package import package_folder
+
+    return [package_folder(model)]
+
+
+def _measured_dose(frame: np.ndarray, counts_per_electron: float) -> float | None:
+    """The frame's mean electrons per pixel (>= 0), or None when it is not a number.
+
+    A frame with NaN or infinite pixels is still recorded as it came; its dose is unknown.
+    """
+    dose = float(frame.mean()) / counts_per_electron
+    return max(dose, 0.0) if math.isfinite(dose) else None
 
 
 def _load_denoiser(

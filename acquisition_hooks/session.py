@@ -32,6 +32,10 @@ from tem_acq.sim import SimulationConfig
 from ._engine import attach_core, snake_case_core_class
 from .camera import SimulatedTEMCamera
 
+#: The largest simulated sensor (pixels per side): a 4096x4096 camera takes about 1.1 GB in a
+#: short acquisition (measured), a 16384x16384 one would take over 16 GB.
+MAX_SENSOR_SIZE = 4096
+
 #: Device labels in the simulated microscope's core.
 CAMERA_LABEL = "TEMCamera"
 XY_STAGE_LABEL = "XY"
@@ -65,7 +69,7 @@ class MicroscopeSession:
         return {
             "pixel_size_A": cam.simulator.pixel_size_A * cam.get_binning(),
             "counts_per_electron": float(cam.simulator.counts_per_electron),
-            "voltage_kV": 200.0,
+            "voltage_kV": cam.config.voltage_kv,
             "camera": f"simulated TEM camera ({cam.config.detector})",
             "detector": cam.config.detector,
             "dose_rate_e_per_px_per_s": cam.config.dose_rate * cam.get_binning() ** 2,
@@ -120,7 +124,7 @@ def simulated_microscope(
     drift_px_per_s
         Stage drift in pixels per second, along x (a number) or as (x, y).
     size
-        Sensor size in unbinned pixels (square).
+        Sensor size in unbinned pixels (square), at most :data:`MAX_SENSOR_SIZE`.
     specimen
         ``"nanoparticles"`` (low magnification) or ``"atomic"`` (atomic resolution).
     exposure_ms
@@ -142,9 +146,18 @@ def simulated_microscope(
 
     Raises
     ------
+    ConfigError
+        If a setting is invalid (one line naming each), or ``size`` exceeds
+        :data:`MAX_SENSOR_SIZE`.
     AcquisitionError
         If another core is already active in this process, or the demo adapters are missing.
     """
+    if isinstance(size, int) and size > MAX_SENSOR_SIZE:
+        raise ConfigError(
+            f"invalid simulation settings: size {size} is larger than the simulated camera's "
+            f"{MAX_SENSOR_SIZE} px (a {MAX_SENSOR_SIZE}x{MAX_SENSOR_SIZE} sensor takes about "
+            "1.1 GB of memory); choose a smaller --size"
+        )
     adapters = _adapter_path()
     config = _simulation_config(
         camera,

@@ -46,6 +46,14 @@ class SimulationError(ConfigError):
     """A simulator call got an argument it cannot honour (bad exposure, binning, position...)."""
 
 
+class NegativeCountsWarning(UserWarning):
+    """Raw frames hold negative values (dark-subtracted?): they are denoised as they are.
+
+    A warning, not an error: such frames can be legitimate. The message says what the denoiser
+    makes of them (``tem_acq.denoise.engine.negative_counts_note``).
+    """
+
+
 class ViewerUnavailableError(TemAcqError):
     """napari (or a display for it) is not available; the message lists other ways to browse."""
 
@@ -55,6 +63,7 @@ __all__ = [
     "ConfigError",
     "DenoiserFailedError",
     "ModelPackageError",
+    "NegativeCountsWarning",
     "SimulationError",
     "StoreConfigError",
     "StoreError",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tem_acq.errors import StoreError, TemAcqError
+from tem_acq.outputs import claim_output
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -84,7 +85,8 @@ def write_report(
         Path of the acquisition store.
     out
         Output file; a directory gets ``NAME.report.html`` inside it. Default: beside the store
-        (:func:`default_report_path`). An existing file is replaced.
+        (:func:`default_report_path`). An existing HTML file is replaced; any other file, and
+        a path inside the store, is refused.
     frames
         How many frames to show raw next to denoised (spread from first to last; 0 for none).
 
@@ -112,11 +114,13 @@ def write_report(
     target = default_report_path(source) if out is None else Path(out)
     if target.is_dir():
         target = target / default_report_path(source).name
-    if not target.parent.is_dir():
+    if not target.parent.exists():
         raise TemAcqError(
             f"cannot write the report to {target}: folder {target.parent} does not exist; "
             "create it or pass another --out"
         )
+    # an earlier report is replaced; anything else, or a path in or around the store, is not
+    claim_output(target, overwrite=True, kind="report", inputs=[source])
     document = render_report(opened, frames=frames)
     tmp = target.with_name(f".{target.name}.tmp")
     try:

@@ -137,8 +137,12 @@ def denoise_args(
         (denoise_args("missing.tif", "o.tif"), "does not exist"),
         (denoise_args("in.npy", "o.png"), "the output format comes from the extension"),
         (
-            denoise_args("in.npy", "in.npy"),
+            denoise_args("in.npy", "obj.npy"),
             "already exists; choose another --out or pass --overwrite",
+        ),
+        (
+            denoise_args("in.npy", "in.npy", "--overwrite"),
+            "an output may never be one of the command's inputs",
         ),
         (denoise_args("in.txt", "o.tif"), "supported inputs are"),
         (denoise_args("bad.tif", "o.tif"), "not a readable TIFF"),

@@ -11,6 +11,7 @@ reported in one line and left out; the others still work.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
@@ -100,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tem-acq {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # What an error's traceback kept alive (a microscope core, its device threads) goes
+        # now, not at interpreter exit, where tearing a core down aborted the process
+        # (exit 134 instead of 2 in up to half the runs).
+        gc.collect()
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Command", "Option", "build_parser", "load_commands", "main"]

@@ -15,15 +15,25 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, MODEL, OVERWRITE, TTA, Command
+from tem_acq.cli.command import (
+    COUNTS_PER_ELECTRON,
+    DEVICE,
+    MODEL,
+    OVERWRITE,
+    TTA,
+    Command,
+    require_at_least_one,
+)
 from tem_acq.denoise import io
 from tem_acq.denoise.options import PATHS, DenoiseOptions
-from tem_acq.errors import ConfigError, TemAcqError
+from tem_acq.errors import ConfigError, NegativeCountsWarning, TemAcqError
+from tem_acq.outputs import claim_output
 
 #: Stacks at least this long let the engine time its paths and keep the fastest.
 AUTO_PATH_MIN_FRAMES = 4
@@ -38,7 +48,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         parser, help="camera counts per electron (default: from the file's metadata, else 1)"
     )
     DEVICE.add(parser)
-    parser.add_argument("--batch", type=int, default=None, help="frames per network call")
+    parser.add_argument("--batch", type=int, default=None, help="frames per network call (>= 1)")
     parser.add_argument(
         "--compile", action="store_true", help="try torch.compile (slow start; for long stacks)"
     )
@@ -66,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     src, out = Path(args.input), Path(args.out)
     _check_arguments(args, src, out)
     frame_file, store = _read_input(src)
+    _warn_if_negative(frame_file.data)
     n = 1 if frame_file.data.ndim == 2 else frame_file.data.shape[0]
     from tem_acq.denoise import load_model
 
@@ -74,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     _warn_if_untrained(denoiser)
     data = frame_file.data
     t0 = time.perf_counter()
-    result = _denoise_with_progress(denoiser, data, cpe)
+    with warnings.catch_warnings():  # said once above, in the command's own words
+        warnings.simplefilter("ignore", NegativeCountsWarning)
+        result = _denoise_with_progress(denoiser, data, cpe)
     elapsed = time.perf_counter() - t0
     if store is not None and out.suffix.lower() == ".zarr":
         _write_store(store, out, result, denoiser, overwrite=args.overwrite)
@@ -96,9 +109,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_arguments(args: argparse.Namespace, src: Path, out: Path) -> None:
-    """Fail on a missing input, a wrong output kind or a bad flag before the slow part."""
+    """Fail on a missing input, a wrong or unwritable output or a bad flag before the slow part.
+
+    The output may not be the input, nor the model package, nor inside or around either.
+    """
     if not src.exists():
         raise TemAcqError(f"input {src} does not exist")
+    require_at_least_one(args, "batch")
     store_out = out.suffix.lower() == ".zarr"
     if store_out and not _is_store(src):
         raise TemAcqError(
@@ -107,8 +124,13 @@ def _check_arguments(args: argparse.Namespace, src: Path, out: Path) -> None:
         )
     if args.counts_per_electron is not None and not args.counts_per_electron > 0:
         raise ConfigError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
-    if not store_out:
-        io.check_output_path(out, overwrite=args.overwrite)
+    from tem_acq.denoise.package import package_folder
+
+    inputs = [src, package_folder(args.model)]
+    if store_out:
+        claim_output(out, overwrite=args.overwrite, kind="acquisition store", inputs=inputs)
+    else:
+        io.check_output_path(out, overwrite=args.overwrite, inputs=inputs)
 
 
 def _read_input(src: Path) -> tuple[io.FrameFile, Any]:
@@ -172,6 +194,15 @@ def _counts_per_electron(flag: float | None, frame_file: io.FrameFile) -> tuple[
         file=sys.stderr,
     )
     return 1.0, False
+
+
+def _warn_if_negative(frames: np.ndarray) -> None:
+    """Say what the denoiser makes of negative counts, when there are any."""
+    from tem_acq.denoise.engine import negative_counts_note
+
+    note = negative_counts_note(frames)
+    if note is not None:
+        print(f"warning: {note}", file=sys.stderr)
 
 
 def _warn_if_untrained(denoiser: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, JSON, MODEL, PAIRS, TTA, Command
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         return _frame_pair(args)
     if args.counts_per_electron is not None:
         raise TemAcqError("--counts-per-electron applies to --frame-pair only (pairs record it)")
+    if args.figure:
+        _check_figure_path(args)
     from tem_acq.evaluate import (
         evaluate_groups,
         figure,
@@ -90,6 +93,33 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"quality table written to {den.source / 'card.json'}")
     return 0
+
+
+def _check_figure_path(args: argparse.Namespace) -> None:
+    """Refuse, before evaluating, a ``--figure`` that cannot be written or overlaps an input.
+
+    Its extension must be an image format matplotlib writes; an earlier figure is replaced,
+    a folder never; it may not be one of the pairs stores or the model package, or inside one.
+    """
+    from tem_acq.denoise.package import package_folder
+    from tem_acq.errors import TemAcqError
+    from tem_acq.outputs import claim_output
+
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise TemAcqError(
+            "the figure needs matplotlib; install it (pip install matplotlib)"
+        ) from None
+    path = Path(args.figure)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise TemAcqError(
+            f"--figure {path}: the format comes from the extension, one of "
+            f"{', '.join('.' + f for f in sorted(formats))} (e.g. eval.png)"
+        )
+    inputs = [*args.pairs, package_folder(args.model)]
+    claim_output(path, overwrite=True, kind="figure", parent_must_exist=True, inputs=inputs)
 
 
 def _frame_pair(args: argparse.Namespace) -> int:

@@ -36,9 +36,11 @@ def rehash_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_new(args: argparse.Namespace) -> int:
-    """Create the package and print its summary."""
+    """Create the package and print its summary (the output is checked before any work)."""
     from tem_acq.denoise import new_package
+    from tem_acq.outputs import claim_output
 
+    claim_output(args.out, overwrite=args.overwrite, kind="model package")
     card = new_package(
         args.out, **keywords(args, "encoder", "fast", "name", "weights_dtype", "seed", "overwrite")
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from tem_acq.cli.command import (
     DEVICE,
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig.from_mapping(
             {**config.model_dump(), **updates}, source="the training config with overrides"
         )
+    _check_paths(args)
     pairs = from_pairs_store(args.pairs)
     result = train(
         pairs,
@@ -81,6 +83,22 @@ def run(args: argparse.Namespace) -> int:
         f"checkpoint: {result.checkpoint_dir} (resume with --resume; delete when done)"
     )
     return 130 if result.interrupted else 0
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse a ``--out`` that overlaps an input or may not be replaced, before reading.
+
+    Neither the package folder nor its checkpoint beside it may be one of the pairs stores or
+    the ``--init`` package, inside one, or hold one.
+    """
+    from tem_acq.denoise.package import package_folder
+    from tem_acq.outputs import check_not_an_input, claim_output
+    from tem_acq.train.loop import default_checkpoint_dir
+
+    inputs = [*args.pairs, *([package_folder(args.init)] if args.init else [])]
+    out = Path(args.out)
+    claim_output(out, overwrite=args.overwrite or args.resume, kind="model package", inputs=inputs)
+    check_not_an_input(default_checkpoint_dir(out), inputs, kind="model package")
 
 
 COMMAND = Command(

@@ -22,6 +22,7 @@ import math
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from tem_acq.denoise.normalization import (
 )
 from tem_acq.denoise.options import PATHS, DenoiseOptions
 from tem_acq.denoise.tiling import axis_plan, ramp, receptive_radius
-from tem_acq.errors import ConfigError, TemAcqError
+from tem_acq.errors import ConfigError, NegativeCountsWarning, TemAcqError
 
 if TYPE_CHECKING:
     import torch
@@ -176,8 +177,18 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
+#: The largest magnitude of a raw value the engine takes (counts). It computes in float32
+#: (largest value 3.4e38): below this a frame's sum stays finite even for 4096x4096 frames
+#: (1.7e7 x 1e30 = 1.7e37), and so do its dose scale and the output (the network's output,
+#: about 1, times that scale). Larger values are a scaling mistake, not counts.
+MAX_ABS_COUNTS = 1e30
+
+
 def check_frames(frames: Any) -> np.ndarray:
-    """Validate raw frames: numeric, (y, x) or (n, y, x), non-empty, finite.
+    """Validate raw frames: numeric, (y, x) or (n, y, x), non-empty, finite, in range.
+
+    Negative values pass (dark-subtracted frames dip below zero; see
+    :func:`negative_counts_note`).
 
     Parameters
     ----------
@@ -191,7 +202,8 @@ def check_frames(frames: Any) -> np.ndarray:
     Raises
     ------
     TemAcqError
-        Naming the problem (dtype, shape, emptiness, first NaN/inf and where it is).
+        Naming the problem (dtype, shape, emptiness, the first NaN/inf value or value beyond
+        :data:`MAX_ABS_COUNTS`, and which frame and pixel it is in).
     """
     arr = np.asarray(frames)
     if arr.dtype.kind not in "iuf":
@@ -203,17 +215,67 @@ def check_frames(frames: Any) -> np.ndarray:
     if arr.size == 0:
         raise TemAcqError(f"frames are empty (shape {arr.shape})")
     if arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = np.argwhere(~finite)
-            where = (
-                f"frame {int(bad[0][0])}" if arr.ndim == 3 else "the frame"
-            ) + f" at pixel {tuple(int(i) for i in bad[0][-2:])}"
-            raise TemAcqError(
-                f"frames contain {len(bad)} NaN/inf value(s), first in {where}; "
-                "replace them (e.g. with the frame's median) before denoising"
-            )
+        _check_float_values(arr)
     return arr
+
+
+def _where(arr: np.ndarray, bad: np.ndarray) -> str:
+    """Which frame and pixel the first true value of ``bad`` (shaped like ``arr``) is at."""
+    first = np.argwhere(bad)[0]
+    frame = f"frame {int(first[0])}" if arr.ndim == 3 else "the frame"
+    return f"{frame} at pixel {tuple(int(i) for i in first[-2:])}"
+
+
+def _check_float_values(arr: np.ndarray) -> None:
+    """Refuse NaN/inf values and values beyond :data:`MAX_ABS_COUNTS` (two passes when clean)."""
+    low, high = float(arr.min()), float(arr.max())  # NaN propagates into both
+    if not (math.isfinite(low) and math.isfinite(high)):
+        finite = np.isfinite(arr)
+        raise TemAcqError(
+            f"frames contain {int(finite.size - np.count_nonzero(finite))} NaN/inf value(s), "
+            f"first in {_where(arr, ~finite)}; replace them (e.g. with the frame's median) "
+            "before denoising"
+        )
+    if max(-low, high) > MAX_ABS_COUNTS:
+        too_large = np.abs(arr) > MAX_ABS_COUNTS
+        raise TemAcqError(
+            f"frames contain {int(np.count_nonzero(too_large))} value(s) beyond "
+            f"+-{MAX_ABS_COUNTS:.0e} counts (largest {max(-low, high):.3g}), first in "
+            f"{_where(arr, too_large)}: more than the engine's float32 arithmetic can denoise; "
+            "give raw counts (check the file's scaling)"
+        )
+
+
+def negative_counts_note(frames: np.ndarray) -> str | None:
+    """What the denoiser does with the negative values of ``frames``, or None if it has none.
+
+    Negative values are legitimate after dark subtraction, so they are denoised as they are:
+    the dose scale of a frame is its mean, floored at the normalization's ``min_scale``, and
+    the output keeps each frame's mean, so a frame whose mean is negative comes out negative.
+
+    Parameters
+    ----------
+    frames
+        Frames that passed :func:`check_frames`.
+    """
+    if frames.dtype.kind == "u":
+        return None
+    negative = int(np.count_nonzero(frames < 0))
+    if negative == 0:
+        return None
+    stack = frames if frames.ndim == 3 else frames[None]
+    dark = np.flatnonzero(stack.mean(axis=(1, 2), dtype=np.float64) <= 0)
+    frames_note = (
+        f"; {len(dark)} frame(s) (first: frame {int(dark[0])}) have a mean <= 0, so they are "
+        "scaled by the dose floor and come out negative"
+        if len(dark)
+        else ""
+    )
+    return (
+        f"{negative} of {frames.size} pixels are negative (dark-subtracted counts?): they are "
+        f"denoised as they are and each frame keeps its mean electrons per pixel{frames_note}; "
+        "check the dark reference if negative counts are not expected"
+    )
 
 
 def _check_cpe(counts_per_electron: Any, n: int) -> np.ndarray:
@@ -782,9 +844,18 @@ class Denoiser:
         Raises
         ------
         TemAcqError
-            Wrong dimensionality or dtype, empty input, NaN/inf values, bad counts_per_electron.
+            Wrong dimensionality or dtype, empty input, NaN/inf values or values beyond
+            :data:`MAX_ABS_COUNTS`, bad counts_per_electron.
+
+        Warns
+        -----
+        NegativeCountsWarning
+            When frames hold negative values: they are denoised as they are and each frame
+            keeps its mean, so a frame whose mean is negative gives negative electrons.
         """
         arr = check_frames(frames)
+        if (note := negative_counts_note(arr)) is not None:
+            warnings.warn(note, NegativeCountsWarning, stacklevel=2)
         single = arr.ndim == 2
         stack = arr[None] if single else arr
         cpe = _check_cpe(counts_per_electron, stack.shape[0])

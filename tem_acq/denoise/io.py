@@ -11,7 +11,10 @@ because frames are divided by their own mean, so only the output's units depend 
 from __future__ import annotations
 
 import json
+import logging
 import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,29 +98,88 @@ def _read_tiff(path: Path) -> FrameFile:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_errors() as damage, tifffile.TiffFile(path) as tif:
+            _check_complete(tif, path, damage)
             series = tif.series[0]
             if "S" in series.axes:
                 raise TemAcqError(
                     f"{path} is a colour/multi-sample TIFF (axes {series.axes}); save the "
                     "frames as greyscale"
                 )
-            try:
-                data = series.asarray()
-            except ValueError as exc:  # e.g. a codec imagecodecs does not have
-                raise TemAcqError(
-                    f"cannot decode {path} ({exc}); install imagecodecs (pip install "
-                    "imagecodecs) or save it uncompressed"
-                ) from exc
+            data = _decode(series, path)
             cpe, px = _gatan_calibration(tif.pages[0])
     except tifffile.TiffFileError as exc:
-        raise TemAcqError(f"{path} is not a readable TIFF ({exc})") from exc
+        raise TemAcqError(
+            f"{path} is not a readable TIFF: not a TIFF file, or a truncated or damaged one ({exc})"
+        ) from exc
     if data.ndim > 3:
         data = data.reshape(-1, *data.shape[-2:])
     ff = FrameFile(np.asarray(data), counts_per_electron=cpe, pixel_size_A=px)
     if cpe is not None:
         ff.notes.append(f"counts per electron {cpe:.4g} from the Gatan intensity calibration")
     return ff
+
+
+@contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """The errors tifffile logs meanwhile (it logs, and goes on, when a file is damaged)."""
+    found: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found.append(record.getMessage())
+
+    logger = logging.getLogger("tifffile")
+    handler = Collect(logging.ERROR)
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+
+
+def _check_complete(tif: Any, path: Path, damage: list[str]) -> None:
+    """Refuse a TIFF that is cut short: image data beyond its end, or pages that are lost.
+
+    tifffile reads the pages it can find and logs the rest (``damage``): a file cut between
+    two pages would otherwise read as fewer frames, silently.
+    """
+    len(tif.pages)  # index every page, so that a lost one is logged now
+    if damage:
+        raise TemAcqError(
+            f"{path} is truncated or damaged ({damage[0]}): frames would be missing; copy it "
+            "again from the original"
+        )
+    size = int(tif.filehandle.size)
+    needed = max(
+        (
+            int(offset) + int(count)
+            for page in tif.pages
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
+        ),
+        default=0,
+    )
+    if needed > size:
+        raise TemAcqError(
+            f"{path} is truncated or damaged: its images need {needed} bytes but the file "
+            f"has {size}; copy it again from the original"
+        )
+
+
+def _decode(series: Any, path: Path) -> np.ndarray:
+    """The series' frames; a missing codec or damaged image data is one clear error."""
+    try:
+        return np.asarray(series.asarray())
+    except Exception as exc:  # codecs raise their own types (DeflateError, ...) on bad data
+        if "imagecodecs" in str(exc):
+            raise TemAcqError(
+                f"cannot decode {path}: its compression needs imagecodecs ({exc}); install "
+                "it (pip install imagecodecs) or save the file uncompressed"
+            ) from exc
+        raise TemAcqError(
+            f"cannot decode {path}: its image data is damaged ({type(exc).__name__}: {exc}); "
+            "copy it again from the original"
+        ) from exc
 
 
 def _read_npy(path: Path) -> FrameFile:
@@ -173,15 +235,21 @@ def read_frames(path: str | Path) -> FrameFile:
     return reader(p)
 
 
-def check_output_path(path: str | Path, *, overwrite: bool = False) -> Path:
-    """Check that ``path`` has a writable format and does not exist (unless ``overwrite``)."""
+def check_output_path(
+    path: str | Path, *, overwrite: bool = False, inputs: Sequence[str | Path] = ()
+) -> Path:
+    """Check that ``path`` has a writable format and does not exist (unless ``overwrite``).
+
+    It may not be one of ``inputs``, inside one or hold one (see
+    :func:`tem_acq.outputs.claim_output`).
+    """
     p = Path(path)
     if p.suffix.lower() not in WRITE_FORMATS:
         raise TemAcqError(
             f"cannot write {p}: the output format comes from the extension, one of "
             f"{', '.join(sorted(WRITE_FORMATS))}"
         )
-    claim_output(p, overwrite=overwrite, kind="frame file", parent_must_exist=True)
+    claim_output(p, overwrite=overwrite, kind="frame file", parent_must_exist=True, inputs=inputs)
     return p
 
 

@@ -504,11 +504,7 @@ def load_package(folder: str | os.PathLike[str]) -> LoadedPackage:
         newer schema, or files changed since the card was written.
     """
     path = Path(folder).expanduser()
-    if not path.is_dir():
-        raise ModelPackageError(
-            f"model package {path} does not exist or is not a folder; pass a package folder "
-            "or a name listed by `tem-acq models`"
-        )
+    _require_folder(path)
     card = read_card(path / CARD_FILE)
     config = _read_config(path)
     model = build_model(config)
@@ -622,8 +618,21 @@ def _looks_like_path(s: str) -> bool:
     return os.sep in s or (os.altsep is not None and os.altsep in s) or s.startswith((".", "~"))
 
 
+def _require_folder(path: Path) -> None:
+    """Refuse a package path that is not a folder (the first check of loading a package)."""
+    if not path.is_dir():
+        raise ModelPackageError(
+            f"model package {path} does not exist or is not a folder; pass a package folder "
+            "or a name listed by `tem-acq models`"
+        )
+
+
 def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
     """Find a package folder from a path or a name.
+
+    A name (no path separator, not starting with ``.`` or ``~``) is looked up only in
+    :func:`model_search_dirs`, never in the current folder: ``fast`` is always the installed
+    package of that name. A folder is given as a path (``./my-model``, ``/data/model``).
 
     Parameters
     ----------
@@ -633,12 +642,16 @@ def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
     Returns
     -------
     The package folder (not yet validated).
+
+    Raises
+    ------
+    ModelPackageError
+        A name that no search folder holds (the message lists the names there, and says how
+        to pass a folder of that name in the current folder).
     """
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
         return Path(name_or_path).expanduser()
     name = str(name_or_path)
-    if Path(name).is_dir():
-        return Path(name)
     for d in model_search_dirs():
         if (d / name / CARD_FILE).is_file():
             return d / name
@@ -649,9 +662,27 @@ def resolve_package(name_or_path: str | os.PathLike[str]) -> Path:
         if available
         else "no packages are installed yet (create one with `tem-acq model new --out DIR`)"
     )
+    here = f"; to use the folder {name} here, pass ./{name}" if Path(name).is_dir() else ""
     raise ModelPackageError(
-        f"no model package named {name!r} in {where}; {hint}; or pass a package folder path"
+        f"no model package named {name!r} in {where}; {hint}; or pass a package folder path{here}"
     )
+
+
+def package_folder(name_or_path: str | os.PathLike[str]) -> Path:
+    """The folder of an existing package: a cheap check before any work (no weights read).
+
+    :func:`resolve_package`, then the first checks of :func:`load_package`: a folder with a
+    readable ``card.json``. Commands name it among their inputs, which no output may overlap.
+
+    Raises
+    ------
+    ModelPackageError
+        As :func:`resolve_package`, or when the folder is missing or has no valid card.
+    """
+    path = resolve_package(name_or_path)
+    _require_folder(path)
+    read_card(path / CARD_FILE)
+    return path
 
 
 def iter_packages() -> Iterator[tuple[Path, ModelCard | ModelPackageError]]:

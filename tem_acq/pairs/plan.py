@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tem_acq.pairs.assembly import grid_positions_um
 from tem_acq.schema import StrictModel
@@ -45,7 +45,8 @@ class PairPlan(StrictModel):
     n_short
         Short exposures per field.
     short_exposure_ms, long_exposure_ms
-        Exposures. In ``long_mode="sum"`` the long exposure is ``n_sum`` short frames.
+        Exposures; the long one must be longer. In ``long_mode="sum"`` the long exposure is
+        ``n_sum`` short frames (at least 2).
     long_mode
         ``"exposure"``: one long exposure; ``"sum"``: the sum of ``n_sum`` short frames (for
         cameras that saturate or when a long exposure is not possible).
@@ -72,6 +73,28 @@ class PairPlan(StrictModel):
     settle_s: float = Field(default=0.0, ge=0)
     max_shift_px: float = Field(default=2.0, gt=0)
     spacing: float = Field(default=1.5, gt=1.0)
+
+    @field_validator("long_exposure_ms")
+    @classmethod
+    def _long_is_longer(cls, long_ms: float, info: ValidationInfo) -> float:
+        """The long exposure is the clean target: it must be longer than a short one."""
+        short_ms = info.data.get("short_exposure_ms")
+        if short_ms is not None and long_ms <= short_ms:
+            raise ValueError(
+                f"{long_ms:g} ms must be longer than short_exposure_ms ({short_ms:g} ms): the "
+                "long exposure is the low-noise target of each pair"
+            )
+        return long_ms
+
+    @model_validator(mode="after")
+    def _sum_of_several(self) -> PairPlan:
+        """A summed long exposure needs at least two short frames."""
+        if self.long_mode == "sum" and self.long_frames() < 2:
+            raise ValueError(
+                "long_mode 'sum' needs at least 2 short frames in the sum (n_sum, or "
+                "long_exposure_ms / short_exposure_ms): one frame is not a long exposure"
+            )
+        return self
 
     def long_frames(self) -> int:
         """Frames that make up the long exposure (1 unless summing)."""

@@ -341,6 +341,7 @@ class PairsWriter:
             if claim_output(
                 self.path,
                 overwrite=overwrite,
+                kind="pairs store",
                 parent_must_exist=True,
                 alternatives="--resume (resume=True) to continue it",
             ):

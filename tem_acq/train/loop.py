@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tem_acq.errors import TemAcqError
-from tem_acq.outputs import claim_output
+from tem_acq.errors import ConfigError, TemAcqError
+from tem_acq.outputs import check_not_an_input, claim_output
 from tem_acq.pairs import PairArrays
 from tem_acq.train.checkpoint import (
     load_checkpoint,
@@ -229,11 +229,12 @@ def train(
 
     t_start = time.perf_counter()
     out_path = Path(out)
-    ckpt = _check_outputs(out_path, checkpoint_dir, overwrite=overwrite, resume=resume)
+    ckpt = _check_outputs(out_path, checkpoint_dir, overwrite=overwrite, resume=resume, init=init)
     if not pairs.detector:
         raise TemAcqError(
             "the pairs do not say which detector recorded them; set PairArrays.detector"
         )
+    check_crop(config.crop, pairs.low.shape[-2:])
     dev = select_device(device)
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -268,12 +269,41 @@ def train(
     return run.result(out_path, card, interrupted)
 
 
+def check_crop(crop: int, frame_shape: tuple[int, ...]) -> None:
+    """Refuse training crops larger than the frames (before any work), naming both.
+
+    Raises
+    ------
+    ConfigError
+        If ``crop`` exceeds the frames' height or width.
+    """
+    height, width = (int(n) for n in frame_shape)
+    if crop > min(height, width):
+        raise ConfigError(
+            f"the training crop ({crop} px) is larger than the frames ({height}x{width} px): "
+            f"set crop to at most {min(height, width) // 32 * 32} (a multiple of 32) in the "
+            "training config"
+        )
+
+
 def _check_outputs(
-    out: Path, checkpoint_dir: str | os.PathLike[str] | None, *, overwrite: bool, resume: bool
+    out: Path,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    *,
+    overwrite: bool,
+    resume: bool,
+    init: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """The checkpoint folder, once neither it nor ``out`` holds an earlier run by mistake."""
-    claim_output(out, overwrite=overwrite or resume, kind="model package")
+    """The checkpoint folder, once neither it nor ``out`` holds an earlier run by mistake.
+
+    Neither may be the ``init`` package, inside it or hold it.
+    """
+    from tem_acq.denoise.package import package_folder
+
+    inputs = [package_folder(init)] if init is not None else []
+    claim_output(out, overwrite=overwrite or resume, kind="model package", inputs=inputs)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir(out)
+    check_not_an_input(ckpt, inputs, kind="model package")
     if not resume and (ckpt / "state.json").exists() and not overwrite:
         raise TemAcqError(
             f"a checkpoint of an earlier run is in {ckpt}; pass --resume to continue it, or "
