@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults.damage import pair_record
 
 from tem_acq.errors import StoreError
 from tem_acq.store import (
@@ -17,7 +18,6 @@ from tem_acq.store import (
     AcquisitionWriter,
     Camera,
     Instrument,
-    PairRecord,
     PairsMetadata,
     PairsWriter,
     open_pairs,
@@ -54,16 +54,8 @@ def pairs_writer(path: Path, *, resume: bool = False) -> PairsWriter:
 
 
 def add_field(writer: PairsWriter, field: int) -> None:
-    record = PairRecord(
-        field=field,
-        pair_in_field=0,
-        low_exposure_ms=2.0,
-        high_exposure_ms=20.0,
-        low_dose_e_per_px=1.0,
-        high_dose_e_per_px=10.0,
-        counts_per_electron=1.0,
-        shift_dy_px=0.0,
-        shift_dx_px=0.0,
+    record = pair_record(
+        field, 0, high_exposure_ms=20.0, low_dose_e_per_px=1.0, high_dose_e_per_px=10.0
     )
     low = np.full((1, *SHAPE), field, np.uint16)
     writer.append_field(field, low=low, high=low.astype(np.float32), records=[record])

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults.damage import pair_record
 from test_report import CPE, SHAPE, MetadataBuilder, make_store
 
 from tem_acq.cli import main as cli
 from tem_acq.errors import StoreError
-from tem_acq.store import Camera, Instrument, PairRecord, PairsMetadata, PairsWriter, open_store
+from tem_acq.store import Camera, Instrument, PairsMetadata, PairsWriter, open_store
 from tem_acq.viewer import (
     ViewerUnavailableError,
     build_view,
@@ -40,14 +41,12 @@ def make_pairs_store(path: Path, fields: int = 2, k: int = 2) -> Path:
         low = rng.poisson(truth).astype(np.uint16)
         high = rng.poisson(truth * 200).astype(np.float32)
         records = [
-            PairRecord(
-                field=field,
-                pair_in_field=i,
-                low_exposure_ms=2.0,
+            pair_record(
+                field,
+                i,
                 high_exposure_ms=400.0,
                 low_dose_e_per_px=float(low[i].mean()),
                 high_dose_e_per_px=float(high[i].mean()),
-                counts_per_electron=1.0,
                 shift_dy_px=0.1,
                 shift_dx_px=-0.2,
                 flag="drift" if field == 1 else None,

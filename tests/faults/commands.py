@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
+from faults.damage import pair_record
+from faults.disks import tmpfs
 
 #: Runs ``tem_acq.cli.main`` in a fresh interpreter: the real command line, without a shell.
 _CLI = "import sys; from tem_acq.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -134,7 +135,7 @@ def make_acquisition_store(path: Path, frames: int = 40, shape: tuple[int, int] 
 
 def make_pairs_store(path: Path, fields: int = 2, k: int = 2, side: int = 64) -> Path:
     """A pairs store of ``fields`` fields with ``k`` pairs each (``side`` px frames), closed."""
-    from tem_acq.store import Camera, Instrument, PairRecord, PairsMetadata, PairsWriter
+    from tem_acq.store import Camera, Instrument, PairsMetadata, PairsWriter
 
     rng = np.random.default_rng(3)
     meta = PairsMetadata(
@@ -152,16 +153,12 @@ def make_pairs_store(path: Path, fields: int = 2, k: int = 2, side: int = 64) ->
         low = rng.poisson(truth).astype(np.uint16)
         high = rng.poisson(truth * 200).astype(np.float32)
         records = [
-            PairRecord(
-                field=field,
-                pair_in_field=i,
-                low_exposure_ms=2.0,
+            pair_record(
+                field,
+                i,
                 high_exposure_ms=400.0,
                 low_dose_e_per_px=float(low[i].mean()),
                 high_dose_e_per_px=float(high[i].mean()),
-                counts_per_electron=1.0,
-                shift_dy_px=0.0,
-                shift_dx_px=0.0,
             )
             for i in range(k)
         ]
@@ -183,18 +180,5 @@ def read_only_folder(where: Path) -> Iterator[Path]:
     Tests run as root, for whom a chmod'ed folder is still writable; a read-only mount is not.
     Skips the test where mounting is not possible.
     """
-    mount = where / "read-only"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a read-only tmpfs needs root and mount")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(where / "read-only", "1m", read_only=True) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -87,24 +88,26 @@ def pairs_store(path: Path) -> Path:
         rng = np.random.default_rng(field)
         low = rng.poisson(5.0, (2, *SHAPE)).astype(np.uint16)
         high = rng.poisson(500.0, (2, *SHAPE)).astype(np.float32)
-        records = [_pair_record(field, k) for k in range(2)]
+        records = [pair_record(field, k) for k in range(2)]
         writer.append_field(field, low=low, high=high, truth=high / 100, records=records)
     writer.close()
     return path
 
 
-def _pair_record(field: int, pair_in_field: int) -> PairRecord:
-    return PairRecord(
-        field=field,
-        pair_in_field=pair_in_field,
-        low_exposure_ms=2.0,
-        high_exposure_ms=200.0,
-        low_dose_e_per_px=5.0,
-        high_dose_e_per_px=500.0,
-        counts_per_electron=1.0,
-        shift_dy_px=0.0,
-        shift_dx_px=0.0,
-    )
+def pair_record(field: int, pair_in_field: int, **overrides: Any) -> PairRecord:
+    """The row of one pair of a test pairs store: 2 ms / 200 ms, 5 / 500 e-/px, 1 count/e-."""
+    values: dict[str, Any] = {
+        "field": field,
+        "pair_in_field": pair_in_field,
+        "low_exposure_ms": 2.0,
+        "high_exposure_ms": 200.0,
+        "low_dose_e_per_px": 5.0,
+        "high_dose_e_per_px": 500.0,
+        "counts_per_electron": 1.0,
+        "shift_dy_px": 0.0,
+        "shift_dx_px": 0.0,
+    }
+    return PairRecord(**(values | overrides))
 
 
 # -- frame files ------------------------------------------------------------------------------

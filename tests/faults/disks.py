@@ -25,13 +25,17 @@ import pytest
 
 
 @contextmanager
-def tmpfs(mount: Path, size: str) -> Iterator[Path]:
-    """A real tmpfs of ``size`` (``"4m"``) mounted at ``mount``; skips the test without root."""
+def tmpfs(mount: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (``"4m"``) mounted at ``mount`` (``ro`` when ``read_only``).
+
+    Skips the test where mounting is not possible (it needs root and ``mount``).
+    """
     mount.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.skip("mounting a tmpfs needs root and mount")
+    options = f"ro,size={size}" if read_only else f"size={size}"
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True
     )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
