@@ -33,13 +33,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from tem_acq import metrics as M
 from tem_acq.errors import ConfigError
 from tem_acq.quality.results import Estimate, Gain, PairEstimate
-from tem_acq.registration import Registration, register, shift_image
+from tem_acq.registration import Registration, register
 
 #: Side of the tiles the bootstrap resamples (pixels): larger than the reach of a detector's
 #: noise correlation, small enough that a 512-pixel frame gives over 200 tiles.
@@ -52,6 +53,10 @@ MAX_DRIFT_PX = 16.0
 MAX_DOSE_MISMATCH = 0.2
 #: Smoothings (pixels) of the correlation tried when registering the frames.
 REGISTRATION_SMOOTHING_PX = (0.0, 0.5, 1.0, 2.0, 4.0)
+#: How many sigmas of noise a shift must improve the fit by to be preferred to no shift.
+SHIFT_EVIDENCE_SIGMAS = 3.0
+#: Smoothing (pixels) of the first frame when choosing among the candidate shifts.
+SELECTION_SIGMA_PX = 1.5
 #: Extra border cropped beyond the shift (the Fourier shift's ringing near wrapped edges).
 MARGIN_PX = 8
 #: Bootstrap draws.
@@ -60,6 +65,9 @@ N_BOOT = 1000
 MAX_SATURATED = 1e-4
 #: Tiles whose frame difference exceeds the noise this many robust sigmas show a change.
 CHANGE_SIGMAS = 6.0
+#: How much more a tile's mean difference may spread than white noise predicts (the noise of
+#: an integrating detector is correlated over a few pixels: about 2.5 for the OneView model).
+NOISE_CORRELATION = 3.0
 #: Largest share of tiles that may show a change (they are left out; more: not trusted).
 MAX_CHANGED_TILES = 0.05
 
@@ -335,37 +343,47 @@ def _register(
 ) -> Registration:
     """The shift of ``b`` on ``a`` that leaves the least difference between them.
 
-    A clear correlation peak beyond ``max_drift_px`` is returned as it is (the field moved).
-    Otherwise the peak is looked for within ``max_drift_px`` only (at very low dose a noise peak
-    among all shifts can outgrow the true one). Candidates: the raw frames' correlation smoothed
-    by each of :data:`REGISTRATION_SMOOTHING_PX`, and, when a denoiser's images of both frames
-    are given as ``guide``, theirs (at a few electrons per pixel the raw frames hold too little
-    of a fine lattice to find its shift). The winner leaves the least difference between the
-    guide's image of ``a``, moved, and the raw ``b`` (the raw frames' difference is mostly noise
-    at low dose and cannot tell candidates apart). Smoothing only finds the shift: the images
-    compared are never smoothed.
+    Candidates: the peaks within ``max_drift_px`` of the frames' correlation smoothed by each of
+    :data:`REGISTRATION_SMOOTHING_PX` (at very low dose a noise peak among all shifts can
+    outgrow the true one, among nearby shifts it rarely does), a clear peak anywhere (a field
+    that moved further wins with it, and is then refused), and, when a denoiser's images of both
+    frames are given as ``guide``, the peak of theirs (at a few electrons per pixel the raw
+    frames hold too little of a fine lattice to find its shift).
+
+    The winner leaves the least difference between the guide's image of ``a`` (without a guide:
+    ``a`` smoothed by :data:`SELECTION_SIGMA_PX`), moved, and the raw ``b``. Choosing by the raw
+    frames' difference would pick the shift where their noise happens to match best, making the
+    noise look smaller than it is; a denoised or smoothed image carries little noise to match.
+    Smoothing only finds the shift: the images compared are never smoothed.
     """
-    anywhere = register(a, b, smooth_sigma_px=2.0)
-    if math.hypot(*anywhere.shift) > max_drift_px and anywhere.reliable:
-        return anywhere
     candidates = [
         register(a, b, smooth_sigma_px=s, upsample=100, max_shift_px=max_drift_px)
         for s in REGISTRATION_SMOOTHING_PX
     ]
+    anywhere = register(a, b, smooth_sigma_px=2.0)
+    if math.hypot(*anywhere.shift) > max_drift_px and anywhere.reliable:
+        candidates.append(anywhere)
     if guide is not None:
         candidates.append(
             register(*guide, smooth_sigma_px=0.0, upsample=100, max_shift_px=max_drift_px)
         )
-    crop = math.ceil(max_drift_px) + 1
+    crop = math.ceil(max(max(abs(c.dy), abs(c.dx)) for c in candidates)) + 1
     if 2 * crop >= min(a.shape):
         return candidates[0]
     inner = (slice(crop, a.shape[0] - crop), slice(crop, a.shape[1] - crop))
-    source = a if guide is None else guide[0]
+    source = M.gaussian_filter(a, SELECTION_SIGMA_PX) if guide is None else guide[0]
+    target = b[inner]
 
     def difference(c: Registration) -> float:
-        return float(np.mean((shift_image(source, c.dy, c.dx)[inner] - b[inner]) ** 2))
+        return float(np.mean((_moved(source, c.shift)[inner] - target) ** 2))
 
-    return min(candidates, key=difference)
+    best = min(candidates, key=difference)
+    still = Registration(0.0, 0.0, 0.0)
+    # a static field is the common case: a shift must fit clearly better than none
+    noise_var = 0.5 * float(np.mean((a[inner] - target) ** 2))
+    change = float(np.mean((_moved(source, best.shift)[inner] - source[inner]) ** 2))
+    margin = SHIFT_EVIDENCE_SIGMAS * 2 * math.sqrt(noise_var * change / target.size)
+    return best if difference(still) - difference(best) > margin else still
 
 
 class _Comparison:
@@ -393,24 +411,27 @@ class _Comparison:
             weights.append((0.5 * (equal + poisson), 0.5 * abs(equal - poisson)))
         self.weights = weights
         self.diff = [self._residual_tiles(src, d) for d, src in enumerate((a, b))]
+        moved_a = _moved(a, self.rests[0])
+        self.mean_diff = g.tile_sums(moved_a - self.targets[0]) / g.tile_px**2
         self.mean_tiles = 0.5 * (g.tile_sums(a) + g.tile_sums(b)) / g.tile_px**2
         self.kept = np.ones(g.tiles[0] * g.tiles[1], dtype=bool)
 
     def _residual_tiles(self, image: np.ndarray, direction: int) -> np.ndarray:
-        dy, dx = self.rests[direction]
-        moved = image if dy == 0 and dx == 0 else shift_image(image, dy, dx).astype(np.float64)
+        moved = _moved(image, self.rests[direction])
         return self.geometry.tile_sums((moved - self.targets[direction]) ** 2)
 
     def unchanged_tiles(self) -> tuple[np.ndarray, list[str], list[str]]:
-        """Tiles whose frame difference exceeds the noise (the field changed there)."""
+        """The tiles where the field did not change, and the notes or problems about the rest.
+
+        A tile changed where the frames' registered difference has a mean, or an energy, far
+        beyond the other tiles' (robust sigmas): something darkened, appeared or moved there.
+        """
         n = self.geometry.tile_px**2
-        q = 0.5 * (self.diff[0] + self.diff[1]) / n
-        m = self.mean_tiles
-        design = np.stack([np.ones_like(m), m], axis=1)
-        coef, *_ = np.linalg.lstsq(design, q, rcond=None)
-        residual = q - design @ coef
-        spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-        changed = residual > max(CHANGE_SIGMAS * spread, 0.05 * float(np.median(q)))
+        # the spread a tile's mean difference has from noise alone, allowing for noise correlated
+        # over a few pixels (as a scintillator's is): bounds the robust spread when many tiles
+        # changed and inflate it
+        noise = NOISE_CORRELATION * np.sqrt(0.5 * (self.diff[0] + self.diff[1]) / n / n)
+        changed = _outliers(self.mean_diff, floor=noise) | self._excess_energy()
         share = float(changed.mean())
         if share > MAX_CHANGED_TILES:
             return (
@@ -427,6 +448,15 @@ class _Comparison:
             else []
         )
         return ~changed, notes, []
+
+    def _excess_energy(self) -> np.ndarray:
+        """Tiles whose difference energy exceeds what their brightness predicts for noise."""
+        n = self.geometry.tile_px**2
+        q = 0.5 * (self.diff[0] + self.diff[1]) / n
+        design = np.stack([np.ones_like(self.mean_tiles), self.mean_tiles], axis=1)
+        coef, *_ = np.linalg.lstsq(design, q, rcond=None)
+        residual = q - design @ coef
+        return _outliers(residual, one_sided=True) & (residual > 0.05 * float(np.median(q)))
 
     def keep(self, kept: np.ndarray) -> None:
         """Compare only these tiles from now on."""
@@ -468,6 +498,51 @@ class _Comparison:
         return self.geometry.tile_px**2 * int(self.kept.sum())
 
 
+def _moved(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """``image`` moved by ``shift`` (a Fourier shift) all but its Nyquist row and column.
+
+    Below Nyquist a Fourier shift keeps the energy of noise (and of any error) exactly; at
+    Nyquist a sub-pixel shift of a sampled image loses part of it (a half-pixel shift all),
+    which would make the noise look smaller. That row and column hold noise and sampling
+    artefacts (a checkerboard), not the specimen, so they stay where they are.
+    """
+    if shift[0] == 0 and shift[1] == 0:
+        return np.asarray(image, dtype=np.float64)
+    return np.fft.irfft2(np.fft.rfft2(image) * _phase(image.shape, shift), s=image.shape)
+
+
+@lru_cache(maxsize=8)
+def _phase(shape: tuple[int, ...], shift: tuple[float, float]) -> np.ndarray:
+    """The rfft2 phase ramp of :func:`_moved` (one per frame shape and shift: reused)."""
+    h, w = shape
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.rfftfreq(w)[None, :]
+    phase = np.exp(-2j * np.pi * (ky * shift[0] + kx * shift[1]))
+    if h % 2 == 0:
+        phase[h // 2, :] = 1
+    if w % 2 == 0:
+        phase[:, -1] = 1
+    return phase
+
+
+def _outliers(
+    values: np.ndarray, *, one_sided: bool = False, floor: np.ndarray | None = None
+) -> np.ndarray:
+    """Values more than :data:`CHANGE_SIGMAS` robust sigmas from the median.
+
+    The sigma is the MAD's, or, where smaller, ``floor`` (per value): a MAD is inflated when many
+    values are outliers.
+    """
+    centred = values - np.median(values)
+    spread = np.full(values.shape, 1.4826 * float(np.median(np.abs(centred))))
+    if floor is not None:
+        spread = np.minimum(spread, floor)
+    if not np.all(spread > 0):
+        return np.zeros(values.shape, dtype=bool)
+    z = centred / spread
+    return np.asarray(z > CHANGE_SIGMAS if one_sided else np.abs(z) > CHANGE_SIGMAS)
+
+
 def _images(
     a: np.ndarray,
     b: np.ndarray,
@@ -496,18 +571,30 @@ def _images(
 def _best_gaussian(
     comparison: _Comparison, a: np.ndarray, b: np.ndarray
 ) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
-    """The Gaussian sigma with the lowest estimated error, and the two filtered frames."""
-    best: tuple[float, float, tuple[np.ndarray, np.ndarray]] | None = None
-    for sigma in M.ORACLE_SIGMAS:
-        pair = (M.gaussian_filter(a, sigma), M.gaussian_filter(b, sigma))
-        tiles, _ = comparison.stat(*pair)
-        mse = float(tiles.mean())
-        if best is None or mse < best[0]:
-            best = (mse, sigma, pair)
-        elif mse > 1.26 * best[0] > 0:  # 1 dB past the best: the error only grows from here
+    """The Gaussian sigma with the lowest estimated error, and the two filtered frames.
+
+    Every third sigma of :data:`tem_acq.metrics.ORACLE_SIGMAS` first (the error is unimodal in
+    sigma: stop 1 dB past the best), then the two neighbours on each side of the best.
+    """
+    sigmas = M.ORACLE_SIGMAS
+    tried: dict[int, tuple[float, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def error(i: int) -> float:
+        if i not in tried:
+            pair = (M.gaussian_filter(a, sigmas[i]), M.gaussian_filter(b, sigmas[i]))
+            tried[i] = (float(comparison.stat(*pair)[0].mean()), pair)
+        return tried[i][0]
+
+    best = 0
+    for i in range(0, len(sigmas), 3):
+        if error(i) < error(best):
+            best = i
+        elif error(i) > 1.26 * error(best) > 0:
             break
-    assert best is not None
-    return best[1], best[2]
+    for i in range(max(best - 2, 0), min(best + 3, len(sigmas))):
+        if error(i) < error(best):
+            best = i
+    return sigmas[best], tried[best][1]
 
 
 def _peak(filtered_a: np.ndarray, geometry: _Geometry) -> float:
@@ -576,18 +663,23 @@ def _rows_and_gains(
 
 
 def _gain(points: Mapping[str, float], draws: Mapping[str, np.ndarray], name: str) -> Gain:
-    """The dB by which ``name`` beats the best Gaussian, with the paired bootstrap's interval."""
+    """The dB by which ``name`` beats the best Gaussian, with the paired bootstrap's interval.
+
+    A draw where an error is at or below 0 is an unbounded gain (or loss): that end of the
+    interval is then None.
+    """
     g, m = draws["gaussian"], draws[name]
-    ok = (g > 0) & (m > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(m > 0, g / np.where(m > 0, m, 1.0), np.inf)
+        ratio = np.where(g > 0, ratio, -np.inf)
+        db = np.where(np.isfinite(ratio), 10 * np.log10(np.abs(ratio)), ratio)
+    lo, hi = (float(np.quantile(db, q, method="nearest")) for q in (0.025, 0.975))
     point = (
         10 * math.log10(points["gaussian"] / points[name])
         if points["gaussian"] > 0 and points[name] > 0
         else None
     )
-    if ok.mean() < 0.975:  # the draws reach 0: the interval is unbounded on that side
-        return Gain(db=point, ci=(None, None))
-    lo, hi = np.percentile(10 * np.log10(g[ok] / m[ok]), [2.5, 97.5])
-    return Gain(db=point, ci=(float(lo), float(hi)))
+    return Gain(db=point, ci=(lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None))
 
 
 def _psnr(peak: float, mse: float) -> float | None:

@@ -131,11 +131,14 @@ class PairEstimate:
         if not self.trusted:
             return "no estimate: " + "; ".join(self.problems)
         gain, gauss = self.gains.get(name), self.rows.get("gaussian")
-        if gain is None or gauss is None or gain.db is None:
-            return f"{name}: no gain over the best Gaussian could be measured"
+        if gain is None or gauss is None:
+            return f"{name}: not compared with the best Gaussian"
         lo, hi = gain.ci
         where = f"the best Gaussian (sigma {gauss.sigma_px:.2g} px)"
-        span = f"{gain.db:+.2f} dB [{_fmt(lo)}, {_fmt(hi)}]"
+        if gain.db is None:  # its error is below what the frames resolve
+            span = f"more than {_fmt(lo)} dB" if lo is not None else "an unmeasurable margin"
+        else:
+            span = f"{gain.db:+.2f} dB [{_fmt(lo)}, {_fmt(hi)}]"
         if lo is not None and lo > 0:
             return f"{name} beats {where} by {span} on these frames"
         if hi is not None and hi < 0:
@@ -150,12 +153,12 @@ class PairEstimate:
             f"estimate without ground truth from {self.pairs} pair(s), {self.pixels} px, "
             f"{self.dose_e_per_px:.2f} e-/px per frame, shift "
             f"({self.shift_px[0]:+.2f}, {self.shift_px[1]:+.2f}) px",
-            f"  {'':10} {'MSE e-^2':>10} {'PSNR dB':>8}  95 % interval",
+            f"  {'':15} {'MSE e-^2':>10} {'PSNR dB':>8}  95 % interval",
         ]
         for name, row in self.rows.items():
             label = name if row.sigma_px is None else f"{name} {row.sigma_px:.2g}px"
             lines.append(
-                f"  {label:10} {row.mse:10.4g} {_fmt(row.psnr_db):>8}  "
+                f"  {label:15} {row.mse:10.4g} {_fmt(row.psnr_db):>8}  "
                 f"[{_fmt(row.ci[0])}, {_fmt(row.ci[1])}]"
             )
         lines += [f"  {n} vs best Gaussian: {self.verdict(n)}" for n in self.gains]
