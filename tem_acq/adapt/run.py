@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_STEPS = 300
 #: Side of the training crops (px), smaller for smaller frames.
 CROP_PX = 128
-#: Peak learning rate of the fine-tuning (half the training default: it starts from a trained model).
+#: Peak learning rate (half the training default: fine-tuning starts from a trained model).
 LEARNING_RATE = 5e-5
 #: Steps of linear warmup: the first steps barely move the base model's weights.
 WARMUP_STEPS = 50

@@ -10,6 +10,7 @@ frame ``a`` by the measured shift (:mod:`tem_acq.registration`), and back.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,7 +69,7 @@ def frame_pairs(series: FrameSeries) -> tuple[list[tuple[int, int]], int]:
     """
     starts = [0, *np.flatnonzero(series.moved).tolist(), len(series)]
     pairs: list[tuple[int, int]] = []
-    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+    for lo, hi in itertools.pairwise(starts):
         pairs += [(i, i + 1) for i in range(lo, hi - 1, 2)]
     return pairs, len(series) - 2 * len(pairs)
 
