@@ -17,7 +17,7 @@ ties them together. ``docs/design/adaptation.md`` says why each choice was made.
 from __future__ import annotations
 
 from tem_acq.adapt.inputs import FrameSeries, read_inputs
-from tem_acq.adapt.judge import IMPROVEMENT_RULE, improved, judge
+from tem_acq.adapt.judge import IMPROVEMENT_RULE, denoised, gain, improved, judge
 from tem_acq.adapt.run import DEFAULT_STEPS, AdaptResult, adapt
 from tem_acq.adapt.split import Block, Split, split_blocks, training_pairs
 
@@ -29,6 +29,8 @@ __all__ = [
     "FrameSeries",
     "Split",
     "adapt",
+    "denoised",
+    "gain",
     "improved",
     "judge",
     "read_inputs",

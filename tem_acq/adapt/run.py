@@ -24,14 +24,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tem_acq.adapt.inputs import FrameSeries, read_inputs
-from tem_acq.adapt.judge import IMPROVEMENT_RULE, improved, judge, require_trusted
+from tem_acq.adapt.judge import (
+    IMPROVEMENT_RULE,
+    denoised,
+    gain,
+    improved,
+    judge,
+    model_view,
+    require_trusted,
+)
 from tem_acq.adapt.split import Split, split_blocks, training_pairs
 from tem_acq.errors import ConfigError
 from tem_acq.outputs import claim_output
 
 if TYPE_CHECKING:
     from tem_acq.denoise import Denoiser, ModelCard
-    from tem_acq.quality import PairEstimate
+    from tem_acq.quality import Gain, PairEstimate
     from tem_acq.train import TrainConfig, TrainResult
 
 #: Default optimiser steps (a few minutes of ``default`` at 128 px crops on 2 CPU cores).
@@ -52,6 +60,8 @@ class AdaptResult:
     ----------
     before, after
         The estimates of the base and the adapted model on the held-out frames.
+    gain
+        The adapted model's gain over the base model (dB, paired 95 % interval).
     improved
         Whether the adapted model improved by :data:`~tem_acq.adapt.judge.IMPROVEMENT_RULE`.
     package
@@ -70,6 +80,7 @@ class AdaptResult:
 
     before: PairEstimate
     after: PairEstimate
+    gain: Gain
     improved: bool
     package: Path | None
     steps: int
@@ -83,6 +94,7 @@ class AdaptResult:
         return {
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
+            "gain_over_base_db": self.gain.to_dict(),
             "improved": self.improved,
             "rule": IMPROVEMENT_RULE,
             "package": None if self.package is None else str(self.package),
@@ -164,8 +176,8 @@ def adapt(
     base = load_model(init, device=device)
     held = sum(len(b.frames) // 2 for b in split.held_out)
     tell(f"judging {base.card.name} on {held} held-out frame pairs")
-    before = judge(series, split.held_out, _electrons(base), seed=seed)
-    require_trusted(before)
+    base_out = denoised(series, split.held_out, _electrons(base))
+    require_trusted(judge(series, split.held_out, {"model": base_out}, seed=seed))
     pairs, dropped = training_pairs(series, split.train, detector=base.card.detectors[0])
     config = _config(max_steps, min(series[0].counts.shape[1:]), seed)
     deadline = None if minutes is None else time.perf_counter() + 60.0 * minutes
@@ -173,13 +185,16 @@ def adapt(
     try:
         tell(f"training on {len(pairs) // 2} frame pairs ({dropped} drifted or blank left out)")
         trained = _train(pairs, config, init, work, out_path.name, device, progress, deadline)
-        after = judge(
-            series, split.held_out, _electrons(load_model(trained.package, device)), seed=seed
-        )
-        better = improved(before, after)
+        tell("judging the adapted model on the same held-out frames")
+        adapted = load_model(trained.package, device=device)
+        new_out = denoised(series, split.held_out, _electrons(adapted))
+        both = judge(series, split.held_out, {"base": base_out, "adapted": new_out}, seed=seed)
+        adapted_gain = gain(both, "adapted", over="base")
+        better = improved(adapted_gain)
         result = AdaptResult(
-            before=before,
-            after=after,
+            before=model_view(both, "base"),
+            after=model_view(both, "adapted"),
+            gain=adapted_gain,
             improved=better,
             package=None,
             steps=trained.steps,
@@ -296,6 +311,7 @@ def _record(
         device=result.device,
         before=result.before.to_dict(),
         after=result.after.to_dict(),
+        gain_over_base_db=result.gain.to_dict(),
         improved=result.improved,
         rule=IMPROVEMENT_RULE,
         forced=forced,

@@ -79,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
         print(_text(result))
     if result.package is None:
         print(
-            f"tem-acq adapt: the adapted model did not improve on the held-out frames "
-            f"(after {_mse(result.after)} vs before {_mse(result.before)} e-^2/px^2); nothing "
-            "written (--force writes it anyway, more frames or --max-steps may help)",
+            "tem-acq adapt: the adapted model did not improve beyond the interval on the "
+            f"held-out frames (MSE after {_mse(result.after)} vs before {_mse(result.before)} "
+            "e-^2/px^2); nothing written (--force writes it anyway; more frames or "
+            "--max-steps may help)",
             file=sys.stderr,
         )
         return NOT_IMPROVED
@@ -98,9 +99,15 @@ def _mse(estimate: PairEstimate) -> str:
 def _text(result: AdaptResult) -> str:
     """The human-readable report: both estimates, then what was decided."""
     lines = ["before (base model) on the held-out frames:"]
-    lines += ["  " + line for line in result.before.render()]
+    lines += ["  " + line for line in result.before.render().splitlines()]
     lines += ["after (adapted model) on the held-out frames:"]
-    lines += ["  " + line for line in result.after.render()]
+    lines += ["  " + line for line in result.after.render().splitlines()]
+    db, (lo, hi) = result.gain.db, result.gain.ci
+    lines.append(
+        "adapted over base: "
+        + ("n/a" if db is None else f"{db:+.2f} dB")
+        + ("" if lo is None or hi is None else f" [{lo:+.2f}, {hi:+.2f}]")
+    )
     state = "interrupted after" if result.interrupted else "trained"
     lines.append(
         f"{state} {result.steps} steps in {result.wall_s:.0f} s on {result.device}; "

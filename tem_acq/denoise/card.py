@@ -126,6 +126,8 @@ class Adaptation(StrictModel):
     before, after
         The ground-truth-free estimates on the held-out frames (``PairEstimate.to_dict()``)
         of the base model and of this one.
+    gain_over_base_db
+        This model's gain over the base model there: ``{"db": ..., "ci": [lo, hi]}``.
     improved
         Whether it improved beyond the interval (``rule``).
     rule
@@ -144,6 +146,7 @@ class Adaptation(StrictModel):
     device: str
     before: dict[str, Any]
     after: dict[str, Any]
+    gain_over_base_db: dict[str, Any]
     improved: bool
     rule: str
     forced: bool = False
