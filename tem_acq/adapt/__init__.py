@@ -11,11 +11,13 @@
 Noise2Noise on consecutive registered frames of a static field (:mod:`tem_acq.adapt.split`),
 trained by :func:`tem_acq.train.train`, judged before and after by :mod:`tem_acq.quality` on
 time blocks held back from training (:mod:`tem_acq.adapt.judge`); :mod:`tem_acq.adapt.run`
-ties them together. ``docs/design/adaptation.md`` says why each choice was made.
+ties them together; :class:`BackgroundAdapter` runs it in a separate process during an
+acquisition. ``docs/design/adaptation.md`` says why each choice was made.
 """
 
 from __future__ import annotations
 
+from tem_acq.adapt.background import BackgroundAdapter, Candidate
 from tem_acq.adapt.inputs import FrameSeries, read_inputs
 from tem_acq.adapt.judge import IMPROVEMENT_RULE, denoised, gain, improved, judge
 from tem_acq.adapt.run import DEFAULT_STEPS, AdaptResult, adapt
@@ -25,7 +27,9 @@ __all__ = [
     "DEFAULT_STEPS",
     "IMPROVEMENT_RULE",
     "AdaptResult",
+    "BackgroundAdapter",
     "Block",
+    "Candidate",
     "FrameSeries",
     "Split",
     "adapt",

@@ -120,6 +120,7 @@ def adapt(
     seed: int = 0,
     progress: bool | None = None,
     say: Callable[[str], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> AdaptResult:
     """Adapt ``init`` to the frames of ``inputs``; write it to ``out`` only when it improved.
 
@@ -147,6 +148,8 @@ def adapt(
         Show the training's progress bar; ``None``: when stderr is a terminal.
     say
         Called with a line at each stage (judging, training...).
+    stop
+        Asked after every training step: True ends the training there (as ``minutes`` does).
 
     Returns
     -------
@@ -181,10 +184,15 @@ def adapt(
     pairs, dropped = training_pairs(series, split.train, detector=base.card.detectors[0])
     config = _config(max_steps, min(series[0].counts.shape[1:]), seed)
     deadline = None if minutes is None else time.perf_counter() + 60.0 * minutes
+
+    def should_stop() -> bool:
+        timed_out = deadline is not None and time.perf_counter() >= deadline
+        return timed_out or (stop is not None and stop())
+
     work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.adapt-", dir=_parent(out_path)))
     try:
         tell(f"training on {len(pairs) // 2} frame pairs ({dropped} drifted or blank left out)")
-        trained = _train(pairs, config, init, work, out_path.name, device, progress, deadline)
+        trained = _train(pairs, config, init, work, out_path.name, device, progress, should_stop)
         tell("judging the adapted model on the same held-out frames")
         adapted = load_model(trained.package, device=device)
         new_out = denoised(series, split.held_out, _electrons(adapted))
@@ -261,7 +269,7 @@ def _train(
     name: str,
     device: str,
     progress: bool | None,
-    deadline: float | None,
+    should_stop: Callable[[], bool],
 ) -> TrainResult:
     """Train into ``work/package`` (checkpoints in ``work/checkpoint``)."""
     from tem_acq.train import train
@@ -275,7 +283,7 @@ def _train(
         checkpoint_dir=work / "checkpoint",
         name=name,
         progress=progress,
-        should_stop=None if deadline is None else (lambda: time.perf_counter() >= deadline),
+        should_stop=should_stop,
     )
 
 
