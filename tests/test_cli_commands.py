@@ -22,6 +22,7 @@ COMMANDS_IN_HELP_ORDER = [
     "view",
     "report",
     "train",
+    "adapt",
     "evaluate",
     "denoise",
     "model",

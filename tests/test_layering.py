@@ -149,6 +149,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "train": {"errors", "schema", "outputs", "metrics", "registration", "pairs", "denoise"},
     "viewer": {"errors", "store"},
     "report": {"errors", "outputs", "store", "viewer"},
+    # fine-tuning on the user's frames: the training loop, judged by the quality estimate
+    "adapt": {
+        "errors", "outputs", "registration", "store", "denoise", "pairs", "train", "quality",
+    },
 }
 
 

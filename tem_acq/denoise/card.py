@@ -88,6 +88,71 @@ class QualityRow(StrictModel):
     wiener: float | None = None
 
 
+class AdaptedInput(StrictModel):
+    """One input a model was adapted on (``tem-acq adapt``).
+
+    Attributes
+    ----------
+    source
+        The store or frame file, as given.
+    sha256
+        ``sha256:<hex>`` over its raw frames as read (dtype, shape and bytes).
+    frames
+        How many raw frames it holds.
+    """
+
+    source: str
+    sha256: Sha256
+    frames: int = Field(ge=0)
+
+
+class Adaptation(StrictModel):
+    """How a model was adapted to a user's own frames (``tem-acq adapt``), and how it judged.
+
+    Attributes
+    ----------
+    base_model
+        The package it started from (name or folder, as given).
+    base_package_hash
+        That package's hash.
+    inputs
+        The stores or frame files it was adapted on.
+    steps
+        Optimiser steps done.
+    wall_s
+        Wall time of the whole adaptation (seconds).
+    device
+        Where it trained.
+    before, after
+        The ground-truth-free estimates on the held-out frames (``PairEstimate.to_dict()``)
+        of the base model and of this one.
+    gain_over_base_db
+        This model's gain over the base model there: ``{"db": ..., "ci": [lo, hi]}``.
+    improved
+        Whether it improved beyond the interval (``rule``).
+    rule
+        The rule that decided ``improved``, in words.
+    forced
+        Written although it did not improve (``--force``).
+    interrupted
+        Stopped early by Ctrl-C (the best weights so far were judged).
+    """
+
+    base_model: str
+    base_package_hash: Sha256
+    inputs: list[AdaptedInput] = Field(min_length=1)
+    steps: int = Field(ge=0)
+    wall_s: float = Field(ge=0)
+    device: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    gain_over_base_db: dict[str, Any]
+    improved: bool
+    rule: str
+    forced: bool = False
+    interrupted: bool = False
+
+
 class ModelCard(StrictModel):
     """Everything tem-acq and its users need to know about a model package.
 
@@ -125,6 +190,8 @@ class ModelCard(StrictModel):
         ``False`` for freshly initialised weights (outputs are meaningless).
     weights_dtype
         dtype of the floating-point weights on disk (loaded into float32 either way).
+    adaptation
+        How the model was adapted to a user's frames (``tem-acq adapt``), or ``None``.
     package_hash
         ``sha256:<hex>`` over ``config.json`` and ``model.safetensors`` (see
         :func:`tem_acq.denoise.package.compute_package_hash`); stores record it as provenance.
@@ -145,6 +212,7 @@ class ModelCard(StrictModel):
     pixel_size_A_range: tuple[float, float] | None = None
     training_data: TrainingData | None = None
     quality: list[QualityRow] = Field(default_factory=list)
+    adaptation: Adaptation | None = None
     trained: bool
     weights_dtype: Literal["float32", "float16", "bfloat16"]
     package_hash: Sha256
@@ -260,5 +328,9 @@ def read_card(path: Path) -> ModelCard:
 
 
 def write_card(card: ModelCard, path: Path) -> None:
-    """Write ``card.json`` (indented, stable key order)."""
-    path.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    """Write ``card.json`` (indented, stable key order).
+
+    A card without ``adaptation`` is written without the field, as before it existed.
+    """
+    unset = {"adaptation"} if card.adaptation is None else None
+    path.write_text(card.model_dump_json(indent=2, exclude=unset) + "\n", encoding="utf-8")

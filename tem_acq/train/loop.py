@@ -189,6 +189,7 @@ def train(
     overwrite: bool = False,
     progress: bool | None = None,
     on_validation: Callable[[dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train a denoiser on pairs and write it as a model package.
 
@@ -216,6 +217,10 @@ def train(
         Show a progress bar; ``None``: only when stderr is a terminal.
     on_validation
         Called with each validation record (step, lr, loss, val_loss, val_psnr_db).
+    should_stop
+        Asked after every step; when it returns True the run ends there as if it had reached
+        its last step (validated, checkpointed, the best weights written; not ``interrupted``),
+        e.g. at a time limit or when a background run is told to stop.
 
     Returns
     -------
@@ -257,7 +262,9 @@ def train(
     sampler = CropSampler(data, train_idx, config.crop, config.augment, run.rng)
     validator = _Validator(data, val_idx, config.val_max_frames, run.multiple, run.normalization)
     show = progress if progress is not None else _stderr_is_terminal()
-    interrupted = run.optimise(sampler, validator, show_progress=show, on_validation=on_validation)
+    interrupted = run.optimise(
+        sampler, validator, show_progress=show, on_validation=on_validation, stop=should_stop
+    )
     card = run.write_package(
         pairs,
         out_path,
@@ -408,11 +415,12 @@ class _Run:
         *,
         show_progress: bool,
         on_validation: Callable[[dict[str, float]], None] | None,
+        stop: Callable[[], bool] | None = None,
     ) -> bool:
         """Run the remaining steps; returns whether Ctrl-C stopped them.
 
         Validates every ``val_every`` steps and checkpoints every ``checkpoint_every`` (and
-        both at the end, or when interrupted).
+        both at the end, when ``stop`` says so, or when interrupted).
         """
         config = self.config
         running = math.nan
@@ -421,11 +429,14 @@ class _Run:
                 while self.step < self.total:
                     lv = self.train_step(sampler)
                     running = lv if math.isnan(running) else 0.95 * running + 0.05 * lv
-                    if self.step % config.val_every == 0 or self.step == self.total:
+                    last = self.step == self.total or (stop is not None and stop())
+                    if self.step % config.val_every == 0 or last:
                         self.validate(validator, running, on_validation)
-                    if self.step % config.checkpoint_every == 0 or self.step == self.total:
+                    if self.step % config.checkpoint_every == 0 or last:
                         self.save_checkpoint()
                     bar.update(self.step, running, self.best_psnr)
+                    if last:
+                        break
         except KeyboardInterrupt:
             if not self.history or self.history[-1]["step"] != self.step:
                 self.validate(validator, running, on_validation)
