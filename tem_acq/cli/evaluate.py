@@ -106,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
         write_quality,
     )
     from tem_acq.pairs import from_pairs_store
+    from tem_acq.store import store_kind
 
+    for path in args.pairs:
+        if Path(path).is_dir() and store_kind(path) == "acquisition":
+            raise TemAcqError(f"{path} is an acquisition store; evaluate it with --store {path}")
     pairs = from_pairs_store(args.pairs)
     den = load_model(args.model, args.device, tta=args.tta)
     reports = evaluate_groups(
@@ -185,11 +189,13 @@ def _store(args: argparse.Namespace) -> int:
     """``--store RUN``: the estimate over the consecutive frames of a recorded acquisition."""
     from tem_acq.denoise import load_model
     from tem_acq.errors import TemAcqError
-    from tem_acq.evaluate.estimates import DEFAULT_BLOCKS, estimate_sequence
+    from tem_acq.evaluate.estimates import DEFAULT_BLOCKS, check_blocks, estimate_sequence
     from tem_acq.store import open_store, store_kind
 
     if args.counts_per_electron is not None:
         raise TemAcqError("--counts-per-electron applies to --frame-pair only (a store records it)")
+    blocks = DEFAULT_BLOCKS if args.blocks is None else args.blocks
+    check_blocks(blocks, args.block_s)
     if store_kind(args.store) == "pairs":
         raise TemAcqError(f"{args.store} is a pairs store; evaluate it with --pairs {args.store}")
     store = open_store(args.store)
@@ -207,7 +213,7 @@ def _store(args: argparse.Namespace) -> int:
         times_s=times,
         stage_um=stage,
         tta=args.tta,
-        blocks=DEFAULT_BLOCKS if args.blocks is None else args.blocks,
+        blocks=blocks,
         block_s=args.block_s,
     )
     head = {"store": str(store.path), "model": den.card.name, "package_hash": den.package_hash}

@@ -301,7 +301,7 @@ def estimate_sequence(
             f"the run holds {n} frame{'s' if n != 1 else ''}; the estimate needs two or more "
             "consecutive frames of a static field"
         )
-    _check_blocks(blocks, block_s)
+    check_blocks(blocks, block_s)
     used: list[tuple[int, PairEstimate]] = []
     skipped: list[SkippedPair] = []
     starts = range(0, n - 1, 2)
@@ -324,9 +324,10 @@ def estimate_sequence(
     )
 
 
-def _check_blocks(blocks: int, block_s: float | None) -> None:
+def check_blocks(blocks: int, block_s: float | None) -> None:
+    """Refuse block settings :func:`estimate_sequence` cannot use (one line, TemAcqError)."""
     if blocks < 1:
-        raise TemAcqError(f"blocks must be >= 1, got {blocks}")
+        raise TemAcqError(f"--blocks must be >= 1, got {blocks}")
     if block_s is not None and not (math.isfinite(block_s) and block_s > 0):
         raise TemAcqError(f"--block-s must be > 0 seconds, got {block_s}")
 
@@ -412,3 +413,71 @@ def _blocks(
         )
         for k, ests in sorted(groups.items())
     ]
+
+
+@dataclass
+class DoseEstimate:
+    """The estimate over the pairs of short exposures of one field, at one dose of a pairs set.
+
+    Attributes
+    ----------
+    dose
+        The dose group (e-/px, as :func:`tem_acq.evaluate.dose_groups` labels it).
+    pairs
+        Pairs of short exposures of one field that went into it (trusted or not).
+    estimate
+        :func:`tem_acq.quality.summarize` over them.
+    """
+
+    dose: float
+    pairs: int
+    estimate: PairEstimate
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        head = {"dose_group_e_per_px": self.dose, "pairs": self.pairs}
+        return json_ready({**head, **self.estimate.to_dict()})
+
+    def line(self) -> str:
+        """One readable line: the PSNR of each row and the verdict (or why there is none)."""
+        head = (
+            f"ground-truth-free estimate at {self.dose:g} e-/px ({self.pairs} pair"
+            f"{'' if self.pairs == 1 else 's'} of short exposures of one field): "
+        )
+        est = self.estimate
+        if not est.trusted:
+            return head + "no estimate: " + "; ".join(est.problems)
+        cells = [f"{name} {_psnr_text(row.psnr_db, row.ci)} dB" for name, row in est.rows.items()]
+        return head + ", ".join(cells) + "; " + "; ".join(est.verdict(n) for n in est.gains)
+
+
+class ShortPairs:
+    """Collects the short exposures of each field as an evaluation denoises them.
+
+    Consecutive short exposures of one field at one dose are paired (the first with the
+    second, the third with the fourth...), each pair measured with the model's outputs the
+    evaluation already computed (:func:`estimate_counts_pair`), and summarised per dose.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[int, float], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        self._done: dict[float, list[PairEstimate]] = {}
+
+    def add(
+        self, field_id: int, dose: float, counts: np.ndarray, cpe: float, denoised: np.ndarray
+    ) -> None:
+        """One short exposure (raw counts) of ``field_id`` and the model's output (electrons)."""
+        key = (field_id, dose)
+        first = self._waiting.pop(key, None)
+        if first is None:
+            self._waiting[key] = (np.asarray(counts), {"model": denoised})
+            return
+        est = estimate_counts_pair(first[0], counts, cpe, first[1], {"model": denoised})
+        self._done.setdefault(dose, []).append(est)
+
+    def results(self) -> list[DoseEstimate]:
+        """The estimate per dose (doses without a pair of short exposures are left out)."""
+        return [
+            DoseEstimate(dose=dose, pairs=len(ests), estimate=summarize(ests))
+            for dose, ests in sorted(self._done.items())
+        ]
