@@ -13,11 +13,15 @@ import pytest
 from faults.commands import make_acquisition_store, make_pairs_store, run_command
 
 from tem_acq.cli import main
+from tem_acq.evaluate.estimates import estimate_table
 from tem_acq.pairs import simulate_pairs
+from tem_acq.quality import estimate_pair
 from tem_acq.sim import SimulationConfig, TEMSimulator
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
 
 ROWS = ("mse", "mse_ci", "psnr_db", "ci")
+#: Side of the simulated frames.
+SIDE = 256
 
 
 def evaluate_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
@@ -56,6 +60,13 @@ def test_frame_pair_prints_the_estimate_of_raw_gaussian_model_and_tta(
     assert set(gains) == {"model", "tta"}
     for gain in gains.values():
         assert gain["ci"][0] <= gain["db"] <= gain["ci"][1]
+
+
+@pytest.mark.slow
+def test_frame_pair_table_ends_in_one_verdict(
+    oneview_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = oneview_dir / "val-0001.tif", oneview_dir / "val-0002.tif"
     assert main(["evaluate", "--model", "fast", "--frame-pair", str(a), str(b)]) == 0
     text = capsys.readouterr().out
     assert "PSNR dB [95 % interval]" in text and "sigma" in text
@@ -63,6 +74,7 @@ def test_frame_pair_prints_the_estimate_of_raw_gaussian_model_and_tta(
     assert len(verdicts) == 1 and verdicts[0].startswith("model ")
 
 
+@pytest.mark.slow
 def test_frame_pair_of_two_fields_says_why_instead_of_numbers(
     oneview_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -76,10 +88,19 @@ def test_frame_pair_of_two_fields_says_why_instead_of_numbers(
     assert "PSNR dB [95 % interval]" not in text and "the best Gaussian" not in text
 
 
+def test_an_untrusted_estimate_prints_its_problems_instead_of_numbers() -> None:
+    sim = TEMSimulator(SimulationConfig(specimen="nanoparticles", size=SIDE, seed=1))
+    a, b = (sim.render(0.002, stage_xy_px=(x, 0.0)) for x in (0.0, 2000.0))  # two fields
+    est = estimate_pair(a.astype(float), b.astype(float))
+    assert not est.trusted and est.problems and not est.rows
+    text = estimate_table(est, title="estimate:")
+    assert text.splitlines()[0] == "estimate:" and est.problems[0] in text
+    assert "PSNR" not in text and "dB" not in text
+
+
 # --- --store: a recorded run --------------------------------------------------------------------
 
 
-SIDE = 256
 #: The frames of the recorded run, by pair: static, static, stage moved, static, drifted 40 px.
 STAGE_MOVED_PAIR, DRIFTED_PAIR = 2, 4
 
@@ -147,7 +168,8 @@ def test_pairs_with_two_shorts_per_field_get_the_estimate(
     (rep,) = evaluate_json(capsys, "--model", str(fast_pkg), "--pairs", str(store), "--no-flips")
     assert rep["rows"]  # the long-exposure metrics, as before
     (est,) = rep["estimate"]
-    assert est["pairs"] == 2 and 3 < est["dose_group_e_per_px"] < 6  # measured: 5 e- minus what the specimen scatters out
+    # the dose is measured: 5 e-/px less what the specimen scatters out of the aperture
+    assert est["pairs"] == 2 and 3 < est["dose_group_e_per_px"] < 6
     assert est["trusted"]
     for name in ("raw", "gaussian", "model"):
         assert_sane_row(est[name])
