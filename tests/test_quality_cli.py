@@ -154,6 +154,32 @@ def test_store_estimates_consecutive_pairs_and_counts_the_skipped(
     assert "PSNR dB [95 % interval]" in text and "per time block" in text
 
 
+def test_store_of_a_real_acquisition_skips_the_pair_the_stage_moved_in(
+    tmp_path: Path, fast_pkg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run recorded by LiveRecorder through pycro-manager on the simulated microscope; the
+    stage moves 50 um (its own events) for frame 5 and back for frame 6."""
+    from pycromanager import Acquisition
+
+    from acquisition_hooks import LiveRecorder, simulated_microscope
+
+    store = tmp_path / "live.ome.zarr"
+    events = [{"axes": {"time": i}, "exposure": 2.0, "x": 50.0 * (i == 5), "y": 0.0}
+              for i in range(8)]
+    with simulated_microscope(size=SIDE, seed=1, dose_rate=2500.0) as scope:
+        settings = scope.recorder_settings()
+        with LiveRecorder(store, exposure_ms=2.0, model=None, **settings) as live:
+            hooks = live.acquisition_kwargs()
+            with Acquisition(directory=None, show_display=False, **hooks) as acq:
+                acq.acquire(events)
+    rep = evaluate_json(capsys, "--model", str(fast_pkg), "--store", str(store))
+    assert (rep["frames"], rep["pairs"], rep["used"]) == (8, 4, 3)
+    (skipped,) = rep["skipped"]
+    assert skipped["frames"] == [4, 5] and skipped["kind"] == "stage moved"
+    assert rep["summary"]["trusted"]
+    assert sum(b["pairs"] for b in rep["blocks"]) == 3
+
+
 # --- --pairs: two short exposures per field -----------------------------------------------------
 
 
