@@ -29,12 +29,15 @@ MODELS = ("default", "fast")
 COUNTS_PER_ELECTRON = 44.0
 
 
-def interval(values: Any, digits: int = 2) -> str:
-    """``[lo, hi]`` with ``digits`` decimals, or ``-`` when undefined."""
-    if values is None:
-        return "-"
+def number(value: float | None, digits: int = 2, sign: bool = False) -> str:
+    """``value`` with ``digits`` decimals, or ``n/a`` when undefined."""
+    return "n/a" if value is None else f"{value:{'+' if sign else ''}.{digits}f}"
+
+
+def interval(values: Any, digits: int = 2, sign: bool = False) -> str:
+    """``[lo, hi]`` with ``digits`` decimals (``n/a`` for an undefined end)."""
     lo, hi = values
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"[{number(lo, digits, sign)}, {number(hi, digits, sign)}]"
 
 
 def field_rows(name: str, est: Any) -> list[str]:
@@ -46,9 +49,11 @@ def field_rows(name: str, est: Any) -> list[str]:
         label = row_name
         if row_name == "gaussian":
             label = f"best Gaussian (sigma {row.sigma_px:.2f} px)"
-        psnr = "-" if row.psnr_db is None else f"{row.psnr_db:.2f} {interval(row.ci)}"
+        psnr = f"{number(row.psnr_db)} {interval(row.ci)}"
         gain = est.gains.get(row_name)
-        gain_text = "" if gain is None else f"{gain.db:+.2f} {interval(gain.ci)}"
+        gain_text = (
+            "" if gain is None else f"{number(gain.db, sign=True)} {interval(gain.ci, sign=True)}"
+        )
         mse = f"{row.mse:.4f} {interval(row.mse_ci, 4)}"
         rows.append(f"| {name} | {label} | {mse} | {psnr} | {gain_text} |")
     return rows

@@ -9,7 +9,8 @@ PSNR of raw, best Gaussian and model, with intervals). This module applies it to
 - :func:`estimate_sequence`: consecutive frames of a recorded acquisition (``--store``):
   non-overlapping pairs ``(0, 1), (2, 3), ...``, those with stage motion or an untrusted
   estimate skipped and counted, summarised over the run and per time block;
-- :func:`estimate_table`: an estimate as a small table ending in the one-line verdict.
+- the readable form of an estimate is :meth:`tem_acq.quality.PairEstimate.render` (a table of
+  MSE and PSNR with intervals, then one verdict line per output; the reasons when untrusted).
 
 Pairs stores with two or more short exposures per field get theirs in
 :func:`tem_acq.evaluate.evaluate_pairs` (``EvalReport.estimates``).
@@ -108,42 +109,30 @@ def _electrons(counts: np.ndarray, cpe: float) -> np.ndarray:
     return np.asarray(counts_to_electrons(np.asarray(counts), cpe), dtype=np.float64)
 
 
-def estimate_table(estimate: PairEstimate, *, title: str = "") -> str:
-    """An estimate as readable lines: a table (row, MSE, PSNR [95 % interval]), the verdicts.
+def _value(v: float | None, sign: bool = False) -> str:
+    """A dB figure with two decimals (``n/a`` where undefined)."""
+    if v is None or not math.isfinite(v):
+        return "n/a"
+    return f"{v:+.2f}" if sign else f"{v:.2f}"
 
-    When the estimate cannot be trusted, its problem lines are printed instead of numbers.
-    """
-    lines = [title] if title else []
-    if not estimate.trusted:
-        lines.append("no estimate: it cannot be trusted on these frames:")
-        return "\n".join(lines + [f"  {p}" for p in estimate.problems])
-    body = [
-        [name, _g(row.mse), _psnr_text(row.psnr_db, row.ci), _sigma_text(row.sigma_px)]
-        for name, row in estimate.rows.items()
+
+def _interval(ci: tuple[float | None, float | None], sign: bool = False) -> str:
+    return f"[{_value(ci[0], sign)}, {_value(ci[1], sign)}]"
+
+
+def _psnr_cells(est: PairEstimate) -> list[str]:
+    """``name PSNR [interval] dB`` for each row of a trusted estimate."""
+    return [
+        f"{name} {_value(row.psnr_db)} {_interval(row.ci)} dB" for name, row in est.rows.items()
     ]
-    head = ["row", "MSE e-^2/px^2", "PSNR dB [95 % interval]", ""]
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines += [fmt.format(*head).rstrip()] + [fmt.format(*row).rstrip() for row in body]
-    lines += [f"note: {p}" for p in estimate.problems]
-    lines += [estimate.verdict(name) for name in estimate.gains]
-    return "\n".join(lines)
 
 
-def _g(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def _psnr_text(psnr: float | None, ci: tuple[float, float] | None) -> str:
-    if psnr is None:
-        return "- (below what the frames resolve)"
-    if ci is None or not all(math.isfinite(v) for v in ci):
-        return f"{psnr:.2f}"
-    return f"{psnr:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-
-
-def _sigma_text(sigma: float | None) -> str:
-    return "" if sigma is None else f"sigma {sigma:.2f} px"
+def _gain_cells(est: PairEstimate) -> list[str]:
+    """``gain name +x.xx [lo, hi] dB`` over the best Gaussian, for each output."""
+    return [
+        f"gain {name} {_value(g.db, True)} {_interval(g.ci, True)} dB"
+        for name, g in est.gains.items()
+    ]
 
 
 @dataclass
@@ -162,13 +151,12 @@ class BlockEstimate:
     block: int
     start_s: float
     end_s: float
-    pairs: int
     estimate: PairEstimate
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
+        """JSON-ready dict (``pairs``: the estimate's, those of the block)."""
         head = {"block": self.block, "start_s": self.start_s, "end_s": self.end_s}
-        return json_ready({**head, "pairs": self.pairs, **self.estimate.to_dict()})
+        return json_ready({**head, **self.estimate.to_dict()})
 
 
 @dataclass
@@ -186,7 +174,7 @@ class SequenceEstimate:
     skipped
         The pairs left out, each with its reason.
     summary
-        The estimate over every used pair (``None`` when every pair was skipped).
+        The estimate over every used pair (untrusted, saying so, when every pair was skipped).
     blocks
         The estimate per time block (blocks without a pair are left out).
     """
@@ -195,7 +183,7 @@ class SequenceEstimate:
     pairs: int
     used: int
     skipped: list[SkippedPair]
-    summary: PairEstimate | None
+    summary: PairEstimate
     blocks: list[BlockEstimate] = field(default_factory=list)
 
     def skipped_by_kind(self) -> dict[str, int]:
@@ -215,7 +203,7 @@ class SequenceEstimate:
                     {"frames": list(s.frames), "kind": s.kind, "reason": s.reason}
                     for s in self.skipped
                 ],
-                "summary": None if self.summary is None else self.summary.to_dict(),
+                "summary": self.summary.to_dict(),
                 "blocks": [b.to_dict() for b in self.blocks],
             }
         )
@@ -227,10 +215,7 @@ class SequenceEstimate:
             f"{self.frames} frames, {self.pairs} consecutive pairs: {self.used} used, "
             f"{len(self.skipped)} skipped" + (f" ({kinds})" if kinds else "")
         ]
-        if self.summary is None:
-            lines.append("no estimate: every pair was skipped")
-        else:
-            lines.append(estimate_table(self.summary, title="the whole run:"))
+        lines += ["the whole run:", self.summary.render()]
         if self.blocks:
             lines.append("per time block (PSNR dB, model gain over the best Gaussian):")
             lines += [_block_line(b) for b in self.blocks]
@@ -238,15 +223,11 @@ class SequenceEstimate:
 
 
 def _block_line(block: BlockEstimate) -> str:
-    head = f"  {block.start_s:8.1f}-{block.end_s:<8.1f} s  {block.pairs:3d} pairs  "
+    head = f"  {block.start_s:8.1f}-{block.end_s:<8.1f} s  {block.estimate.pairs:3d} pairs  "
     est = block.estimate
     if not est.trusted:
         return head + "no estimate: " + "; ".join(est.problems)
-    cells = [f"{name} {_psnr_text(row.psnr_db, None)}" for name, row in est.rows.items()]
-    gains = [
-        f"gain {name} {g.db:+.2f} [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}]" for name, g in est.gains.items()
-    ]
-    return head + ", ".join(cells + gains)
+    return head + ", ".join(_psnr_cells(est) + _gain_cells(est))
 
 
 def estimate_sequence(
@@ -312,7 +293,7 @@ def estimate_sequence(
         else:
             used.append((i, outcome))
     estimates = [e for _, e in used]
-    summary = summarize(estimates) if estimates else None
+    summary = summarize(estimates)
     times = _pair_times(times_s, n)
     return SequenceEstimate(
         frames=n,
@@ -408,7 +389,6 @@ def _blocks(
             block=k,
             start_s=k * width,
             end_s=end if block_s is None and k == blocks - 1 else (k + 1) * width,
-            pairs=len(ests),
             estimate=summarize(ests),
         )
         for k, ests in sorted(groups.items())
@@ -424,7 +404,8 @@ class DoseEstimate:
     dose
         The dose group (e-/px, as :func:`tem_acq.evaluate.dose_groups` labels it).
     pairs
-        Pairs of short exposures of one field that went into it (trusted or not).
+        Pairs of short exposures of one field measured (trusted or not; the estimate's own
+        ``pairs`` counts the trusted ones).
     estimate
         :func:`tem_acq.quality.summarize` over them.
     """
@@ -435,7 +416,7 @@ class DoseEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        head = {"dose_group_e_per_px": self.dose, "pairs": self.pairs}
+        head = {"dose_group_e_per_px": self.dose, "pairs_of_shorts": self.pairs}
         return json_ready({**head, **self.estimate.to_dict()})
 
     def line(self) -> str:
@@ -447,8 +428,8 @@ class DoseEstimate:
         est = self.estimate
         if not est.trusted:
             return head + "no estimate: " + "; ".join(est.problems)
-        cells = [f"{name} {_psnr_text(row.psnr_db, row.ci)} dB" for name, row in est.rows.items()]
-        return head + ", ".join(cells) + "; " + "; ".join(est.verdict(n) for n in est.gains)
+        verdicts = "; ".join(est.verdict(n) for n in est.gains)
+        return head + ", ".join(_psnr_cells(est)) + "; " + verdicts
 
 
 class ShortPairs:

@@ -17,7 +17,7 @@ import numpy as np
 from tem_acq import metrics as M
 from tem_acq.denoise.normalization import counts_to_electrons
 from tem_acq.errors import TemAcqError
-from tem_acq.evaluate.estimates import denoise_outputs, estimate_counts_pair, estimate_table
+from tem_acq.evaluate.estimates import denoise_outputs, estimate_counts_pair
 from tem_acq.evaluate.loop import json_ready
 from tem_acq.evaluate.runner import load_denoiser, time_ms, tta_mode
 
@@ -72,10 +72,7 @@ class FramePairReport:
                 f"structure in neither input: ratio {c.structure_ratio:.3f} (<= "
                 f"{M.VACUUM_PASS_RATIO:g}), 5-sigma outliers {100 * c.outlier_fraction:.3f} % "
                 f"(<= 0.1 %): {'PASS' if c.passed else 'FAIL'}",
-                estimate_table(
-                    self.estimate,
-                    title="ground-truth-free estimate (each frame against the other):",
-                ),
+                self.estimate.render(),
             ]
         )
 
