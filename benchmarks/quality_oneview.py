@@ -79,7 +79,7 @@ def main() -> None:
             outs_a[m] = denoise_outputs(den, a, COUNTS_PER_ELECTRON, tta=False)["model"]
             outs_b[m] = denoise_outputs(den, b, COUNTS_PER_ELECTRON, tta=False)["model"]
         est = estimate_counts_pair(a, b, COUNTS_PER_ELECTRON, outs_a, outs_b)
-        lines += field_rows(f"{field} ({fa}, {fb})", est)
+        lines += field_rows(field, est)
         verdicts += [f"- {field}: {est.verdict(m)}" for m in est.gains] or [
             f"- {field}: no estimate: {'; '.join(est.problems)}"
         ]
