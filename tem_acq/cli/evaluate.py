@@ -1,12 +1,23 @@
-"""``tem-acq evaluate --model M --pairs P``: measure a denoiser against raw and Gaussian."""
+"""``tem-acq evaluate``: measure a denoiser on pairs, two real frames or a recorded run.
+
+``--pairs P``: against raw and Gaussian with ground truth or long exposures; ``--frame-pair A
+B`` and ``--store RUN``: the ground-truth-free estimate (:mod:`tem_acq.quality`) on frames of
+the user's own specimen.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tem_acq.cli.command import COUNTS_PER_ELECTRON, DEVICE, JSON, MODEL, PAIRS, TTA, Command
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tem_acq.store import AcquisitionStore
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +31,25 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("A", "B"),
         help="two frame files (TIFF/.npy/MRC) of one field",
     )
+    src.add_argument(
+        "--store",
+        metavar="RUN",
+        help="an acquisition store: the ground-truth-free estimate over its consecutive frames",
+    )
     COUNTS_PER_ELECTRON.add(
         parser, help="conversion factor for --frame-pair (default: from the file)"
+    )
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=None,
+        help="--store: summarise per time block, this many of equal duration (default 8)",
+    )
+    parser.add_argument(
+        "--block-s",
+        type=float,
+        default=None,
+        help="--store: summarise per time block of this many seconds instead",
     )
     parser.add_argument(
         "--reference",
@@ -58,10 +86,14 @@ def run(args: argparse.Namespace) -> int:
     from tem_acq.denoise import load_model
     from tem_acq.errors import TemAcqError
 
-    if args.frame_pair:
+    if not args.store and (args.blocks is not None or args.block_s is not None):
+        raise TemAcqError("--blocks and --block-s apply to --store only")
+    if args.frame_pair or args.store:
         if args.write_card or args.figure:
             raise TemAcqError("--write-card and --figure need --pairs (with long exposures)")
-        return _frame_pair(args)
+        if args.reference != "auto":
+            raise TemAcqError("--reference applies to --pairs only (these frames have none)")
+        return _frame_pair(args) if args.frame_pair else _store(args)
     if args.counts_per_electron is not None:
         raise TemAcqError("--counts-per-electron applies to --frame-pair only (pairs record it)")
     if args.figure:
@@ -74,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
         write_quality,
     )
     from tem_acq.pairs import from_pairs_store
+    from tem_acq.store import store_kind
 
+    for path in args.pairs:
+        if Path(path).is_dir() and store_kind(path) == "acquisition":
+            raise TemAcqError(f"{path} is an acquisition store; evaluate it with --store {path}")
     pairs = from_pairs_store(args.pairs)
     den = load_model(args.model, args.device, tta=args.tta)
     reports = evaluate_groups(
@@ -143,10 +179,71 @@ def _frame_pair(args: argparse.Namespace) -> int:
         if data.ndim != 2:
             raise TemAcqError(f"{path} holds {data.shape} frames; pass single-frame files")
         frames.append(data)
-    den = load_model(args.model, args.device, tta=args.tta)
-    report = evaluate_frame_pair(den, frames[0], frames[1], float(cpe), device=args.device)
+    den = load_model(args.model, args.device)
+    report = evaluate_frame_pair(den, frames[0], frames[1], float(cpe), tta=args.tta)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
     return 0
+
+
+def _store(args: argparse.Namespace) -> int:
+    """``--store RUN``: the estimate over the consecutive frames of a recorded acquisition."""
+    from tem_acq.denoise import load_model
+    from tem_acq.errors import TemAcqError
+    from tem_acq.evaluate.estimates import DEFAULT_BLOCKS, check_blocks, estimate_sequence
+    from tem_acq.store import open_store, store_kind
+
+    if args.counts_per_electron is not None:
+        raise TemAcqError("--counts-per-electron applies to --frame-pair only (a store records it)")
+    blocks = DEFAULT_BLOCKS if args.blocks is None else args.blocks
+    check_blocks(blocks, args.block_s)
+    if store_kind(args.store) == "pairs":
+        raise TemAcqError(f"{args.store} is a pairs store; evaluate it with --pairs {args.store}")
+    store = open_store(args.store)
+    if store.n_frames < 2:
+        raise TemAcqError(
+            f"{args.store} holds {store.n_frames} frame{'' if store.n_frames == 1 else 's'}; "
+            "the estimate needs two or more consecutive frames of a static field"
+        )
+    times, stage = _frame_times_and_stage(store)
+    den = load_model(args.model, args.device)
+    result = estimate_sequence(
+        den,
+        store.raw,
+        float(store.metadata.camera.counts_per_electron),
+        times_s=times,
+        stage_um=stage,
+        tta=args.tta,
+        blocks=blocks,
+        block_s=args.block_s,
+    )
+    head = {"store": str(store.path), "model": den.card.name, "package_hash": den.package_hash}
+    if args.json:
+        print(json.dumps({**head, **result.to_dict()}, indent=2))
+    else:
+        print(f"model {den.card.name} on {store.path}: " + result.render())
+    return 0
+
+
+def _frame_times_and_stage(store: AcquisitionStore) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's time (s; NaN where unknown) and stage x, y (um; NaN where unknown).
+
+    Times come from the frames' elapsed milliseconds when every row has them, else from their
+    timestamps; a frame without its row (a damaged log) has neither.
+    """
+    import numpy as np
+
+    table = store.frame_table()
+    n = store.n_frames
+    times, stage = np.full(n, np.nan), np.full((n, 2), np.nan)
+    index = table["index"]
+    elapsed = table["elapsed_ms"]
+    if len(index) and np.all(np.isfinite(elapsed)):
+        times[index] = elapsed / 1e3
+    elif len(index):
+        stamps = table["timestamp"]
+        times[index] = (stamps - stamps[0]) / np.timedelta64(1, "us") / 1e6
+    stage[index, 0], stage[index, 1] = table["stage_x_um"], table["stage_y_um"]
+    return times, stage
 
 
 COMMAND = Command(

@@ -1,22 +1,28 @@
 """Checking a model on two real frames of one field, where there is no ground truth.
 
-The two frames should denoise to nearly the same image, and nothing should appear that is in
-neither input (:func:`tem_acq.metrics.frame_pair_check`).
+The ground-truth-free estimate (:mod:`tem_acq.quality`) measures the model's error, the raw
+frame's and the best Gaussian filter's from the two frames' independent noise; besides, the two
+frames should denoise to nearly the same image, and nothing should appear that is in neither
+input (:func:`tem_acq.metrics.frame_pair_check`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tem_acq import metrics as M
 from tem_acq.denoise.normalization import counts_to_electrons
 from tem_acq.errors import TemAcqError
+from tem_acq.evaluate.estimates import denoise_outputs, estimate_counts_pair
 from tem_acq.evaluate.loop import json_ready
-from tem_acq.evaluate.runner import load_denoiser, time_ms
+from tem_acq.evaluate.runner import load_denoiser, time_ms, tta_mode
+
+if TYPE_CHECKING:
+    from tem_acq.quality import PairEstimate
 
 
 @dataclass
@@ -34,7 +40,11 @@ class FramePairReport:
     check
         The metrics (see :class:`tem_acq.metrics.FramePairCheck`).
     ms_per_frame
-        Median ms to denoise one frame.
+        Median ms to denoise one frame (with TTA when asked).
+    tta
+        The check and the timing used the model averaged over the 8 flips and rotations.
+    estimate
+        The ground-truth-free estimate: rows ``raw``, ``gaussian``, ``model`` (and ``tta``).
     """
 
     model: str
@@ -42,10 +52,13 @@ class FramePairReport:
     dose_e_per_px: float
     check: M.FramePairCheck
     ms_per_frame: float
+    tta: bool
+    estimate: PairEstimate
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return json_ready(asdict(self))
+        """JSON-ready dict; ``estimate`` is :meth:`tem_acq.quality.PairEstimate.to_dict`."""
+        plain = json_ready(asdict(replace(self, estimate=None)))  # type: ignore[arg-type]
+        return {**plain, "estimate": json_ready(self.estimate.to_dict())}
 
     def render(self) -> str:
         """Readable lines."""
@@ -59,6 +72,7 @@ class FramePairReport:
                 f"structure in neither input: ratio {c.structure_ratio:.3f} (<= "
                 f"{M.VACUUM_PASS_RATIO:g}), 5-sigma outliers {100 * c.outlier_fraction:.3f} % "
                 f"(<= 0.1 %): {'PASS' if c.passed else 'FAIL'}",
+                self.estimate.render(),
             ]
         )
 
@@ -70,6 +84,7 @@ def evaluate_frame_pair(
     counts_per_electron: float,
     *,
     device: str = "auto",
+    tta: bool = False,
 ) -> FramePairReport:
     """Check a model on two real frames of one field (e.g. the OneView frames).
 
@@ -83,11 +98,15 @@ def evaluate_frame_pair(
         The camera's conversion factor (44 for the Katsuno OneView frames).
     device
         Device for the model.
+    tta
+        Also estimate the model averaged over the 8 flips and rotations (row ``tta``); the
+        check and the timing then use it.
 
     Returns
     -------
-    The report: how alike the two frames denoise, and whether anything appears that is in
-    neither input (see :func:`tem_acq.metrics.frame_pair_check`).
+    The report: the ground-truth-free estimate of raw, best Gaussian and model, how alike the
+    two frames denoise, and whether anything appears that is in neither input (see
+    :func:`tem_acq.metrics.frame_pair_check`).
     """
     a_arr, b_arr = np.asarray(a), np.asarray(b)
     if a_arr.ndim != 2 or a_arr.shape != b_arr.shape:
@@ -99,13 +118,18 @@ def evaluate_frame_pair(
     den = load_denoiser(model, device)
     a_e = np.asarray(counts_to_electrons(a_arr, counts_per_electron), np.float64)
     b_e = np.asarray(counts_to_electrons(b_arr, counts_per_electron), np.float64)
-    da = den.denoise(a_arr, counts_per_electron=counts_per_electron)
-    db = den.denoise(b_arr, counts_per_electron=counts_per_electron)
-    check = M.frame_pair_check(a_e, b_e, da, db)
+    a_out = denoise_outputs(den, a_arr, counts_per_electron, tta=tta)
+    b_out = denoise_outputs(den, b_arr, counts_per_electron, tta=tta)
+    shown = "tta" if tta else "model"
+    check = M.frame_pair_check(a_e, b_e, a_out[shown], b_out[shown])
+    with tta_mode(den, tta):
+        ms = time_ms(den, a_arr, counts_per_electron, repeats=3)
     return FramePairReport(
         model=den.card.name,
         counts_per_electron=float(counts_per_electron),
         dose_e_per_px=float(0.5 * (a_e.mean() + b_e.mean())),
         check=check,
-        ms_per_frame=time_ms(den, a_arr, counts_per_electron, repeats=3),
+        ms_per_frame=ms,
+        tta=tta,
+        estimate=estimate_counts_pair(a_arr, b_arr, counts_per_electron, a_out, b_out),
     )

@@ -22,7 +22,7 @@ real frames of one field (no ground truth).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from tem_acq.denoise import Denoiser
+    from tem_acq.evaluate.estimates import DoseEstimate
 
 #: Fewest mask pixels for a masked metric (particles) to be reported for a frame.
 MIN_MASK_PX = 400
@@ -118,6 +119,9 @@ class EvalReport:
         Pass/fail targets (quality targets at 5 e-/px and the generic checks).
     notes
         Warnings (e.g. doses outside the model's training range).
+    estimates
+        The ground-truth-free estimate per dose, for pairs with two or more short exposures
+        per field (:class:`tem_acq.evaluate.estimates.ShortPairs`); empty otherwise.
     """
 
     model: str
@@ -132,10 +136,13 @@ class EvalReport:
     rows: list[MetricRow] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    estimates: list[DoseEstimate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN and inf become ``None``)."""
-        return json_ready(asdict(self))
+        """JSON-ready dict (NaN and inf become ``None``); ``estimate``: one entry per dose."""
+        plain = json_ready(asdict(replace(self, estimates=[])))
+        plain.pop("estimates")
+        return {**plain, "estimate": [e.to_dict() for e in self.estimates]}
 
     def get(self, dose: float, metric: str) -> MetricRow | None:
         """The row of ``metric`` at ``dose`` (nearest dose within 1 %), or ``None``."""
@@ -256,11 +263,15 @@ def evaluate_pairs(
     flip_dose = None
     if flips_at_dose is not None:
         flip_dose = float(doses[np.argmin(np.abs(np.log(doses / flips_at_dose)))])
+    from tem_acq.evaluate.estimates import ShortPairs  # it renders with this module's helpers
+
     acc = _Metrics()
+    shorts = ShortPairs()
     flips_done = 0
     for i in range(len(pairs)):
         dose = float(labels[i])
         frame = _Frame.of(den, pairs, i, (float(shifts[i, 0]), float(shifts[i, 1])), use_truth)
+        shorts.add(int(pairs.field[i]), dose, np.asarray(pairs.low[i]), frame.cpe, frame.den_e)
         acc.add_frame(dose, frame, _particles(pairs, i, frame.crop), use_truth)
         acc.add_vacuum(dose, frame, _vacuum(pairs, i, frame))
         if flip_dose is not None and dose == flip_dose and flips_done < max_flip_frames:
@@ -270,7 +281,9 @@ def evaluate_pairs(
     ms = time_ms(
         den, np.asarray(pairs.low[i5]), float(pairs.counts_per_electron[i5]), timing_repeats
     )
-    return _report(den, pairs, use_truth, acc.rows(), notes, ms_per_frame=ms)
+    report = _report(den, pairs, use_truth, acc.rows(), notes, ms_per_frame=ms)
+    report.estimates = shorts.results()
+    return report
 
 
 def _report(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,3 +45,18 @@ def time_ms(den: Denoiser, frame: np.ndarray, cpe: float, repeats: int = 5) -> f
         den.denoise(frame, counts_per_electron=cpe)
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
+
+
+@contextmanager
+def tta_mode(den: Denoiser, on: bool) -> Iterator[Denoiser]:
+    """``den`` with test-time augmentation switched ``on`` (or off) inside the block.
+
+    One loaded model serves both the plain and the flip-averaged outputs (``--tta`` reports
+    both), so its weights are loaded and warmed up once.
+    """
+    before = den.tta
+    den.tta = on
+    try:
+        yield den
+    finally:
+        den.tta = before

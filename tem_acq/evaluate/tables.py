@@ -47,15 +47,17 @@ def render_table(report: EvalReport, *, markdown: bool = False) -> str:
         f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.value:.3f} (target {c.target})"
         for c in report.checks
     ]
+    estimates = [e.line() for e in report.estimates]
     if markdown:
         lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
-        lines += [""] + [f"- {c}" for c in checks] + [f"- note: {n}" for n in report.notes]
+        lines += [""] + [f"- {c}" for c in checks] + [f"- {e}" for e in estimates]
+        lines += [f"- note: {n}" for n in report.notes]
         return "\n".join(lines)
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
     lines = [title, fmt.format(*head)] + [fmt.format(*row) for row in body]
-    lines += checks + [f"note: {n}" for n in report.notes]
+    lines += checks + estimates + [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
 
 
