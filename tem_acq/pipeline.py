@@ -30,6 +30,7 @@ Nothing here imports pycro-manager.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -141,8 +142,11 @@ class PairObserver(Protocol):
     """
 
     def wants_pair(self) -> bool:
-        """True when a pair is due: under ``"skip"`` the next batch then holds the newest
-        two waiting frames (both denoised), so that a consecutive pair exists."""
+        """True when a pair is due.
+
+        Under ``"skip"`` the next batch then holds the newest two waiting frames (both
+        denoised), so that a consecutive pair exists.
+        """
         ...
 
     def offer(self, first: DenoisedFrame, second: DenoisedFrame) -> None:
@@ -481,13 +485,15 @@ class FramePipeline:
 
     def _offer_pair(self, batch: list[_Pending], out: np.ndarray) -> None:
         """Show the observer the newest consecutive pair among the denoised frames, if any."""
-        frames = [DenoisedFrame(p.index, p.frame, p.record, o) for p, o in zip(batch, out)]
+        frames = [
+            DenoisedFrame(p.index, p.frame, p.record, o) for p, o in zip(batch, out, strict=True)
+        ]
         previous, self._last_done = self._last_done, frames[-1]
         observer = self._observer
         if observer is None:
             return
         chain = ([previous] if previous is not None else []) + frames
-        pairs = [(a, b) for a, b in zip(chain, chain[1:]) if b.index == a.index + 1]
+        pairs = [(a, b) for a, b in itertools.pairwise(chain) if b.index == a.index + 1]
         if not pairs:
             return
         try:
@@ -760,6 +766,13 @@ class FramePipeline:
             # after a write error, closing is best effort: it keeps what it can
             if self._writer_error is None:
                 self._writer_error = exc
+
+    def record_error(self, message: str) -> None:
+        """Record an error in the store from any thread (never stops recording)."""
+        with self._lock:
+            if self._writer.is_alive():
+                self._ops.append(("error", str(message)))
+                self._changed.notify_all()
 
     def record_quality(self, index: int, estimate: dict[str, Any]) -> None:
         """Queue a quality estimate for the row of frame ``index`` (from any thread).

@@ -38,9 +38,10 @@ over 2.5 GB/s on one core); ``zstd`` and ``none`` are the alternatives.
 The log holds a row per frame (``event: frame``, with its
 :class:`FrameRecord`), ``denoised`` (with latency and, since schema 1.2, the model that
 denoised it), ``skipped`` (with reason), ``quality`` (a live quality estimate of a pair of
-frames, on the pair's second frame: schema 1.2), ``error`` and ``closed`` events; :func:`open_store` turns it into the per-frame table. The OME-XML's sizes are
-written at close; before that, and after a crash, ``zarr.json`` is what counts (``tem-acq
-recover`` writes them then). The time scale is the frames' measured interval
+frames, on the pair's second frame: schema 1.2), ``error`` and ``closed`` events;
+:func:`open_store` turns it into the per-frame table. The OME-XML's sizes are written at
+close; before that, and after a crash, ``zarr.json`` is what counts (``tem-acq recover``
+writes them then). The time scale is the frames' measured interval
 (:mod:`tem_acq.store.timing`).
 
 Damage

@@ -477,7 +477,9 @@ class AcquisitionWriter:
                     allow_nan=False,
                 )
             except (TypeError, ValueError) as exc:
-                raise StoreError(f"the quality estimate of frame {index} is not JSON: {exc}") from exc
+                raise StoreError(
+                    f"the quality estimate of frame {index} is not JSON: {exc}"
+                ) from exc
             self._pending_events.append(line)
 
     def mark_skipped(self, index: int, reason: str) -> None:
