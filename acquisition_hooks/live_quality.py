@@ -20,7 +20,6 @@ import logging
 import math
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -178,7 +177,7 @@ class LiveQuality:
             est = estimate_pair(
                 a, b, outputs={MODEL_ROW: (fa, fb)}, saturation_e=saturation_e, seed=index
             )
-            row = {**est.to_dict(), "pair": [index - 1, index], "model": self._model_id}
+            row = {**est.to_dict(), "pair": [index - 1, index], "denoised_by": self._model_id}
             verdict = est.verdict(MODEL_ROW) if est.trusted else None
         except Exception as exc:  # the estimate must never disturb recording
             log.exception("live quality estimate failed")
@@ -200,9 +199,8 @@ class LiveQuality:
                     "specimen or dose"
                 )
         self._write(index, row)
-        if warn:
+        if warn:  # logged (printed on stderr where logging is not set up: tem-acq acquire)
             log.warning("%s", self._warning)
-            warnings.warn(self._warning, RuntimeWarning, stacklevel=1)
 
     # -- results and closing --------------------------------------------------------------
 

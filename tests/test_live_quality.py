@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import re
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +33,40 @@ BELOW = "below the best Gaussian filter"
 
 
 def record(
-    store: Path, events: list[dict[str, Any]], *, model: Any, size: int = 256, **kwargs: Any
+    store: Path,
+    events: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    *,
+    model: Any,
+    size: int = 256,
+    estimates: int = 0,
+    **kwargs: Any,
 ) -> tuple[LiveRecorder, list[str]]:
-    """Run ``events`` through a real acquisition; the recorder and the warnings it raised."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    """Run ``events`` through real acquisitions; the recorder and the warnings it logged.
+
+    With ``estimates``, the events are acquired again (another acquisition, the same
+    recorder and store) until the recorder has made that many estimates (at most 30 times:
+    a hang guard), so that the test waits for events, not for a time.
+    """
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
         with simulated_microscope(size=size, seed=3, dose_rate=2500.0) as scope:
             with LiveRecorder(
                 store,
                 exposure_ms=events[0]["exposure"],
                 model=model,
-                policy="block",
                 **scope.recorder_settings(),
                 **kwargs,
             ) as live:
-                with Acquisition(
-                    directory=None, show_display=False, **live.acquisition_kwargs()
-                ) as acq:
-                    acq.acquire(events)
-    return live, [str(w.message) for w in caught]
+                for _ in range(30):
+                    with Acquisition(
+                        directory=None, show_display=False, **live.acquisition_kwargs()
+                    ) as acq:
+                        acq.acquire(events)
+                    quality = live.summary.quality
+                    if quality is None or quality["estimates"] >= estimates:
+                        break
+    return live, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def time_events(n: int, exposure_ms: float = 2.0, **extra: Any) -> list[dict[str, Any]]:
@@ -175,10 +190,12 @@ def test_a_denoiser_behind_the_camera_still_gets_consecutive_pairs(
 
 
 def test_live_estimate_rows_summary_report_and_one_warning_for_an_untrained_model(
-    tmp_path: Path, fast_pkg: Path
+    tmp_path: Path, fast_pkg: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = tmp_path / "live.ome.zarr"
-    live, messages = record(store, time_events(90, 5.0), model=fast_pkg, quality_every_s=0.2)
+    live, messages = record(
+        store, time_events(40, 5.0), caplog, model=fast_pkg, quality_every_s=0.05, estimates=2
+    )
     quality = live.summary.quality
     assert quality is not None and quality["estimates"] >= 2, quality
     s = open_store(store)
@@ -191,7 +208,7 @@ def test_live_estimate_rows_summary_report_and_one_warning_for_an_untrained_mode
     assert len(s.quality) == quality["estimates"]
     for index, estimate in s.quality:
         assert estimate["pair"] == [index - 1, index]
-        assert estimate["model"] == {"name": "fast", "sha256": sha}
+        assert estimate["denoised_by"] == {"name": "fast", "sha256": sha}
         assert s.frames[index - 1].denoised and s.frames[index].denoised
     trusted = [e for _, e in s.quality if e["trusted"]]
     assert trusted, s.quality
@@ -214,9 +231,13 @@ def test_live_estimate_rows_summary_report_and_one_warning_for_an_untrained_mode
 
 
 @pytest.mark.slow
-def test_the_shipped_default_model_gets_estimates_and_no_warning(tmp_path: Path) -> None:
+def test_the_shipped_default_model_gets_estimates_and_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = tmp_path / "good.ome.zarr"
-    live, messages = record(store, time_events(60, 5.0), model="default", quality_every_s=0.2)
+    live, messages = record(
+        store, time_events(40, 5.0), caplog, model="default", quality_every_s=0.05, estimates=2
+    )
     quality = live.summary.quality
     assert quality is not None and quality["estimates"] >= 1, quality
     trusted = [e for _, e in open_store(store).quality if e["trusted"]]
@@ -226,13 +247,15 @@ def test_the_shipped_default_model_gets_estimates_and_no_warning(tmp_path: Path)
     assert quality["warning"] is None
 
 
-def test_stage_moves_suppress_the_estimate(tmp_path: Path, fast_pkg: Path) -> None:
+def test_stage_moves_suppress_the_estimate(
+    tmp_path: Path, fast_pkg: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Every frame at another stage position: no pair is still, so no estimate, all counted."""
     events = [
         {"axes": {"time": i}, "exposure": 5.0, "x": 20.0 * (i % 2), "y": 0.0} for i in range(40)
     ]
     store = tmp_path / "moving.ome.zarr"
-    live, messages = record(store, events, model=fast_pkg, size=128, quality_every_s=0.05)
+    live, messages = record(store, events, caplog, model=fast_pkg, size=128, quality_every_s=0.05)
     quality = live.summary.quality
     assert quality is not None
     s = open_store(store)
@@ -243,9 +266,13 @@ def test_stage_moves_suppress_the_estimate(tmp_path: Path, fast_pkg: Path) -> No
     assert not [m for m in messages if BELOW in m]
 
 
-def test_quality_off_writes_no_rows(tmp_path: Path, fast_pkg: Path) -> None:
+def test_quality_off_writes_no_rows(
+    tmp_path: Path, fast_pkg: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = tmp_path / "off.ome.zarr"
-    live, _ = record(store, time_events(20, 5.0), model=fast_pkg, size=128, quality_every_s=0)
+    live, _ = record(
+        store, time_events(20, 5.0), caplog, model=fast_pkg, size=128, quality_every_s=0
+    )
     assert live.summary.quality is None
     assert open_store(store).quality == []
 

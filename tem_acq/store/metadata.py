@@ -429,7 +429,8 @@ class FrameRow(FrameRecord):
     quality
         The live ground-truth-free quality estimate of the pair (previous frame, this frame),
         when one was computed for it: ``tem_acq.quality.PairEstimate.to_dict()`` plus
-        ``"pair"`` (the two frame indices) and ``"model"`` (the model that denoised them).
+        ``"pair"`` (the two frame indices) and ``"denoised_by"`` (the model that denoised
+        them: name and sha256).
     """
 
     index: int = Field(ge=0)
