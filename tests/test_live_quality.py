@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import logging
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -137,13 +137,19 @@ def test_a_bad_interval_is_refused_in_one_line(tmp_path: Path) -> None:
 # -- the pipeline: a pair comes even when the denoiser is behind -----------------------------
 
 
-class SlowDenoiser:
-    """Electrons out (raw / cpe, a fixed 3x3 box mean), at most one call every 20 ms."""
+class GatedDenoiser:
+    """Electrons out (raw / cpe), each call only when the test lets it: the denoiser "behind"."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Semaphore(0)
+        self.called = threading.Event()
+        self.batches: list[list[int]] = []
 
     def denoise(self, frames: np.ndarray, *, counts_per_electron: float = 1.0) -> np.ndarray:
-        time.sleep(0.02)
-        e = frames.astype(np.float32) / counts_per_electron
-        return sum(np.roll(e, (dy, dx), axis=(1, 2)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+        self.called.set()
+        assert self.gate.acquire(timeout=60.0), "the test never let the denoiser go"
+        self.batches.append([len(frames)])
+        return frames.astype(np.float32) / counts_per_electron
 
 
 def test_a_denoiser_behind_the_camera_still_gets_consecutive_pairs(
@@ -154,36 +160,42 @@ def test_a_denoiser_behind_the_camera_still_gets_consecutive_pairs(
     yy, xx = np.mgrid[:128, :128]
     field = 5.0 * (1.0 + 0.5 * np.sin(xx / 6.0) * np.cos(yy / 9.0))
     written = threading.Event()
-    shape = (128, 128)
-    writer = AcquisitionWriter(tmp_path / "p.zarr", metadata(), shape)
+    writer = AcquisitionWriter(tmp_path / "p.zarr", metadata(), (128, 128))
     pipeline: FramePipeline
 
     def write(index: int, estimate: dict[str, Any]) -> None:
         pipeline.record_quality(index, estimate)
         written.set()
 
+    ticks = itertools.count(0.0, 10.0)  # a clock 10 s on at every look: always due
     quality = LiveQuality(
-        LiveQualityOptions(every_s=0.05),
+        LiveQualityOptions(every_s=1.0),
         counts_per_electron=1.0,
         pixel_size_A=1.0,
         model_id=None,
         write=write,
         report_error=lambda message: pipeline.record_error(message),
+        clock=lambda: next(ticks),
     )
-    pipeline = FramePipeline(writer, denoiser=SlowDenoiser(), pair_observer=quality)
-    deadline = time.monotonic() + 60.0  # a hang guard only
-    while not written.is_set() and time.monotonic() < deadline:
-        for _ in range(10):  # the camera outruns the denoiser (about 2 ms a frame)
-            pipeline.submit(rng.poisson(field).astype(np.uint16), FrameRecord())
-        time.sleep(0.02)
+    denoiser = GatedDenoiser()
+    pipeline = FramePipeline(writer, denoiser=denoiser, pair_observer=quality)
+
+    def frame() -> np.ndarray:
+        return rng.poisson(field).astype(np.uint16)
+
+    pipeline.submit(frame(), FrameRecord())
+    assert denoiser.called.wait(30.0)  # busy with frame 0
+    for _ in range(5):  # frames 1-5 wait meanwhile: the camera is ahead
+        pipeline.submit(frame(), FrameRecord())
+    denoiser.gate.release(2)  # frame 0, then one more call: frames 4 and 5
+    assert written.wait(60.0), "no estimate: the second call did not denoise a pair"
     quality.close()
     summary = pipeline.close()
-    assert written.is_set()
-    assert summary.skipped > 0  # it really was behind
+    assert summary.skipped == 3  # frames 1-3: it really was behind
     s = open_store(tmp_path / "p.zarr")
-    (index, estimate), *_ = s.quality
-    assert estimate["pair"] == [index - 1, index]
-    assert s.frames[index].denoised and s.frames[index - 1].denoised
+    assert [index for index, _ in s.quality] == [5]
+    assert s.quality[0][1]["pair"] == [4, 5]
+    assert [r.index for r in s.frames if r.denoised] == [0, 4, 5]
 
 
 # -- real acquisitions -------------------------------------------------------------------------
