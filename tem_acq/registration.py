@@ -65,6 +65,7 @@ class RegistrationOptions(TypedDict, total=False):
     whitening: float
     max_frequency: float | None
     upsample: int
+    max_shift_px: float | None
 
 
 def phase_correlation_shift(
@@ -85,6 +86,7 @@ def register(
     whitening: float = 0.0,
     max_frequency: float | None = None,
     upsample: int = 20,
+    max_shift_px: float | None = None,
 ) -> Registration:
     """Estimate the shift of ``moving`` relative to ``reference`` and its significance.
 
@@ -105,6 +107,10 @@ def register(
         camera's blur and any interpolation rather than the image content.
     upsample
         Sub-pixel precision: the shift is found to ``1 / upsample`` of a pixel.
+    max_shift_px
+        Look for the peak only within this distance of no shift: at very low dose a noise peak
+        somewhere among all possible shifts can outgrow the true one, among a few hundred
+        nearby shifts it rarely does.
 
     Returns
     -------
@@ -132,7 +138,10 @@ def register(
         kx = np.fft.fftfreq(a.shape[1])[None, :]
         cross *= ky**2 + kx**2 <= max_frequency**2
     corr = np.fft.ifft2(cross).real
-    coarse = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    search = (
+        corr if max_shift_px is None else np.where(_within(corr.shape, max_shift_px), corr, -np.inf)
+    )
+    coarse = np.unravel_index(int(np.argmax(search)), corr.shape)
     # unwrap: peaks past the middle are negative shifts
     centre = [float(c - n if c > n // 2 else c) for c, n in zip(coarse, corr.shape, strict=True)]
     # Refine by evaluating the inverse DFT on a fine grid around the coarse peak (the
@@ -150,6 +159,13 @@ def register(
         dx=float(centre[1] + offsets[ix]),
         significance=_peak_significance(corr, (int(coarse[0]), int(coarse[1]))),
     )
+
+
+def _within(shape: tuple[int, ...], radius: float) -> np.ndarray:
+    """Mask of the FFT-ordered shifts no farther than ``radius`` from zero."""
+    dy = np.fft.fftfreq(shape[0], 1.0 / shape[0])[:, None]
+    dx = np.fft.fftfreq(shape[1], 1.0 / shape[1])[None, :]
+    return np.asarray(dy**2 + dx**2 <= radius**2)
 
 
 def _peak_significance(corr: np.ndarray, peak: tuple[int, ...], exclude_px: int = 4) -> float:

@@ -140,11 +140,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "registration": {"errors"},
     "sim": {"errors", "schema"},
     "metrics": {"errors", "denoise"},  # the one dihedral transform, for the flip metric
+    "quality": {"errors", "metrics", "registration"},
     "store": {"errors", "schema", "outputs"},
     "denoise": {"errors", "schema", "outputs", "store"},  # provenance is store metadata
-    "pipeline": {"errors"},
+    "pipeline": {"errors", "quality"},
     "pairs": {"errors", "schema", "registration", "sim", "store", "denoise"},
-    "evaluate": {"errors", "metrics", "registration", "pairs", "denoise"},
+    "evaluate": {"errors", "metrics", "registration", "quality", "pairs", "denoise"},
     "train": {"errors", "schema", "outputs", "metrics", "registration", "pairs", "denoise"},
     "viewer": {"errors", "store"},
     "report": {"errors", "outputs", "store", "viewer"},
