@@ -234,7 +234,8 @@ class LiveQuality:
 def _below_gaussian(est: Any) -> bool:
     """The model's gain over the best Gaussian is negative beyond its interval."""
     gain = est.gains.get(MODEL_ROW)
-    return gain is not None and gain.ci is not None and gain.ci[1] < 0
+    high = None if gain is None or gain.ci is None else gain.ci[1]
+    return high is not None and high < 0
 
 
 def _latest(index: int, row: dict[str, Any]) -> dict[str, Any]:

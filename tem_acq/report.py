@@ -513,7 +513,9 @@ def _plottable(estimate: dict[str, Any], key: str) -> bool:
 def _gain_ci(estimate: dict[str, Any]) -> tuple[float, float] | None:
     gain = (estimate.get("gain_over_gaussian_db") or {}).get("model")
     ci = gain.get("ci") if isinstance(gain, dict) else None
-    return None if ci is None else (float(ci[0]), float(ci[1]))
+    if not isinstance(ci, list) or None in ci:
+        return None
+    return float(ci[0]), float(ci[1])
 
 
 def _dose_panel(ax: Axes, table: dict[str, np.ndarray], meta: AcquisitionMetadata) -> None:
