@@ -40,13 +40,15 @@ def record(
     model: Any,
     size: int = 256,
     estimates: int = 0,
+    until_warning: bool = False,
     **kwargs: Any,
 ) -> tuple[LiveRecorder, list[str]]:
     """Run ``events`` through real acquisitions; the recorder and the warnings it logged.
 
     With ``estimates``, the events are acquired again (another acquisition, the same
-    recorder and store) until the recorder has made that many estimates (at most 30 times:
-    a hang guard), so that the test waits for events, not for a time.
+    recorder and store) until the recorder has made that many estimates (and, with
+    ``until_warning``, warned), at most 30 times (a hang guard), so that the test waits for
+    events, not for a time.
     """
     caplog.clear()
     with caplog.at_level(logging.WARNING):
@@ -65,7 +67,8 @@ def record(
                         acq.acquire(events)
                     quality = live.summary.quality
                     if quality is None or quality["estimates"] >= estimates:
-                        break
+                        if not until_warning or quality is None or quality["warning"]:
+                            break
     return live, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -206,7 +209,13 @@ def test_live_estimate_rows_summary_report_and_one_warning_for_an_untrained_mode
 ) -> None:
     store = tmp_path / "live.ome.zarr"
     live, messages = record(
-        store, time_events(40, 5.0), caplog, model=fast_pkg, quality_every_s=0.05, estimates=2
+        store,
+        time_events(40, 5.0),
+        caplog,
+        model=fast_pkg,
+        quality_every_s=0.05,
+        estimates=2,
+        until_warning=True,
     )
     quality = live.summary.quality
     assert quality is not None and quality["estimates"] >= 2, quality
