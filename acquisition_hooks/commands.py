@@ -86,6 +86,15 @@ def acquire_arguments(parser: argparse.ArgumentParser) -> None:
         default="skip",
         help="when the denoiser falls behind: skip frames (default) or make the camera wait",
     )
+    parser.add_argument(
+        "--quality-every-s",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="with --model: estimate the denoising quality (no ground truth needed) on two "
+        "consecutive frames every S seconds while the stage is still, into the store's rows "
+        "(default 5; 0 turns it off)",
+    )
     OVERWRITE.add(parser)
     JSON.add(parser, help="print the run summary as JSON")
     add_simulation_arguments(parser)
@@ -291,7 +300,11 @@ def run_acquire(args: argparse.Namespace) -> int:
     require_frames(args)
     if not args.exposure_ms > 0:
         raise ConfigError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
-    require_finite(args, "exposure_ms")
+    require_finite(args, "exposure_ms", "quality_every_s")
+    if not args.quality_every_s >= 0:
+        raise ConfigError(
+            f"--quality-every-s must be >= 0 s (0 turns it off), got {args.quality_every_s}"
+        )
     model = _model_before_the_microscope(args)
     events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
     with _microscope(args) as settings:
@@ -302,6 +315,7 @@ def run_acquire(args: argparse.Namespace) -> int:
             device=args.device,
             policy=args.policy,
             overwrite=args.overwrite,
+            quality_every_s=args.quality_every_s,
             **settings,
         )
         with ctrl_c_stops() as stop, recorder, _progress(recorder, args.frames):
@@ -492,9 +506,38 @@ def _describe(path: Path, summary: Any) -> str:
             else "no latency measured"
         )
         lines.append(f"denoised {summary.denoised}, skipped {summary.skipped}; {lat}")
+    lines += _describe_quality(summary.quality)
     for error in summary.errors:
         lines.append(f"error recorded in the store: {error}")
     return "\n".join(lines)
+
+
+def _describe_quality(quality: dict[str, Any] | None) -> list[str]:
+    """The live quality estimate's lines of the run summary (none when it was off)."""
+    if quality is None:
+        return []
+    skipped = quality["skipped_busy"] + quality["skipped_stage"]
+    lines = [
+        f"quality estimates {quality['estimates']} ({quality['untrusted']} not trusted), "
+        f"{skipped} skipped ({quality['skipped_stage']} stage moved, "
+        f"{quality['skipped_busy']} busy); rows in the store"
+    ]
+    latest = quality.get("latest")
+    if latest and latest.get("trusted"):
+        psnr = latest["psnr_db"]
+        gain = latest.get("gain_db") or {}
+
+        def db(value: Any) -> str:
+            return "n/a" if value is None else f"{value:.1f} dB"
+
+        lines.append(
+            f"latest (frame {latest['frame']}): PSNR raw {db(psnr.get('raw'))}, best Gaussian "
+            f"{db(psnr.get('gaussian'))}, model {db(psnr.get('model'))}; model - Gaussian "
+            f"{db(gain.get('db'))}"
+        )
+    if quality.get("warning"):
+        lines.append(f"warning: {quality['warning']}")
+    return lines
 
 
 ACQUIRE = Command(

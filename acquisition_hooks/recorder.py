@@ -43,6 +43,8 @@ from tem_acq.pipeline import (
 from tem_acq.schema import as_model
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
 
+from .live_quality import LiveQuality, LiveQualityOptions
+
 PassThrough = Literal["none", "raw", "denoised"]
 
 #: Metadata keys (either backend, our camera's tags first) for per-frame values.
@@ -103,6 +105,11 @@ class LiveRecorder:
         The longest one denoiser call may take: a denoiser that takes longer is abandoned
         (recorded in the store; raw recording goes on) and :meth:`close` waits at most this
         long for the denoiser.
+    quality_every_s
+        Seconds between live quality estimates (:mod:`acquisition_hooks.live_quality`: two
+        consecutive raw frames and their denoised outputs, when the stage did not move,
+        computed in the background and written into the rows of the store); ``None`` or 0
+        turns it off. Only with a model.
     """
 
     def __init__(
@@ -128,8 +135,15 @@ class LiveRecorder:
         frame_shape: tuple[int, int] | None = None,
         overwrite: bool = False,
         denoiser_timeout_s: float = DENOISER_TIMEOUT_S,
+        quality_every_s: float | None = 5.0,
     ) -> None:
         _check_pass_through(pass_through, model)
+        quality = as_model(
+            LiveQualityOptions,
+            {"every_s": quality_every_s},
+            "invalid live quality settings",
+            ConfigError,
+        )
         self._declared_shape = _check_frame_settings(max_batch, frame_shape)
         self.path = Path(store)
         self._overwrite = overwrite
@@ -152,6 +166,7 @@ class LiveRecorder:
                     "policy": policy,
                     "pass_through": pass_through,
                     "display_scale": display_scale,
+                    "quality_every_s": quality.every_s,
                 },
             },
             "description": description,
@@ -167,6 +182,8 @@ class LiveRecorder:
         self._user_on_denoised = on_denoised
         self._latest_lock = threading.Lock()
         self._latest_denoised: np.ndarray | None = None
+        model_id = _model_id(self.metadata)
+        self._quality = self._live_quality(quality, model_id)
         self._pipeline = FramePipeline(
             self._create_writer,
             denoiser=self._denoiser,
@@ -175,6 +192,8 @@ class LiveRecorder:
             max_batch=batch,
             denoiser_timeout_s=denoiser_timeout_s,
             on_denoised=self._remember_denoised,
+            model_id=model_id,
+            pair_observer=self._quality,
         )
         self._aborted = threading.Event()
         self._frame_shape: tuple[int, ...] | None = None
@@ -204,6 +223,21 @@ class LiveRecorder:
                 update={"model": model_provenance(self._denoiser)}
             )
         return batch
+
+    def _live_quality(
+        self, options: LiveQualityOptions, model_id: dict[str, str] | None
+    ) -> LiveQuality | None:
+        """The live quality estimate, when enabled and there is a model to judge."""
+        if not options.enabled or self._denoiser is None:
+            return None
+        return LiveQuality(
+            options,
+            counts_per_electron=self.metadata.camera.counts_per_electron,
+            pixel_size_A=self.metadata.instrument.pixel_size_A,
+            model_id=model_id,
+            write=lambda index, estimate: self._pipeline.record_quality(index, estimate),
+            report_error=lambda message: self._pipeline.record_error(message),
+        )
 
     # -- what pycro-manager calls ---------------------------------------------------------
 
@@ -258,8 +292,11 @@ class LiveRecorder:
 
     @property
     def summary(self) -> PipelineSummary:
-        """The run's summary (final once closed)."""
-        return self._closed_summary or self._pipeline.summary
+        """The run's summary (final once closed); ``quality``: the live estimate's, or None."""
+        summary = self._closed_summary or self._pipeline.summary
+        if self._quality is not None:
+            summary.quality = self._quality.summary()
+        return summary
 
     @property
     def aborted(self) -> bool:
@@ -304,8 +341,10 @@ class LiveRecorder:
         if self._closed_summary is None:
             if self.aborted:
                 self._record_left_frames()
+            if self._quality is not None:  # its last estimate goes into the store first
+                self._quality.close()
             self._closed_summary = self._pipeline.close(aborted=self.aborted)
-        return self._closed_summary
+        return self.summary
 
     def _record_left_frames(self) -> None:
         """Record the frames an aborted sequence left in the core's buffer (taken: kept)."""
@@ -543,6 +582,12 @@ def _load_denoiser(
         model = load_model(model, device=device)
     on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
     return model, on_gpu
+
+
+def _model_id(metadata: AcquisitionMetadata) -> dict[str, str] | None:
+    """The model each denoised row records: the package's name and sha256 (None: unknown)."""
+    model = metadata.model
+    return None if model is None else {"name": model.name, "sha256": model.sha256}
 
 
 def _is_model_package(denoiser: object) -> bool:

@@ -30,6 +30,7 @@ Nothing here imports pycro-manager.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -71,8 +72,27 @@ class FrameSink(Protocol):
         """Append a raw frame with its per-frame record; return its index."""
         ...
 
-    def write_denoised(self, index: int, frame: np.ndarray, latency_ms: float) -> None:
-        """Store the denoised frame of raw frame ``index``."""
+    def write_denoised(
+        self,
+        index: int,
+        frame: np.ndarray,
+        latency_ms: float,
+        *,
+        model: dict[str, str] | None = None,
+    ) -> None:
+        """Store the denoised frame of raw frame ``index`` (and the model that made it).
+
+        The pipeline passes ``model`` only when it was given a ``model_id``: a sink for
+        pipelines without one may leave the keyword out.
+        """
+        ...
+
+    def record_quality(self, index: int, estimate: dict[str, Any]) -> None:
+        """Record a quality estimate in the row of frame ``index``.
+
+        Called only for :meth:`FramePipeline.record_quality`: a sink for pipelines without a
+        pair observer may leave it out.
+        """
         ...
 
     def mark_skipped(self, index: int, reason: str) -> None:
@@ -89,6 +109,48 @@ class FrameSink(Protocol):
         For an aborted run (:meth:`FramePipeline.close` with ``aborted=True``) the pipeline
         calls ``close(aborted=True)`` instead: a sink used for such runs takes that keyword.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class DenoisedFrame:
+    """One frame after the live denoiser: what a :class:`PairObserver` is shown.
+
+    Attributes
+    ----------
+    index
+        The frame's index along t.
+    raw
+        The raw frame as the camera delivered it (counts; do not modify).
+    record
+        The per-frame record given to :meth:`FramePipeline.submit` (stage position, ...).
+    electrons
+        The denoiser's output, float32 electrons per pixel (do not modify).
+    """
+
+    index: int
+    raw: np.ndarray
+    record: Any
+    electrons: np.ndarray
+
+
+class PairObserver(Protocol):
+    """Looks at two consecutive denoised frames now and then (a live quality estimate).
+
+    Both methods are called from the denoiser thread and must return at once: hand the work
+    to a thread or process of your own. Their exceptions are recorded, never raised.
+    """
+
+    def wants_pair(self) -> bool:
+        """True when a pair is due.
+
+        Under ``"skip"`` the next batch then holds the newest two waiting frames (both
+        denoised), so that a consecutive pair exists.
+        """
+        ...
+
+    def offer(self, first: DenoisedFrame, second: DenoisedFrame) -> None:
+        """Two consecutive frames (``second.index == first.index + 1``), both denoised."""
         ...
 
 
@@ -113,6 +175,7 @@ class PipelineSummary:
     max_pending_frames: int = 0
     backpressure_waits: int = 0
     errors: list[str] = field(default_factory=list)
+    quality: dict[str, Any] | None = None
 
     @property
     def fps(self) -> float:
@@ -132,6 +195,7 @@ class PipelineSummary:
             "max_pending_frames": self.max_pending_frames,
             "backpressure_waits": self.backpressure_waits,
             "errors": list(self.errors),
+            "quality": self.quality,
         }
 
 
@@ -140,6 +204,7 @@ class _Pending:
     index: int
     frame: np.ndarray
     submitted: float
+    record: Any = None
 
 
 def result_problem(result: object, expected: tuple[int, ...]) -> str | None:
@@ -204,6 +269,11 @@ class FramePipeline:
     on_denoised
         Called as ``on_denoised(index, frame)`` from the denoiser thread with each denoised
         frame (for live display); its exceptions are recorded, never raised into the run.
+    model_id
+        Which model the denoiser is (``{"name": ..., "sha256": ...}``), recorded with every
+        frame it denoises (``sink.write_denoised(..., model=model_id)``); ``None`` records none.
+    pair_observer
+        Shown consecutive denoised frames when it wants them (see :class:`PairObserver`).
     """
 
     def __init__(
@@ -219,6 +289,8 @@ class FramePipeline:
         max_unwritten_frames: int = MAX_UNWRITTEN_FRAMES,
         denoiser_timeout_s: float = DENOISER_TIMEOUT_S,
         on_denoised: Callable[[int, np.ndarray], None] | None = None,
+        model_id: dict[str, str] | None = None,
+        pair_observer: PairObserver | None = None,
     ) -> None:
         _check_settings(
             policy, max_batch, max_pending_frames, max_unwritten_frames, counts_per_electron
@@ -240,6 +312,9 @@ class FramePipeline:
         self._max_unwritten = max_unwritten_frames
         self._timeout = float(denoiser_timeout_s)
         self._on_denoised = on_denoised
+        self._model_id = model_id
+        self._observer = pair_observer
+        self._last_done: DenoisedFrame | None = None  # the denoiser thread's latest frame
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -296,7 +371,8 @@ class FramePipeline:
             if self._denoiser is not None:
                 self._check_denoiser_answers()
                 if self._denoiser_error is None:
-                    self._enqueue_for_denoising(_Pending(index, frame, time.perf_counter()))
+                    pending = _Pending(index, frame, time.perf_counter(), record)
+                    self._enqueue_for_denoising(pending)
                 else:
                     self._ops.append(("skip", (index, self._skip_reason)))
             self._changed.notify_all()
@@ -375,7 +451,7 @@ class FramePipeline:
             if not self._to_denoise or self._denoiser_error is not None:
                 self._busy_since = None
                 return None
-            n = min(self._max_batch, len(self._to_denoise))
+            n = min(self._batch_size(), len(self._to_denoise))
             if self._policy == "skip":
                 # newest frames first for live viewing; everything older is skipped
                 batch = [self._to_denoise.pop() for _ in range(n)][::-1]
@@ -388,6 +464,44 @@ class FramePipeline:
             self._busy_since = time.monotonic()
             self._changed.notify_all()
             return batch
+
+    def _batch_size(self) -> int:
+        """Frames for the next call (lock held): two at least when the observer wants a pair."""
+        if self._observer is None or self._max_batch >= 2 or self._policy != "skip":
+            return self._max_batch
+        try:
+            wants = self._observer.wants_pair()
+        except Exception as exc:  # an observer must not stop denoising
+            self._observer_failed(exc)
+            return self._max_batch
+        return 2 if wants else self._max_batch
+
+    def _observer_failed(self, exc: BaseException) -> None:
+        """Record (lock held) an observer's failure once, and stop showing it frames."""
+        log.error("pair observer failed: %r; it is not called again", exc)
+        self._observer = None
+        self._ops.append(("error", f"live quality estimate failed: {exc!r}"))
+        self._changed.notify_all()
+
+    def _offer_pair(self, batch: list[_Pending], out: np.ndarray) -> None:
+        """Show the observer the newest consecutive pair among the denoised frames, if any."""
+        frames = [
+            DenoisedFrame(p.index, p.frame, p.record, o) for p, o in zip(batch, out, strict=True)
+        ]
+        previous, self._last_done = self._last_done, frames[-1]
+        observer = self._observer
+        if observer is None:
+            return
+        chain = ([previous] if previous is not None else []) + frames
+        pairs = [(a, b) for a, b in itertools.pairwise(chain) if b.index == a.index + 1]
+        if not pairs:
+            return
+        try:
+            if observer.wants_pair():
+                observer.offer(*pairs[-1])
+        except Exception as exc:  # an observer must not stop denoising
+            with self._lock:
+                self._observer_failed(exc)
 
     def _denoise_loop(self) -> None:
         assert self._denoiser is not None
@@ -411,6 +525,7 @@ class FramePipeline:
             if not self._deliver(batch, out):
                 return  # abandoned as stuck meanwhile: the result is not used
             self._show(batch[-1].index, out[-1])
+            self._offer_pair(batch, out)
             with self._lock:
                 self._busy_since = None
                 self._changed.notify_all()
@@ -537,8 +652,14 @@ class FramePipeline:
             return
         if kind == "denoised":
             index, frame, latency = payload
-            self._sink.write_denoised(index, frame, latency)
+            if self._model_id is None:
+                self._sink.write_denoised(index, frame, latency)
+            else:
+                self._sink.write_denoised(index, frame, latency, model=self._model_id)
             self._summary.denoised += 1
+        elif kind == "quality":
+            index, estimate = payload
+            self._sink.record_quality(index, estimate)
         elif kind == "skip":
             index, reason = payload
             self._sink.mark_skipped(index, reason)
@@ -554,7 +675,9 @@ class FramePipeline:
         with self._lock:
             if kind == "denoised":  # the frame still gets its row: skipped, and why
                 self._ops.appendleft(("skip", (payload[0], SKIP_NOT_STORED)))
-            if kind == "error":
+            if kind == "quality":  # an estimate is not worth stopping the denoiser for
+                self._ops.appendleft(("error", f"{message} (frame {payload[0]})"))
+            elif kind == "error":
                 self._summary.errors.append(f"{payload} (not stored: {exc!r})")
             elif self._denoiser_error is None:
                 self._stop_denoising_locked(message, exc, SKIP_FAILED)
@@ -643,6 +766,25 @@ class FramePipeline:
             # after a write error, closing is best effort: it keeps what it can
             if self._writer_error is None:
                 self._writer_error = exc
+
+    def record_error(self, message: str) -> None:
+        """Record an error in the store from any thread (never stops recording)."""
+        with self._lock:
+            if self._writer.is_alive():
+                self._ops.append(("error", str(message)))
+                self._changed.notify_all()
+
+    def record_quality(self, index: int, estimate: dict[str, Any]) -> None:
+        """Queue a quality estimate for the row of frame ``index`` (from any thread).
+
+        The writer thread passes it to ``sink.record_quality(index, estimate)``; a failure
+        there is recorded as an error, never stops recording. Ignored once the pipeline's
+        writer has finished (after :meth:`close`).
+        """
+        with self._lock:
+            if self._writer.is_alive():
+                self._ops.append(("quality", (index, estimate)))
+                self._changed.notify_all()
 
     @property
     def pending_frames(self) -> int:

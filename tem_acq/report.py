@@ -179,6 +179,7 @@ def render_report(store: AcquisitionStore, *, frames: int = DEFAULT_FRAMES) -> s
                 "Per-frame dose, denoise latency and frame interval",
             )
         )
+    parts += _quality_section(store)
     parts.append("<h2>Frames</h2>")
     parts += _frames_section(store, pick_frames(store, frames))
     parts.append("</body></html>")
@@ -437,6 +438,84 @@ def per_frame_figure(store: AcquisitionStore) -> Figure:
         ax.grid(True, color="0.9", lw=0.8)
         ax.set_axisbelow(True)
     return fig
+
+
+#: The rows of a quality estimate the report plots, with their labels and colours.
+_QUALITY_ROWS = (
+    ("raw", "raw", "0.55"),
+    ("gaussian", "best Gaussian", "C0"),
+    ("model", "model", "C2"),
+)
+
+
+def _quality_section(store: AcquisitionStore) -> list[str]:
+    """The live quality estimate over time (the store's ``quality`` rows); nothing without."""
+    estimates = store.quality
+    if not estimates:
+        return []
+    trusted = [e for _, e in estimates if e.get("trusted")]
+    below = sum(1 for e in trusted if (_gain_ci(e) or (0.0, 0.0))[1] < 0)
+    text = (
+        f"{len(estimates)} live estimates of the denoising quality on pairs of consecutive raw "
+        f"frames (no ground truth: the second frame's independent noise is the reference), "
+        f"{len(estimates) - len(trusted)} not trusted; the model was below the best Gaussian "
+        f"filter beyond the interval in {below} of {len(trusted)}."
+    )
+    return [
+        "<h2>Live quality estimate</h2>",
+        f"<p>{_e(text)}</p>",
+        _img(
+            _figure_png(quality_figure(store)),
+            "Live quality estimate: PSNR of raw, best Gaussian and model over time",
+        ),
+    ]
+
+
+def quality_figure(store: AcquisitionStore) -> Figure:
+    """PSNR (with 95 % intervals) of raw, best Gaussian and model at each live estimate."""
+    from matplotlib.figure import Figure
+
+    seconds = _seconds_since_start(store.frame_table())
+    times = {i: float(seconds[i]) if i < seconds.size else float(i) for i, _ in store.quality}
+    fig = Figure(figsize=(11, 3.6), dpi=_DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.set_title("Live quality estimate (ground-truth free)", loc="left", fontsize=11)
+    for key, label, color in _QUALITY_ROWS:
+        points = [(times[i], e[key]) for i, e in store.quality if _plottable(e, key)]
+        if not points:
+            continue
+        x = np.array([t for t, _ in points])
+        y = np.array([row["psnr_db"] for _, row in points], dtype=np.float64)
+        ci = [row.get("ci") or (value, value) for (_, row), value in zip(points, y, strict=True)]
+        err = np.abs(np.array(ci, dtype=np.float64).T - y)
+        ax.errorbar(x, y, yerr=err, fmt="o-", color=color, ms=4, lw=1, capsize=2, label=label)
+    untrusted = [times[i] for i, e in store.quality if not e.get("trusted")]
+    if untrusted:
+        from matplotlib.transforms import blended_transform_factory
+
+        bottom = blended_transform_factory(ax.transData, ax.transAxes)
+        ax.plot(untrusted, np.full(len(untrusted), 0.04), "|", color="C3", ms=12, mew=1.5,
+                transform=bottom, label=f"not trusted ({len(untrusted)})")  # fmt: skip
+    ax.set_xlabel("time since the first frame (s)")
+    ax.set_ylabel("estimated PSNR (dB)")
+    ax.grid(True, color="0.9", lw=0.8)
+    _legend(ax)
+    return fig
+
+
+def _plottable(estimate: dict[str, Any], key: str) -> bool:
+    row = estimate.get(key)
+    return (
+        bool(estimate.get("trusted")) and isinstance(row, dict) and row.get("psnr_db") is not None
+    )
+
+
+def _gain_ci(estimate: dict[str, Any]) -> tuple[float, float] | None:
+    gain = (estimate.get("gain_over_gaussian_db") or {}).get("model")
+    ci = gain.get("ci") if isinstance(gain, dict) else None
+    if not isinstance(ci, list) or None in ci:
+        return None
+    return float(ci[0]), float(ci[1])
 
 
 def _dose_panel(ax: Axes, table: dict[str, np.ndarray], meta: AcquisitionMetadata) -> None:

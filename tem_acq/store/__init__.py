@@ -36,10 +36,12 @@ tests). Chunks are compressed with blosc-lz4 and bit-shuffle by default (1.7x on
 integrating-camera counts, 7-8x on sparse counting-camera frames, 1.45x on denoised floats,
 over 2.5 GB/s on one core); ``zstd`` and ``none`` are the alternatives.
 The log holds a row per frame (``event: frame``, with its
-:class:`FrameRecord`), ``denoised`` (with latency), ``skipped`` (with reason), ``error`` and
-``closed`` events; :func:`open_store` turns it into the per-frame table. The OME-XML's sizes are
-written at close; before that, and after a crash, ``zarr.json`` is what counts (``tem-acq
-recover`` writes them then). The time scale is the frames' measured interval
+:class:`FrameRecord`), ``denoised`` (with latency and, since schema 1.2, the model that
+denoised it), ``skipped`` (with reason), ``quality`` (a live quality estimate of a pair of
+frames, on the pair's second frame: schema 1.2), ``error`` and ``closed`` events;
+:func:`open_store` turns it into the per-frame table. The OME-XML's sizes are written at
+close; before that, and after a crash, ``zarr.json`` is what counts (``tem-acq recover``
+writes them then). The time scale is the frames' measured interval
 (:mod:`tem_acq.store.timing`).
 
 Damage
@@ -84,6 +86,7 @@ from tem_acq.store.metadata import (
     AcquisitionMetadata,
     AcquisitionProtocol,
     Camera,
+    FrameModel,
     FrameRecord,
     FrameRow,
     Instrument,
@@ -113,6 +116,7 @@ __all__ = [
     "AcquisitionStore",
     "AcquisitionWriter",
     "Camera",
+    "FrameModel",
     "FrameRecord",
     "FrameRow",
     "Instrument",

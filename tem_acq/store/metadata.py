@@ -42,7 +42,11 @@ from tem_acq.schema import StrictModel, as_model
 #: 1.1: the model's ``normalisation`` is written ``normalization`` (the model card's spelling);
 #: 1.0 stores still read. A 1.0 reader refuses a 1.1 store that records a model, naming the
 #: new field and the newer schema (it accepts every other 1.1 store as it is).
-SCHEMA_VERSION = "1.1"
+#: 1.2: per-frame rows say which model denoised each frame (``model``: name and sha256, in the
+#: ``denoised`` event) and may hold a live quality estimate (``quality``, a ``quality`` event
+#: on the second frame of the pair); the header is unchanged, so older readers open 1.2 stores
+#: (ignoring both), and 1.0/1.1 stores read with ``model`` taken from the header.
+SCHEMA_VERSION = "1.2"
 SCHEMA_MAJOR = 1
 
 #: Two derived quantities (dose per frame from dose rate and exposure, dose per area from dose
@@ -391,6 +395,21 @@ class FrameRecord(_Model):
     extra: dict[str, JsonValue] = Field(default_factory=dict)
 
 
+class FrameModel(_Model):
+    """Which model denoised one frame (a row's ``model``): its package name and weights hash.
+
+    Attributes
+    ----------
+    name
+        Model package name.
+    sha256
+        SHA-256 of the package (:attr:`ModelProvenance.sha256`), 64 lowercase hex digits.
+    """
+
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class FrameRow(FrameRecord):
     """One row of a stored per-frame table: the record plus what happened to the frame.
 
@@ -404,12 +423,22 @@ class FrameRow(FrameRecord):
         Time from hand-over to denoised result, when measured.
     skipped
         Why no denoised frame exists (e.g. the denoiser fell behind), or ``None``.
+    model
+        The model that denoised the frame (``None`` when not denoised). Stores before schema
+        1.2 name one model for the whole run, in the header: their rows get that one.
+    quality
+        The live ground-truth-free quality estimate of the pair (previous frame, this frame),
+        when one was computed for it: ``tem_acq.quality.PairEstimate.to_dict()`` plus
+        ``"pair"`` (the two frame indices) and ``"denoised_by"`` (the model that denoised
+        them: name and sha256).
     """
 
     index: int = Field(ge=0)
     denoised: bool = False
     denoise_latency_ms: float | None = None
     skipped: str | None = None
+    model: FrameModel | None = None
+    quality: dict[str, JsonValue] | None = None
 
 
 def validate_metadata(data: AcquisitionMetadata | Mapping[str, Any]) -> AcquisitionMetadata:
@@ -429,6 +458,7 @@ __all__ = [
     "AcquisitionMetadata",
     "AcquisitionProtocol",
     "Camera",
+    "FrameModel",
     "FrameRecord",
     "FrameRow",
     "Instrument",

@@ -92,6 +92,8 @@ class AcquisitionStore:
         self._closed_event: dict[str, Any] = {}
         self._rows: dict[int, dict[str, Any]] = {}
         self._skipped: dict[int, str] = {}
+        self._models: dict[int, dict[str, Any]] = {}
+        self._quality: dict[int, dict[str, Any]] = {}
         self._log_problems: list[str] = []
         self._log_read = self._read_log()
         self.damage = self._find_damage()
@@ -138,10 +140,31 @@ class AcquisitionStore:
                 "denoised": index in self._denoised,
                 "denoise_latency_ms": self._denoised.get(index),
                 "skipped": self._skipped.get(index),
+                "model": self._row_model(index),
+                "quality": self._quality.get(index),
             }
             what = f"{self.path}: the record of frame {index} is invalid (the store is damaged)"
             rows.append(as_model(FrameRow, row, what, StoreError))
         return rows
+
+    @property
+    def quality(self) -> list[tuple[int, dict[str, Any]]]:
+        """The live quality estimates, as (frame index, estimate) in frame order.
+
+        Each estimate is the ``quality`` of that frame's row (see
+        :class:`~tem_acq.store.FrameRow`); empty when none was computed.
+        """
+        return sorted(self._quality.items())
+
+    def _row_model(self, index: int) -> dict[str, Any] | None:
+        """The model of a denoised frame: its own (schema 1.2), else the header's one model."""
+        if index not in self._denoised:
+            return None
+        own = self._models.get(index)
+        if own is not None:
+            return own
+        model = self.metadata.model
+        return None if model is None else {"name": model.name, "sha256": model.sha256}
 
     def frame_table(self) -> dict[str, np.ndarray]:
         """The per-frame table as columns (numpy arrays; NaN or None where unknown)."""
@@ -248,6 +271,12 @@ class AcquisitionStore:
                 self._rows[index] = event.get("record") or {}
             elif kind == "denoised" and isinstance(index, int) and index < min(n, n_denoised):
                 self._denoised[index] = event.get("latency_ms")
+                if isinstance(event.get("model"), dict):
+                    self._models[index] = event["model"]
+            elif kind == "quality" and isinstance(index, int) and index < n:
+                estimate = event.get("estimate")
+                if isinstance(estimate, dict):
+                    self._quality[index] = estimate
             elif kind == "skipped" and isinstance(index, int) and index < n:
                 self._skipped[index] = str(event.get("reason", ""))
             elif kind == "error" and str(event.get("message", "")) not in self.errors:

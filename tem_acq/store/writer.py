@@ -63,6 +63,7 @@ from tem_acq.store.layout import (
 )
 from tem_acq.store.metadata import (
     AcquisitionMetadata,
+    FrameModel,
     FrameRecord,
     collect_software_versions,
     validate_metadata,
@@ -173,6 +174,8 @@ class _Commit:
         Some shard is rewritten: the rows go out only after it is in place.
     den_durable
         End of the denoised shards whose files are durable after the commit.
+    events
+        How many of the pending quality rows ``lines`` holds (dropped once committed).
     """
 
     write_raw: bool
@@ -184,6 +187,7 @@ class _Commit:
     rewrite_raw: bool
     rewrites: bool
     den_durable: int
+    events: int = 0
 
 
 class AcquisitionWriter:
@@ -291,6 +295,7 @@ class AcquisitionWriter:
         self._status = bytearray()  # per frame: unresolved, denoised or skipped
         self._pending: dict[int, _PendingShard] = {}
         self._pending_errors: list[str] = []
+        self._pending_events: list[str] = []  # quality rows, out with the next commit
         self.errors: list[str] = []
 
     def _create(
@@ -380,7 +385,12 @@ class AcquisitionWriter:
             return index
 
     def write_denoised(
-        self, index: int, frame: np.ndarray, latency_ms: float | None = None
+        self,
+        index: int,
+        frame: np.ndarray,
+        latency_ms: float | None = None,
+        *,
+        model: FrameModel | Mapping[str, Any] | None = None,
     ) -> None:
         """Store the denoised version of raw frame ``index`` (in any order, at most once).
 
@@ -396,12 +406,14 @@ class AcquisitionWriter:
             (height, width) floating-point array in electrons per pixel (kept as float32).
         latency_ms
             Time from hand-over to result, for the latency statistics.
+        model
+            The model that denoised it (package name and sha256), recorded in its row.
 
         Raises
         ------
         StoreError
             If the store has no denoised image, ``index`` was never appended or is already
-            resolved, or the frame's shape or dtype is wrong.
+            resolved, the frame's shape or dtype is wrong, or ``model`` is invalid.
         """
         with self._lock:
             self._check_open()
@@ -426,13 +438,49 @@ class AcquisitionWriter:
             )
             if latency_ms is not None and not latency_ms >= 0:
                 raise StoreError(f"latency_ms must be >= 0 (got {latency_ms}) for frame {index}")
+            event: dict[str, Any] = {"event": "denoised", "index": index, "latency_ms": latency_ms}
+            if model is not None:
+                what = f"invalid model for denoised frame {index}"
+                event["model"] = as_model(FrameModel, model, what, StoreError).model_dump()
             shard = self._pending_shard(index // self.shard_frames)
             shard.chunks[index % self.shard_frames] = self._den.encode(array)
             shard.dirty = True
-            shard.lines.append(
-                json.dumps({"event": "denoised", "index": index, "latency_ms": latency_ms})
-            )
+            shard.lines.append(json.dumps(event))
             self._status[index] = _DENOISED
+
+    def record_quality(self, index: int, estimate: Mapping[str, Any]) -> None:
+        """Record a quality estimate in the row of frame ``index`` (written at the next commit).
+
+        Parameters
+        ----------
+        index
+            The frame the estimate belongs to (a pair's second frame), already appended.
+        estimate
+            JSON-ready values (``PairEstimate.to_dict()`` and what the caller adds).
+
+        Raises
+        ------
+        StoreError
+            If the writer is closed, ``index`` was never appended, or ``estimate`` is not
+            JSON-ready (finite numbers only).
+        """
+        with self._lock:
+            self._check_open()
+            if not isinstance(index, int | np.integer) or not 0 <= index < self._appended:
+                raise StoreError(
+                    f"no raw frame with index {index} in {self.path} to attach a quality "
+                    "estimate to: use an index append_raw returned"
+                )
+            try:
+                line = json.dumps(
+                    {"event": "quality", "index": int(index), "estimate": dict(estimate)},
+                    allow_nan=False,
+                )
+            except (TypeError, ValueError) as exc:
+                raise StoreError(
+                    f"the quality estimate of frame {index} is not JSON: {exc}"
+                ) from exc
+            self._pending_events.append(line)
 
     def mark_skipped(self, index: int, reason: str) -> None:
         """Record that raw frame ``index`` gets no denoised frame, and why.
@@ -645,6 +693,7 @@ class AcquisitionWriter:
             committed=committed,
             lines=self._pending_errors
             + self._rows
+            + self._pending_events
             + [line for number in outgoing for line in self._pending[number].lines],
             outgoing=outgoing,
             final=final,
@@ -654,6 +703,7 @@ class AcquisitionWriter:
             den_durable=max(
                 [self._den_durable] + [min((n + 1) * size, committed) for n in written]
             ),
+            events=len(self._pending_events),
         )
 
     def _outgoing_denoised(
@@ -752,6 +802,7 @@ class AcquisitionWriter:
             array.set_length(doc["shape"][0], doc)
         self._den_durable = plan.den_durable
         self._pending_errors = []
+        self._pending_events = self._pending_events[plan.events :]
         for number in plan.outgoing:
             self._pending[number].lines = []
             self._pending[number].dirty = False
