@@ -11,13 +11,16 @@ model is below the best Gaussian filter beyond its interval warns once per acqui
 
 A pair is skipped, and counted, when the previous estimate is still running (``busy``) or the
 stage moved between the two frames by more than a pixel (``stage moved``); either way the next
-one is due ``every_s`` later.
+one is due ``every_s`` later. The estimate's thread runs at the lowest priority, and waits so
+that it computes at most ``max_share`` of the time (5 %): where it shares the CPU with the
+denoiser (a machine without a GPU) its interval stretches rather than the frame rate falling.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -46,10 +49,15 @@ class LiveQualityOptions(StrictModel):
     max_size_px
         The estimate uses at most the central ``max_size_px`` square of the frames, which
         bounds its cost on big frames (4096x4096) without biasing it.
+    max_share
+        Largest share of the time the estimate may compute: after an estimate that took ``t``
+        seconds the next waits at least ``t / max_share``, so on a machine where it competes
+        with the denoiser for the CPU it takes at most that share (the interval stretches).
     """
 
     every_s: float | None = Field(default=5.0)
     max_size_px: int = Field(default=1024, ge=64)
+    max_share: float = Field(default=0.05, gt=0.0, le=1.0)
 
     @field_validator("every_s")
     @classmethod
@@ -102,6 +110,7 @@ class LiveQuality:
         assert options.every_s is not None, "a LiveQuality needs an interval"
         self._every_s = options.every_s
         self._max_size = options.max_size_px
+        self._max_share = options.max_share
         self._cpe = float(counts_per_electron)
         self._pixel_um = pixel_size_A * 1e-4
         self._model_id = model_id
@@ -170,6 +179,7 @@ class LiveQuality:
         fb: np.ndarray,
         saturation_e: float | None,
     ) -> None:
+        _lower_priority()
         start = time.perf_counter()
         try:
             from tem_acq.quality import estimate_pair
@@ -187,6 +197,9 @@ class LiveQuality:
             return
         seconds = time.perf_counter() - start
         with self._lock:
+            # at most max_share of the time: the rest is the denoiser's
+            rest = seconds * (1.0 / self._max_share - 1.0)
+            self._next_due = max(self._next_due, self._clock() + rest)
             self._compute_s.append(seconds)
             self._counts["estimates"] += 1
             self._counts["untrusted"] += 0 if est.trusted else 1
@@ -229,6 +242,17 @@ class LiveQuality:
                 "latest": self._latest,
                 "warning": self._warning,
             }
+
+
+def _lower_priority() -> None:
+    """Let the scheduler prefer the recording and denoising threads to this one.
+
+    On Linux a thread has its own nice value; elsewhere this does nothing.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
 
 
 def _below_gaussian(est: Any) -> bool:
