@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from tem_acq.adapt.background import BackgroundAdapter, Candidate
 from tem_acq.adapt.inputs import FrameSeries, read_inputs
-from tem_acq.adapt.judge import IMPROVEMENT_RULE, denoised, gain, improved, judge
+from tem_acq.adapt.judge import IMPROVEMENT_RULE, denoised, improved, judge
 from tem_acq.adapt.run import DEFAULT_STEPS, AdaptResult, adapt
 from tem_acq.adapt.split import Block, Split, split_blocks, training_pairs
 
@@ -34,7 +34,6 @@ __all__ = [
     "Split",
     "adapt",
     "denoised",
-    "gain",
     "improved",
     "judge",
     "read_inputs",

@@ -4,14 +4,13 @@ Each model denoises the held-out blocks once (:func:`denoised`); :func:`judge` r
 :func:`tem_acq.quality.estimate_frames` on the blocks' consecutive pairs with those outputs and
 summarises every pair with :func:`tem_acq.quality.summarize`. After training, both models'
 outputs go into one estimate, so their rows share the same frames, registration and bootstrap
-draws: the adapted model's gain over the base model (:func:`gain`) is a paired comparison, far
-tighter than two separate intervals.
+draws: the adapted model's gain over the base model (:func:`tem_acq.quality.gain`) is a paired
+comparison, far tighter than two separate intervals.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -95,27 +94,6 @@ def model_view(estimate: PairEstimate, name: str) -> PairEstimate:
     return dataclasses.replace(
         estimate, rows={**keep, "model": estimate.rows[name]}, gains=gains, draws=draws
     )
-
-
-def gain(estimate: PairEstimate, name: str, over: str) -> Gain:
-    """The dB by which output ``name`` beats output ``over``, with the paired 95 % interval.
-
-    The same computation as the estimate's gain over the best Gaussian, between two outputs
-    (its bootstrap draws of both rows share the resampling). The interval is ``(None, None)``
-    when the draws reach zero error (unbounded).
-    """
-    from tem_acq.quality import Gain
-
-    if not estimate.trusted:
-        return Gain(db=None, ci=(None, None))
-    m_over, m_name = estimate.rows[over].mse, estimate.rows[name].mse
-    point = 10 * math.log10(m_over / m_name) if m_over > 0 and m_name > 0 else None
-    d_over, d_name = estimate.draws[over], estimate.draws[name]
-    ok = (d_over > 0) & (d_name > 0)
-    if ok.mean() < 0.975:
-        return Gain(db=point, ci=(None, None))
-    lo, hi = np.percentile(10 * np.log10(d_over[ok] / d_name[ok]), [2.5, 97.5])
-    return Gain(db=point, ci=(float(lo), float(hi)))
 
 
 def improved(adapted_over_base: Gain) -> bool:

@@ -27,7 +27,6 @@ from tem_acq.adapt.inputs import FrameSeries, read_inputs
 from tem_acq.adapt.judge import (
     IMPROVEMENT_RULE,
     denoised,
-    gain,
     improved,
     judge,
     model_view,
@@ -36,6 +35,7 @@ from tem_acq.adapt.judge import (
 from tem_acq.adapt.split import Split, split_blocks, training_pairs
 from tem_acq.errors import ConfigError
 from tem_acq.outputs import claim_output
+from tem_acq.quality import gain
 
 if TYPE_CHECKING:
     from tem_acq.denoise import Denoiser, ModelCard

@@ -14,6 +14,7 @@ from tem_acq.quality.estimate import (
     TILE_PX,
     estimate_frames,
     estimate_pair,
+    gain,
     summarize,
 )
 from tem_acq.quality.results import Estimate, Gain, PairEstimate
@@ -26,5 +27,6 @@ __all__ = [
     "PairEstimate",
     "estimate_frames",
     "estimate_pair",
+    "gain",
     "summarize",
 ]

@@ -662,21 +662,38 @@ def _rows_and_gains(
     return rows, gains
 
 
-def _gain(points: Mapping[str, float], draws: Mapping[str, np.ndarray], name: str) -> Gain:
-    """The dB by which ``name`` beats the best Gaussian, with the paired bootstrap's interval.
+def gain(estimate: PairEstimate, name: str, over: str = "gaussian") -> Gain:
+    """The dB by which row ``name`` of an estimate beats row ``over``, with its interval.
+
+    Both rows' bootstrap draws share the resampling, so the interval is the paired one (noise
+    common to both rows cancels). An untrusted estimate has no gain: ``Gain(None, (None, None))``.
+    """
+    if not estimate.trusted:
+        return Gain(db=None, ci=(None, None))
+    points = {n: row.mse for n, row in estimate.rows.items()}
+    return _gain(points, estimate.draws, name, over)
+
+
+def _gain(
+    points: Mapping[str, float],
+    draws: Mapping[str, np.ndarray],
+    name: str,
+    over: str = "gaussian",
+) -> Gain:
+    """The dB by which ``name`` beats ``over``, with the paired bootstrap's interval.
 
     A draw where an error is at or below 0 is an unbounded gain (or loss): that end of the
     interval is then None.
     """
-    g, m = draws["gaussian"], draws[name]
+    g, m = draws[over], draws[name]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(m > 0, g / np.where(m > 0, m, 1.0), np.inf)
         ratio = np.where(g > 0, ratio, -np.inf)
         db = np.where(np.isfinite(ratio), 10 * np.log10(np.abs(ratio)), ratio)
     lo, hi = (float(np.quantile(db, q, method="nearest")) for q in (0.025, 0.975))
     point = (
-        10 * math.log10(points["gaussian"] / points[name])
-        if points["gaussian"] > 0 and points[name] > 0
+        10 * math.log10(points[over] / points[name])
+        if points[over] > 0 and points[name] > 0
         else None
     )
     return Gain(db=point, ci=(lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None))
