@@ -256,10 +256,9 @@ def _lower_priority() -> None:
 
 
 def _below_gaussian(est: Any) -> bool:
-    """The model's gain over the best Gaussian is negative beyond its interval."""
+    """The model's error is above the best Gaussian's beyond the paired interval."""
     gain = est.gains.get(MODEL_ROW)
-    high = None if gain is None or gain.ci is None else gain.ci[1]
-    return high is not None and high < 0
+    return gain is not None and gain.worse
 
 
 def _latest(index: int, row: dict[str, Any]) -> dict[str, Any]:

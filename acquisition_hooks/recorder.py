@@ -109,7 +109,8 @@ class LiveRecorder:
         Seconds between live quality estimates (:mod:`acquisition_hooks.live_quality`: two
         consecutive raw frames and their denoised outputs, when the stage did not move,
         computed in the background and written into the rows of the store); ``None`` or 0
-        turns it off. Only with a model.
+        turns it off. Only with a model. A :class:`LiveQualityOptions` sets more (the largest
+        share of the time the estimate may take, the largest crop).
     """
 
     def __init__(
@@ -135,14 +136,18 @@ class LiveRecorder:
         frame_shape: tuple[int, int] | None = None,
         overwrite: bool = False,
         denoiser_timeout_s: float = DENOISER_TIMEOUT_S,
-        quality_every_s: float | None = 5.0,
+        quality_every_s: float | LiveQualityOptions | None = 5.0,
     ) -> None:
         _check_pass_through(pass_through, model)
-        quality = as_model(
-            LiveQualityOptions,
-            {"every_s": quality_every_s},
-            "invalid live quality settings",
-            ConfigError,
+        quality = (
+            quality_every_s
+            if isinstance(quality_every_s, LiveQualityOptions)
+            else as_model(
+                LiveQualityOptions,
+                {"every_s": quality_every_s},
+                "invalid live quality settings",
+                ConfigError,
+            )
         )
         self._declared_shape = _check_frame_settings(max_batch, frame_shape)
         self.path = Path(store)

@@ -174,7 +174,7 @@ def test_force_writes_a_package_whose_card_records_the_adaptation_and_minutes_st
     (source,) = adaptation.inputs
     assert source.sha256 == frames_sha256(np.load(stack)) and source.frames == 8
     assert adaptation.before["trusted"] and adaptation.after["model"]["mse"] > 0
-    assert set(adaptation.gain_over_base_db) == {"db", "ci"}
+    assert set(adaptation.gain_over_base_db) == {"db", "ci", "mse_diff", "mse_diff_ci"}
     assert card.detectors == base.card.detectors  # the stack does not say which detector
     load_model(out, device="cpu")  # a valid package
 
@@ -200,6 +200,7 @@ def test_adapting_default_improves_the_held_out_estimate_and_the_true_error(
     # the held-out estimate, without ground truth
     assert report["improved"] is True
     assert report["gain_over_base_db"]["ci"][0] > 0
+    assert report["gain_over_base_db"]["mse_diff_ci"][1] < 0
     assert report["after"]["model"]["mse"] < report["before"]["model"]["mse"]
     # the true error against the simulator's noise-free image, on fresh frames
     truth = sim.expected_electrons(EXPOSURE_S).astype(np.float64)

@@ -26,10 +26,12 @@ from acquisition_hooks import LiveRecorder, simulated_microscope
 from acquisition_hooks.live_quality import LiveQuality, LiveQualityOptions
 from tem_acq.denoise import load_model
 from tem_acq.errors import ConfigError
-from tem_acq.pipeline import FramePipeline
+from tem_acq.pipeline import DenoisedFrame, FramePipeline
 from tem_acq.store import AcquisitionWriter, FrameRecord, open_store
 
 BELOW = "below the best Gaussian filter"
+#: An estimate every 0.05 s, as often as they finish (no 5 % share): tests want several.
+FAST_ESTIMATES = LiveQualityOptions(every_s=0.05, max_share=1.0)
 
 
 def record(
@@ -213,7 +215,7 @@ def test_live_estimate_rows_summary_report_and_one_warning_for_an_untrained_mode
         time_events(40, 5.0),
         caplog,
         model=fast_pkg,
-        quality_every_s=0.05,
+        quality_every_s=FAST_ESTIMATES,
         estimates=2,
         until_warning=True,
     )
@@ -257,7 +259,12 @@ def test_the_shipped_default_model_gets_estimates_and_no_warning(
 ) -> None:
     store = tmp_path / "good.ome.zarr"
     live, messages = record(
-        store, time_events(40, 5.0), caplog, model="default", quality_every_s=0.05, estimates=2
+        store,
+        time_events(40, 5.0),
+        caplog,
+        model="default",
+        quality_every_s=FAST_ESTIMATES,
+        estimates=2,
     )
     quality = live.summary.quality
     assert quality is not None and quality["estimates"] >= 1, quality
@@ -275,7 +282,9 @@ def test_stage_moves_suppress_the_estimate(
         {"axes": {"time": i}, "exposure": 5.0, "x": 20.0 * (i % 2), "y": 0.0} for i in range(40)
     ]
     store = tmp_path / "moving.ome.zarr"
-    live, messages = record(store, events, caplog, model=fast_pkg, size=128, quality_every_s=0.05)
+    live, messages = record(
+        store, events, caplog, model=fast_pkg, size=128, quality_every_s=FAST_ESTIMATES
+    )
     quality = live.summary.quality
     assert quality is not None
     s = open_store(store)
@@ -302,3 +311,37 @@ def _image_after(html: str, alt: str) -> bytes:
     match = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="' + re.escape(alt), html)
     assert match is not None, "no such image in the report"
     return base64.b64decode(match.group(1))
+
+
+def test_the_estimate_waits_so_that_it_takes_at_most_its_share_of_the_time() -> None:
+    """After an estimate that took t seconds, the next is not due before t / max_share: on a
+    CPU-only machine the estimate shares the cores with the denoiser (5 % by default)."""
+    now = [100.0]
+    written = threading.Event()
+    quality = LiveQuality(
+        LiveQualityOptions(every_s=0.001, max_share=0.05),
+        counts_per_electron=1.0,
+        pixel_size_A=1.0,
+        model_id=None,
+        write=lambda index, row: written.set(),
+        report_error=lambda message: None,
+        clock=lambda: now[0],
+    )
+    rng = np.random.default_rng(0)
+    field = 5.0 + 2.0 * (np.indices((128, 128)).sum(axis=0) % 7 == 0)
+    frames = [rng.poisson(field).astype(np.uint16) for _ in range(2)]
+    pair = [
+        DenoisedFrame(index=i, raw=f, record=None, electrons=field.astype(np.float32))
+        for i, f in enumerate(frames)
+    ]
+    now[0] += 1.0  # due
+    assert quality.wants_pair()
+    quality.offer(*pair)
+    assert written.wait(60), "the estimate did not finish"
+    quality.close()
+    seconds = quality.summary()["compute_s_p50"]
+    assert seconds is not None and seconds > 0
+    # due again only after 19 x its compute time (the clock did not move meanwhile)
+    assert quality._next_due >= now[0] + 19 * seconds * 0.99
+    now[0] += 19 * seconds * 0.5
+    assert not quality.wants_pair()

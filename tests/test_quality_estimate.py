@@ -258,8 +258,9 @@ def test_a_denoiser_is_judged_against_the_best_gaussian() -> None:
     est = estimate_pair(
         a, b, {"oracle": (field, moved), "flat": (a * 0 + a.mean(), b * 0 + b.mean())}
     )
-    assert est.gains["oracle"].ci[0] is not None and est.gains["oracle"].ci[0] > 3
-    assert est.gains["flat"].ci[1] is not None and est.gains["flat"].ci[1] < 0
+    oracle, flat = est.gains["oracle"], est.gains["flat"]
+    assert oracle.better and not oracle.worse and oracle.mse_diff < 0
+    assert flat.worse and flat.ci[1] is not None and flat.ci[1] < 0
     assert "beats" in est.verdict("oracle") and "WORSE" in est.verdict("flat")
     assert "beats" in est.render()
 
@@ -281,3 +282,18 @@ def test_summaries_combine_pairs_and_count_the_skipped() -> None:
     assert both.mse_ci[1] - both.mse_ci[0] < one.mse_ci[1] - one.mse_ci[0]
     nothing = summarize(estimates[2:])
     assert not nothing.trusted and "skipped" in nothing.problems[0]
+
+
+def test_errors_too_small_for_a_ratio_are_still_compared_by_their_difference() -> None:
+    """On a near-empty field both errors are far below the noise: their dB ratio is undefined,
+    but the difference (the noise common to both cancels) still says which is better."""
+    rng = np.random.default_rng(11)
+    field = np.full((256, 256), 5.0)
+    a, b = rng.poisson(field).astype(float), rng.poisson(field).astype(float)
+    # a smooth estimate a little off the truth, and one exactly at the mean of its frame
+    off = (np.full_like(a, a.mean()) + 0.3, np.full_like(b, b.mean()) + 0.3)
+    est = estimate_pair(a, b, {"off": off}, gaussian=True)
+    gain = est.gains["off"]
+    assert gain.worse, gain  # 0.3^2 = 0.09 e-^2 more error than a flat image
+    assert gain.mse_diff == pytest.approx(0.09, abs=0.02)
+    assert "WORSE" in est.verdict("off")

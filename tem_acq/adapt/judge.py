@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
 #: The rule that decides whether an adapted model improved, in the words the card records.
 IMPROVEMENT_RULE = (
-    "the adapted model's gain over the base model on the held-out frames (dB, estimated "
-    "without ground truth; paired bootstrap over tiles of the same frames) has its 95 % "
-    "interval above 0"
+    "the adapted model's error on the held-out frames (estimated without ground truth) is "
+    "below the base model's beyond the 95 % interval of their difference (paired bootstrap "
+    "over tiles of the same frames); where both errors are measurable that is its gain's "
+    "interval above 0 dB"
 )
 
 Electrons = Callable[[np.ndarray], np.ndarray]
@@ -97,6 +98,5 @@ def model_view(estimate: PairEstimate, name: str) -> PairEstimate:
 
 
 def improved(adapted_over_base: Gain) -> bool:
-    """Whether the gain meets :data:`IMPROVEMENT_RULE` (its interval wholly above 0 dB)."""
-    lo = adapted_over_base.ci[0]
-    return lo is not None and lo > 0
+    """Whether the comparison meets :data:`IMPROVEMENT_RULE`."""
+    return adapted_over_base.better

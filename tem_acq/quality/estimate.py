@@ -680,23 +680,29 @@ def _gain(
     name: str,
     over: str = "gaussian",
 ) -> Gain:
-    """The dB by which ``name`` beats ``over``, with the paired bootstrap's interval.
+    """How ``name`` compares with ``over``: dB and the difference of errors, paired intervals.
 
-    A draw where an error is at or below 0 is an unbounded gain (or loss): that end of the
-    interval is then None.
+    The dB interval is given only where both errors' draws stay above 0 (else ``(None,
+    None)``); the difference's interval always.
     """
     g, m = draws[over], draws[name]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(m > 0, g / np.where(m > 0, m, 1.0), np.inf)
-        ratio = np.where(g > 0, ratio, -np.inf)
-        db = np.where(np.isfinite(ratio), 10 * np.log10(np.abs(ratio)), ratio)
-    lo, hi = (float(np.quantile(db, q, method="nearest")) for q in (0.025, 0.975))
+    diff_lo, diff_hi = np.percentile(m - g, [2.5, 97.5])
     point = (
         10 * math.log10(points[over] / points[name])
         if points[over] > 0 and points[name] > 0
         else None
     )
-    return Gain(db=point, ci=(lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None))
+    ok = (g > 0) & (m > 0)
+    ci: tuple[float | None, float | None] = (None, None)
+    if ok.mean() >= 0.975:
+        lo, hi = np.percentile(10 * np.log10(g[ok] / m[ok]), [2.5, 97.5])
+        ci = (float(lo), float(hi))
+    return Gain(
+        db=point,
+        ci=ci,
+        mse_diff=points[name] - points[over],
+        mse_diff_ci=(float(diff_lo), float(diff_hi)),
+    )
 
 
 def _psnr(peak: float, mse: float) -> float | None:

@@ -48,14 +48,47 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Gain:
-    """How many dB an image beats the best Gaussian by (negative: it is worse), and its interval."""
+    """How one image compares with another (a denoiser with the best Gaussian, say).
+
+    The difference of their errors is what the frames measure precisely (the noise common to
+    both cancels); the ratio in dB is undefined where an error's interval reaches 0, as it does
+    when an error is below what the frames resolve (a near-empty field).
+
+    Attributes
+    ----------
+    db
+        How many dB it beats the other by (negative: it is worse); None when undefined.
+    ci
+        95 % interval of ``db``; an end is None where the errors' draws reach 0.
+    mse_diff
+        Its error minus the other's (electrons^2 per pixel^2): negative when it is better.
+    mse_diff_ci
+        95 % interval of ``mse_diff``, from the paired bootstrap.
+    """
 
     db: float | None
     ci: tuple[float | None, float | None]
+    mse_diff: float = math.nan
+    mse_diff_ci: tuple[float, float] = (math.nan, math.nan)
+
+    @property
+    def better(self) -> bool:
+        """Its error is below the other's beyond the interval."""
+        return self.mse_diff_ci[1] < 0
+
+    @property
+    def worse(self) -> bool:
+        """Its error is above the other's beyond the interval."""
+        return self.mse_diff_ci[0] > 0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
-        return {"db": self.db, "ci": list(self.ci)}
+        return {
+            "db": self.db,
+            "ci": list(self.ci),
+            "mse_diff": _finite_or_none(self.mse_diff),
+            "mse_diff_ci": [_finite_or_none(v) for v in self.mse_diff_ci],
+        }
 
 
 @dataclass(frozen=True)
@@ -133,15 +166,18 @@ class PairEstimate:
         gain, gauss = self.gains.get(name), self.rows.get("gaussian")
         if gain is None or gauss is None:
             return f"{name}: not compared with the best Gaussian"
-        lo, hi = gain.ci
         where = f"the best Gaussian (sigma {gauss.sigma_px:.2g} px)"
-        if gain.db is None:  # its error is below what the frames resolve
-            span = f"more than {_fmt(lo)} dB" if lo is not None else "an unmeasurable margin"
-        else:
-            span = f"{gain.db:+.2f} dB [{_fmt(lo)}, {_fmt(hi)}]"
-        if lo is not None and lo > 0:
+        if gain.db is not None and None not in gain.ci:
+            span = f"{gain.db:+.2f} dB [{_fmt(gain.ci[0])}, {_fmt(gain.ci[1])}]"
+        else:  # an error below what the frames resolve: the difference still tells
+            lo, hi = gain.mse_diff_ci
+            span = (
+                f"an error {-gain.mse_diff:+.3g} e-^2 lower [{-hi:.3g}, {-lo:.3g}] (the "
+                "errors are too small here for a ratio in dB)"
+            )
+        if gain.better:
             return f"{name} beats {where} by {span} on these frames"
-        if hi is not None and hi < 0:
+        if gain.worse:
             return f"{name} is WORSE than {where}: {span} on these frames"
         return f"{name} is level with {where} within the interval: {span} on these frames"
 
