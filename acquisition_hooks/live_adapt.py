@@ -130,6 +130,7 @@ class LiveAdapt:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._judged = threading.Condition(self._lock)
+        self._decisions = 0  # candidates judged and, when accepted, handed to the pipeline
         self._current = dict(model_id)
         self._last_record: Any = None
         self._counts = {"frames_fed": 0, "frames_dropped": 0, "candidates": 0, "refused": 0}
@@ -169,7 +170,12 @@ class LiveAdapt:
                     self._note_started()
                 candidate = self._adapter.poll()
                 if candidate is not None:
-                    self._judge(candidate)
+                    try:
+                        self._judge(candidate)
+                    finally:
+                        with self._lock:
+                            self._decisions += 1
+                            self._judged.notify_all()
             except Exception as exc:  # adaptation must never disturb recording
                 log.exception("live adaptation failed")
                 self._report_error(f"live adaptation stopped: {exc!r}")
@@ -190,7 +196,6 @@ class LiveAdapt:
         """Swap the candidate in when it beats the live model by the rule; record why not."""
         with self._lock:
             self._counts["candidates"] += 1
-            self._judged.notify_all()
             done = self._rounds[-1]
             done.update(_round_result(candidate))
         lo = (candidate.gain_over_base_db.get("ci") or [None])[0]
@@ -233,10 +238,13 @@ class LiveAdapt:
             return list(self._pids)
 
     def wait_for_round(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` until every round started so far has been judged."""
+        """Wait up to ``timeout_s`` until every round started so far has been decided.
+
+        A candidate swapped in is then handed to the pipeline (applied at its next batch).
+        """
         with self._lock:
             return self._judged.wait_for(
-                lambda: bool(self._rounds) and self._counts["candidates"] == len(self._rounds),
+                lambda: bool(self._rounds) and self._decisions == len(self._rounds),
                 timeout_s,
             )
 
