@@ -138,3 +138,27 @@ def test_bad_adapt_settings_are_refused_in_one_line_before_anything_starts(
     with pytest.raises(ConfigError, match="not an empty folder"):
         LiveRecorder(store, model=fast_pkg, adapt={"out": tmp_path / "full"}, **common)
     assert not store.exists() and not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--adapt-out", "ad"], "--adapt-out needs --model"),
+        (["--model", "fast", "--adapt-steps", "3"], "--adapt-steps needs --adapt-out"),
+        (["--model", "fast", "--adapt-out", "ad", "--adapt-steps", "0"], "--adapt-steps must be"),
+    ],
+)
+def test_acquire_adapt_flags_are_checked_in_one_line(
+    flags: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tem_acq.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["acquire", "--simulated", "--out", "a.ome.zarr", *flags]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("tem-acq acquire: error: ") and message in line
+    assert not (tmp_path / "a.ome.zarr").exists() and not (tmp_path / "ad").exists()
