@@ -95,6 +95,23 @@ def acquire_arguments(parser: argparse.ArgumentParser) -> None:
         "consecutive frames every S seconds while the stage is still, into the store's rows "
         "(default 5; 0 turns it off)",
     )
+    parser.add_argument(
+        "--adapt-out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --model: adapt the model to this specimen during the acquisition (a "
+        "separate training process on raw frames of a still stage; candidate packages go to "
+        "this new folder) and swap the adapted model in only when it beats the live model on "
+        "frames held back from its training (off by default)",
+    )
+    parser.add_argument(
+        "--adapt-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --adapt-out: training steps of each adaptation round (default 300)",
+    )
     OVERWRITE.add(parser)
     JSON.add(parser, help="print the run summary as JSON")
     add_simulation_arguments(parser)
@@ -306,6 +323,7 @@ def run_acquire(args: argparse.Namespace) -> int:
             f"--quality-every-s must be >= 0 s (0 turns it off), got {args.quality_every_s}"
         )
     model = _model_before_the_microscope(args)
+    adapt = _adapt_settings(args, model)
     events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
     with _microscope(args) as settings:
         recorder = LiveRecorder(
@@ -316,6 +334,7 @@ def run_acquire(args: argparse.Namespace) -> int:
             policy=args.policy,
             overwrite=args.overwrite,
             quality_every_s=args.quality_every_s,
+            adapt=adapt,
             **settings,
         )
         with ctrl_c_stops() as stop, recorder, _progress(recorder, args.frames):
@@ -349,6 +368,22 @@ def _model_before_the_microscope(args: argparse.Namespace) -> Any:
     inputs = [package_folder(model)] if model is not None else []
     claim_output(args.out, overwrite=args.overwrite, parent_must_exist=True, inputs=inputs)
     return None if model is None else load_model(model, device=args.device)
+
+
+def _adapt_settings(args: argparse.Namespace, model: Any) -> dict[str, Any] | None:
+    """``--adapt-out`` and ``--adapt-steps`` as ``LiveRecorder(adapt=...)``; None when off."""
+    if args.adapt_out is None:
+        if args.adapt_steps is not None:
+            raise ConfigError("--adapt-steps needs --adapt-out DIR (where adapted models go)")
+        return None
+    if model is None:
+        raise ConfigError("--adapt-out needs --model (the model to adapt)")
+    if args.adapt_steps is not None and args.adapt_steps < 1:
+        raise ConfigError(f"--adapt-steps must be >= 1, got {args.adapt_steps}")
+    settings: dict[str, Any] = {"out": args.adapt_out}
+    if args.adapt_steps is not None:
+        settings["max_steps"] = args.adapt_steps
+    return settings
 
 
 def interrupted_message(command: str, store: Path, aborted: bool) -> str:
@@ -507,6 +542,7 @@ def _describe(path: Path, summary: Any) -> str:
         )
         lines.append(f"denoised {summary.denoised}, skipped {summary.skipped}; {lat}")
     lines += _describe_quality(summary.quality)
+    lines += _describe_adaptation(summary.adaptation)
     for error in summary.errors:
         lines.append(f"error recorded in the store: {error}")
     return "\n".join(lines)
@@ -537,6 +573,33 @@ def _describe_quality(quality: dict[str, Any] | None) -> list[str]:
         )
     if quality.get("warning"):
         lines.append(f"warning: {quality['warning']}")
+    return lines
+
+
+def _describe_adaptation(adaptation: dict[str, Any] | None) -> list[str]:
+    """The live adaptation's lines of the run summary (none when it was off)."""
+    if adaptation is None:
+        return []
+    lines = [
+        f"adaptation: {adaptation['frames_fed']} frames fed "
+        f"({adaptation['frames_dropped']} dropped for adaptation, none for recording), "
+        f"{adaptation['candidates']} candidate(s), {len(adaptation['swaps'])} swapped in, "
+        f"{adaptation['refused']} refused; candidates in {adaptation['out']}"
+    ]
+    for done in adaptation["rounds"]:
+        gain = done.get("gain_over_base_db") or {}
+        ci = gain.get("ci") or [None, None]
+        text = (
+            "n/a"
+            if gain.get("db") is None or None in ci
+            else f"{gain['db']:+.2f} dB [{ci[0]:.2f}, {ci[1]:.2f}]"
+        )
+        what = "swapped in" if done.get("swapped") else "kept the live model"
+        if "improved" not in done:
+            what = "stopped at the end of the acquisition before its result"
+        elif done.get("error"):
+            what = f"failed: {done['error']}"
+        lines.append(f"  round {done['round']}: gain over the live model {text}; {what}")
     return lines
 
 

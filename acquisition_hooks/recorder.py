@@ -43,6 +43,7 @@ from tem_acq.pipeline import (
 from tem_acq.schema import as_model
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
 
+from .live_adapt import AdaptLive, LiveAdapt, check_out
 from .live_quality import LiveQuality, LiveQualityOptions
 
 PassThrough = Literal["none", "raw", "denoised"]
@@ -59,6 +60,9 @@ _EXPOSURE_TOLERANCE = 0.01
 #: A first frame measuring more than this times the header's nominal dose (plus its Poisson
 #: noise) received more electrons than the beam delivers: a wrong dose rate or conversion.
 _DOSE_EXCESS = 1.2
+
+#: After an abort, how long the adaptation process may take to stop before it is terminated.
+ABORT_ADAPT_WAIT_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,13 @@ class LiveRecorder:
         computed in the background and written into the rows of the store); ``None`` or 0
         turns it off. Only with a model. A :class:`LiveQualityOptions` sets more (the largest
         share of the time the estimate may take, the largest crop).
+    adapt
+        Adapt the model to the specimen during the acquisition (:mod:`acquisition_hooks.live_adapt`,
+        off by default): an :class:`~acquisition_hooks.live_adapt.AdaptLive` or its fields as a
+        dict (at least ``out``, a new folder beside the store). Raw frames of a still stage go to
+        a separate training process; an adapted model is swapped in only when its paired gain
+        over the model in use, on frames held back from its training, has its 95 % interval
+        above 0 dB. Only with a model package.
     """
 
     def __init__(
@@ -137,8 +148,10 @@ class LiveRecorder:
         overwrite: bool = False,
         denoiser_timeout_s: float = DENOISER_TIMEOUT_S,
         quality_every_s: float | LiveQualityOptions | None = 5.0,
+        adapt: AdaptLive | Mapping[str, Any] | None = None,
     ) -> None:
         _check_pass_through(pass_through, model)
+        adapt_options = _adapt_options(adapt, model, store)
         quality = (
             quality_every_s
             if isinstance(quality_every_s, LiveQualityOptions)
@@ -200,6 +213,7 @@ class LiveRecorder:
             model_id=model_id,
             pair_observer=self._quality,
         )
+        self._adapt = self._live_adapt(adapt_options, model_id, device, batch, frame_shape)
         self._aborted = threading.Event()
         self._frame_shape: tuple[int, ...] | None = None
         self._frame_dtype: np.dtype | None = None
@@ -244,6 +258,44 @@ class LiveRecorder:
             report_error=lambda message: self._pipeline.record_error(message),
         )
 
+    def _live_adapt(
+        self,
+        options: AdaptLive | None,
+        model_id: dict[str, str] | None,
+        device: str,
+        batch: int,
+        frame_shape: tuple[int, int] | None,
+    ) -> LiveAdapt | None:
+        """The live adaptation, when asked for (the model is a package: checked first)."""
+        if options is None:
+            return None
+        if not _is_model_package(self._denoiser) or model_id is None:
+            raise ConfigError("adapt needs model= a model package (a name or a folder)")
+        source = Path(self._denoiser.source)  # type: ignore[union-attr]
+
+        def load(package: Path) -> Any:
+            from tem_acq.denoise import load_model
+
+            denoiser = load_model(package, device=device)
+            shape = self._frame_shape or frame_shape
+            if shape is not None:  # warmed up here, not in the denoiser's thread
+                denoiser.warmup((batch, *shape))
+            return denoiser
+
+        def swap(denoiser: Any, model: dict[str, str], details: Any, applied: Any) -> None:
+            self._pipeline.swap_denoiser(denoiser, model, details=details, on_applied=applied)
+
+        return LiveAdapt(
+            options,
+            init=source,
+            model_id=model_id,
+            counts_per_electron=self._cpe,
+            pixel_size_A=self.metadata.instrument.pixel_size_A,
+            load=load,
+            swap=swap,
+            report_error=self._pipeline.record_error,
+        )
+
     # -- what pycro-manager calls ---------------------------------------------------------
 
     def process(self, image: np.ndarray, metadata: Mapping[str, Any]) -> Any:
@@ -260,7 +312,10 @@ class LiveRecorder:
                 f"are safe in {self.path}. Start a new store for the new camera settings."
             )
             raise AcquisitionError(message)
-        self._pipeline.submit(frame, self._frame_record(frame, metadata))
+        record = self._frame_record(frame, metadata)
+        self._pipeline.submit(frame, record)
+        if self._adapt is not None:
+            self._adapt.offer(frame, record)
         if self._pass_through == "raw":
             return image, metadata
         if self._pass_through == "denoised":
@@ -301,6 +356,8 @@ class LiveRecorder:
         summary = self._closed_summary or self._pipeline.summary
         if self._quality is not None:
             summary.quality = self._quality.summary()
+        if self._adapt is not None:
+            summary.adaptation = self._adapt.summary()
         return summary
 
     @property
@@ -346,6 +403,8 @@ class LiveRecorder:
         if self._closed_summary is None:
             if self.aborted:
                 self._record_left_frames()
+            if self._adapt is not None:  # no swap from now on; the process is stopped
+                self._adapt.close(timeout_s=ABORT_ADAPT_WAIT_S if self.aborted else None)
             if self._quality is not None:  # its last estimate goes into the store first
                 self._quality.close()
             self._closed_summary = self._pipeline.close(aborted=self.aborted)
@@ -528,6 +587,20 @@ def _corrected_exposure(metadata: AcquisitionMetadata, exposure_ms: float) -> Ac
     fields["exposure_ms"] = exposure_ms
     fields["protocol"]["settings"]["stated_exposure_ms"] = metadata.exposure_ms
     return as_model(AcquisitionMetadata, fields, "invalid acquisition settings", StoreConfigError)
+
+
+def _adapt_options(
+    adapt: AdaptLive | Mapping[str, Any] | None, model: object, store: str | Path
+) -> AdaptLive | None:
+    """The validated adaptation settings (None: off); refused without a model or in the store."""
+    if adapt is None:
+        return None
+    fields = adapt.model_dump() if isinstance(adapt, AdaptLive) else dict(adapt)
+    options = as_model(AdaptLive, fields, "invalid live adaptation settings", ConfigError)
+    if model is None:
+        raise ConfigError("adapt needs a model: give model= the package to adapt")
+    check_out(options.out, Path(store))
+    return options
 
 
 def _check_pass_through(pass_through: str, model: object) -> None:

@@ -95,6 +95,14 @@ class FrameSink(Protocol):
         """
         ...
 
+    def record_model_swap(self, index: int, details: dict[str, Any]) -> None:
+        """Record that frame ``index`` is the first one a swapped-in model denoised.
+
+        Called only after :meth:`FramePipeline.swap_denoiser`: a sink for pipelines that never
+        swap may leave it out.
+        """
+        ...
+
     def mark_skipped(self, index: int, reason: str) -> None:
         """Record that raw frame ``index`` was not denoised, and why."""
         ...
@@ -176,6 +184,7 @@ class PipelineSummary:
     backpressure_waits: int = 0
     errors: list[str] = field(default_factory=list)
     quality: dict[str, Any] | None = None
+    adaptation: dict[str, Any] | None = None
 
     @property
     def fps(self) -> float:
@@ -196,7 +205,18 @@ class PipelineSummary:
             "backpressure_waits": self.backpressure_waits,
             "errors": list(self.errors),
             "quality": self.quality,
+            "adaptation": self.adaptation,
         }
+
+
+@dataclass(frozen=True)
+class _Swap:
+    """A model waiting to replace the live one (see :meth:`FramePipeline.swap_denoiser`)."""
+
+    denoiser: FrameDenoiser
+    model_id: dict[str, str] | None
+    details: dict[str, Any]
+    on_applied: Callable[[int], None] | None
 
 
 @dataclass
@@ -315,6 +335,7 @@ class FramePipeline:
         self._model_id = model_id
         self._observer = pair_observer
         self._last_done: DenoisedFrame | None = None  # the denoiser thread's latest frame
+        self._pending_swap: _Swap | None = None  # applied by the denoiser thread, between batches
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -506,6 +527,7 @@ class FramePipeline:
     def _denoise_loop(self) -> None:
         assert self._denoiser is not None
         while (batch := self._take_batch()) is not None:
+            model_id = self._apply_swap(batch[0].index)
             try:
                 stack = np.stack([p.frame for p in batch])
                 result = self._denoiser.denoise(
@@ -522,7 +544,7 @@ class FramePipeline:
                 self._stop_denoising(message, ValueError(message))
                 return
             out = np.asarray(result).astype(np.float32, copy=False)
-            if not self._deliver(batch, out):
+            if not self._deliver(batch, out, model_id):
                 return  # abandoned as stuck meanwhile: the result is not used
             self._show(batch[-1].index, out[-1])
             self._offer_pair(batch, out)
@@ -530,8 +552,31 @@ class FramePipeline:
                 self._busy_since = None
                 self._changed.notify_all()
 
-    def _deliver(self, batch: list[_Pending], out: np.ndarray) -> bool:
-        """Queue the batch's denoised frames; False if the denoiser was abandoned meanwhile."""
+    def _apply_swap(self, first_index: int) -> dict[str, str] | None:
+        """Swap in a waiting model before the batch starting at ``first_index``; its model id.
+
+        Runs in the denoiser thread, the only one that reads ``_denoiser`` for denoising or
+        ``_model_id``, so a batch is denoised and recorded by one model from start to end.
+        """
+        with self._lock:
+            swap, self._pending_swap = self._pending_swap, None
+            if swap is not None:
+                self._denoiser, self._model_id = swap.denoiser, swap.model_id
+                details = {**swap.details, "model": swap.model_id}
+                self._ops.append(("model_swap", (first_index, details)))
+                self._changed.notify_all()
+            model_id = self._model_id
+        if swap is not None and swap.on_applied is not None:
+            try:
+                swap.on_applied(first_index)
+            except Exception as exc:  # a caller's bookkeeping must not stop denoising
+                self.record_error(f"the model swap's callback failed: {exc!r}")
+        return model_id
+
+    def _deliver(
+        self, batch: list[_Pending], out: np.ndarray, model_id: dict[str, str] | None
+    ) -> bool:
+        """Queue the batch's frames (denoised by ``model_id``); False if abandoned meanwhile."""
         done = time.perf_counter()
         with self._lock:
             if self._denoiser_error is not None:
@@ -539,7 +584,7 @@ class FramePipeline:
             for p, denoised in zip(batch, out, strict=True):
                 latency = (done - p.submitted) * 1000.0
                 self._latencies.append(latency)
-                self._ops.append(("denoised", (p.index, denoised, latency)))
+                self._ops.append(("denoised", (p.index, denoised, latency, model_id)))
             self._in_flight = []
             self._changed.notify_all()
         return True
@@ -651,12 +696,15 @@ class FramePipeline:
                 self._summary.errors.append(payload)
             return
         if kind == "denoised":
-            index, frame, latency = payload
-            if self._model_id is None:
+            index, frame, latency, model_id = payload
+            if model_id is None:
                 self._sink.write_denoised(index, frame, latency)
             else:
-                self._sink.write_denoised(index, frame, latency, model=self._model_id)
+                self._sink.write_denoised(index, frame, latency, model=model_id)
             self._summary.denoised += 1
+        elif kind == "model_swap":
+            index, details = payload
+            self._sink.record_model_swap(index, details)
         elif kind == "quality":
             index, estimate = payload
             self._sink.record_quality(index, estimate)
@@ -675,7 +723,7 @@ class FramePipeline:
         with self._lock:
             if kind == "denoised":  # the frame still gets its row: skipped, and why
                 self._ops.appendleft(("skip", (payload[0], SKIP_NOT_STORED)))
-            if kind == "quality":  # an estimate is not worth stopping the denoiser for
+            if kind in ("quality", "model_swap"):  # not worth stopping the denoiser for
                 self._ops.appendleft(("error", f"{message} (frame {payload[0]})"))
             elif kind == "error":
                 self._summary.errors.append(f"{payload} (not stored: {exc!r})")
@@ -773,6 +821,34 @@ class FramePipeline:
             if self._writer.is_alive():
                 self._ops.append(("error", str(message)))
                 self._changed.notify_all()
+
+    def swap_denoiser(
+        self,
+        denoiser: FrameDenoiser,
+        model_id: dict[str, str] | None,
+        *,
+        details: dict[str, Any] | None = None,
+        on_applied: Callable[[int], None] | None = None,
+    ) -> None:
+        """Denoise with ``denoiser`` from the next batch on (from any thread).
+
+        The batch in progress finishes with the model it started with; the denoiser thread
+        swaps between batches, so no batch sees two models. The frames the new model denoises
+        record ``model_id``; the first of them gets a ``model_swap`` event in the store
+        (``sink.record_model_swap(index, {**details, "model": model_id})``), and
+        ``on_applied(index)`` is called from the denoiser thread. A second call before the
+        first is applied replaces it; a pipeline that stopped denoising never applies it.
+
+        Raises
+        ------
+        ConfigError
+            If the pipeline was created without a denoiser (there is nothing to swap).
+        """
+        if self._denoise_thread is None:
+            raise ConfigError("this pipeline records raw frames only: there is no model to swap")
+        with self._lock:
+            self._pending_swap = _Swap(denoiser, model_id, dict(details or {}), on_applied)
+            self._changed.notify_all()
 
     def record_quality(self, index: int, estimate: dict[str, Any]) -> None:
         """Queue a quality estimate for the row of frame ``index`` (from any thread).

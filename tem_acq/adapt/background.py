@@ -115,6 +115,11 @@ class BackgroundAdapter:
         """Whether an adaptation process is running now."""
         return self._process is not None and self._process.is_alive()
 
+    @property
+    def pid(self) -> int | None:
+        """The process id of the adaptation started last, until :meth:`poll` collects it."""
+        return None if self._process is None else self._process.pid
+
     def submit(self, frame: np.ndarray, *, stage_moved: bool = False) -> None:
         """Hand over one raw frame (copied); starts an adaptation once enough are collected.
 

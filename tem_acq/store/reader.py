@@ -68,6 +68,9 @@ class AcquisitionStore:
     aborted
         True when the acquisition was stopped early (Ctrl-C, ``LiveRecorder.abort``): the
         store was closed, complete up to its last frame.
+    model_swaps
+        The live model swaps (``LiveRecorder(adapt=...)``), as (index of the first frame the
+        new model denoised, the ``model_swap`` event's details) in log order.
     damage
         What the cheap check of opening found (missing or truncated shard files, lengths
         beyond what the log records), one line each; also in ``errors``.
@@ -91,6 +94,7 @@ class AcquisitionStore:
         self.closed = self.recovered = self.aborted = False
         self._closed_event: dict[str, Any] = {}
         self._rows: dict[int, dict[str, Any]] = {}
+        self.model_swaps: list[tuple[int, dict[str, Any]]] = []
         self._skipped: dict[int, str] = {}
         self._models: dict[int, dict[str, Any]] = {}
         self._quality: dict[int, dict[str, Any]] = {}
@@ -277,6 +281,8 @@ class AcquisitionStore:
                 estimate = event.get("estimate")
                 if isinstance(estimate, dict):
                     self._quality[index] = estimate
+            elif kind == "model_swap" and isinstance(index, int) and index < n:
+                self.model_swaps.append((index, {k: v for k, v in event.items() if k != "event"}))
             elif kind == "skipped" and isinstance(index, int) and index < n:
                 self._skipped[index] = str(event.get("reason", ""))
             elif kind == "error" and str(event.get("message", "")) not in self.errors:

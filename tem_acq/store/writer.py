@@ -482,6 +482,31 @@ class AcquisitionWriter:
                 ) from exc
             self._pending_events.append(line)
 
+    def record_model_swap(self, index: int, details: Mapping[str, Any]) -> None:
+        """Record that frame ``index`` is the first a swapped-in model denoised (next commit).
+
+        ``details`` (JSON-ready: the new model, why it was swapped in) go into a
+        ``model_swap`` event; each denoised row already names its own model.
+
+        Raises
+        ------
+        StoreError
+            If the writer is closed, ``index`` was never appended, or ``details`` is not JSON.
+        """
+        with self._lock:
+            self._check_open()
+            if not isinstance(index, int | np.integer) or not 0 <= index < self._appended:
+                raise StoreError(
+                    f"no raw frame with index {index} in {self.path} to attach a model swap to"
+                )
+            try:
+                line = json.dumps(
+                    {"event": "model_swap", "index": int(index), **dict(details)}, allow_nan=False
+                )
+            except (TypeError, ValueError) as exc:
+                raise StoreError(f"the model swap at frame {index} is not JSON: {exc}") from exc
+            self._pending_events.append(line)
+
     def mark_skipped(self, index: int, reason: str) -> None:
         """Record that raw frame ``index`` gets no denoised frame, and why.
 
