@@ -143,7 +143,12 @@ class BackgroundAdapter:
         self._buffer.clear()
         self._process = self._context.Process(
             target=_adapt_in_child,
-            args=(str(frames), str(folder / "candidate"), self.settings, self._stop),
+            args=(
+                str(frames),
+                str(folder / f"adapted-round-{self._round}"),
+                self.settings,
+                self._stop,
+            ),
             name="tem-acq-adapt",
             daemon=True,
         )
