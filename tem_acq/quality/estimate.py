@@ -271,7 +271,6 @@ class _Geometry:
     """How the second frame lies on the first, and the region both directions compare."""
 
     shift: tuple[float, float]
-    significance: float
     whole: tuple[int, int]
     rest: tuple[float, float]
     crop: int
@@ -294,7 +293,6 @@ class _Geometry:
         tiles = ((a.shape[0] - 2 * crop) // tile_px, (a.shape[1] - 2 * crop) // tile_px)
         return cls(
             shift=reg.shift,
-            significance=reg.significance,
             whole=whole,
             rest=(reg.dy - whole[0], reg.dx - whole[1]),
             crop=crop,
@@ -397,7 +395,6 @@ class _Comparison:
         self.geometry = geometry
         g = geometry
         ratio = float(a.mean() / b.mean())
-        self.ratio = ratio
         self.targets = (
             np.roll(b, (-g.whole[0], -g.whole[1]), axis=(0, 1)) * ratio,
             np.roll(a, g.whole, axis=(0, 1)) / ratio,
@@ -410,15 +407,20 @@ class _Comparison:
             equal, poisson = q * q / (1 + q * q), q / (1 + q)
             weights.append((0.5 * (equal + poisson), 0.5 * abs(equal - poisson)))
         self.weights = weights
-        self.diff = [self._residual_tiles(src, d) for d, src in enumerate((a, b))]
-        moved_a = _moved(a, self.rests[0])
-        self.mean_diff = g.tile_sums(moved_a - self.targets[0]) / g.tile_px**2
+        difference_a = self._difference(a, 0)
+        self.diff = [g.tile_sums(difference_a**2), self._residual_tiles(b, 1)]
+        self.mean_diff = g.tile_sums(difference_a) / g.tile_px**2
+        # the frames' difference energy per pixel, per tile, both directions averaged
+        self.diff_per_px = 0.5 * (self.diff[0] + self.diff[1]) / g.tile_px**2
         self.mean_tiles = 0.5 * (g.tile_sums(a) + g.tile_sums(b)) / g.tile_px**2
         self.kept = np.ones(g.tiles[0] * g.tiles[1], dtype=bool)
 
+    def _difference(self, image: np.ndarray, direction: int) -> np.ndarray:
+        """``image`` moved onto the other frame, minus that frame (scaled)."""
+        return _moved(image, self.rests[direction]) - self.targets[direction]
+
     def _residual_tiles(self, image: np.ndarray, direction: int) -> np.ndarray:
-        moved = _moved(image, self.rests[direction])
-        return self.geometry.tile_sums((moved - self.targets[direction]) ** 2)
+        return self.geometry.tile_sums(self._difference(image, direction) ** 2)
 
     def unchanged_tiles(self) -> tuple[np.ndarray, list[str], list[str]]:
         """The tiles where the field did not change, and the notes or problems about the rest.
@@ -430,7 +432,7 @@ class _Comparison:
         # the spread a tile's mean difference has from noise alone, allowing for noise correlated
         # over a few pixels (as a scintillator's is): bounds the robust spread when many tiles
         # changed and inflate it
-        noise = NOISE_CORRELATION * np.sqrt(0.5 * (self.diff[0] + self.diff[1]) / n / n)
+        noise = NOISE_CORRELATION * np.sqrt(self.diff_per_px / n)
         changed = _outliers(self.mean_diff, floor=noise) | self._excess_energy()
         share = float(changed.mean())
         if share > MAX_CHANGED_TILES:
@@ -451,8 +453,7 @@ class _Comparison:
 
     def _excess_energy(self) -> np.ndarray:
         """Tiles whose difference energy exceeds what their brightness predicts for noise."""
-        n = self.geometry.tile_px**2
-        q = 0.5 * (self.diff[0] + self.diff[1]) / n
+        q = self.diff_per_px
         design = np.stack([np.ones_like(self.mean_tiles), self.mean_tiles], axis=1)
         coef, *_ = np.linalg.lstsq(design, q, rcond=None)
         residual = q - design @ coef
