@@ -14,15 +14,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
+from tem_acq.denoise.card import Detector
 from tem_acq.errors import ConfigError, TemAcqError
 
 #: Stage steps (micrometres) below this between two frames are read as "the stage did not move".
 STAGE_TOLERANCE_UM = 1e-3
-#: Detector kinds a model card knows.
-DETECTOR_KINDS = ("counting", "integrating")
+#: Detector kinds a model card knows (its ``Detector`` type, the one list).
+DETECTOR_KINDS: tuple[str, ...] = get_args(Detector)
 
 
 @dataclass
