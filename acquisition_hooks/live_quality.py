@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from tem_acq.pipeline import DenoisedFrame
+from tem_acq.quality import saturation_electrons
 from tem_acq.schema import StrictModel
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,7 @@ class LiveQuality:
         b = second.raw[rows, cols].astype(np.float64) / self._cpe
         fa = first.electrons[rows, cols].astype(np.float64)
         fb = second.electrons[rows, cols].astype(np.float64)
-        saturation = None
-        if first.raw.dtype.kind in "ui":
-            saturation = float(np.iinfo(first.raw.dtype).max) / self._cpe
-        return a, b, fa, fb, saturation
+        return a, b, fa, fb, saturation_electrons(first.raw.dtype, self._cpe)
 
     # -- the estimate's thread ------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from tem_acq.denoise.card import Detector
 from tem_acq.errors import ConfigError, TemAcqError
+from tem_acq.quality import saturation_electrons
 
 #: Stage steps (micrometres) below this between two frames are read as "the stage did not move".
 STAGE_TOLERANCE_UM = 1e-3
@@ -74,9 +75,7 @@ class FrameSeries:
     @property
     def saturation_e(self) -> float | None:
         """The camera's saturation level in electrons (integer frames), else ``None``."""
-        if self.counts.dtype.kind not in "iu":
-            return None
-        return float(np.iinfo(self.counts.dtype).max) / self.counts_per_electron
+        return saturation_electrons(self.counts.dtype, self.counts_per_electron)
 
 
 def frames_sha256(frames: np.ndarray) -> str:

@@ -30,7 +30,7 @@ from tem_acq.denoise.normalization import counts_to_electrons
 from tem_acq.errors import StoreError, TemAcqError
 from tem_acq.evaluate.loop import json_ready
 from tem_acq.evaluate.runner import tta_mode
-from tem_acq.quality import PairEstimate, estimate_pair, summarize
+from tem_acq.quality import PairEstimate, estimate_pair, saturation_electrons, summarize
 
 if TYPE_CHECKING:
     from tem_acq.denoise import Denoiser
@@ -55,16 +55,6 @@ class FrameSource(Protocol):
     def __len__(self) -> int: ...  # pragma: no cover
 
     def __getitem__(self, index: int) -> Any: ...  # pragma: no cover
-
-
-def saturation_electrons(dtype: np.dtype[Any], counts_per_electron: float) -> float | None:
-    """The saturation level in electrons of frames of ``dtype`` (integer: its maximum count).
-
-    Floating-point frames have no known saturation (``None``).
-    """
-    if np.dtype(dtype).kind not in "iu":
-        return None
-    return float(np.iinfo(dtype).max) / counts_per_electron
 
 
 def output_names(tta: bool) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from tem_acq.quality.estimate import (
     estimate_frames,
     estimate_pair,
     gain,
+    saturation_electrons,
     summarize,
 )
 from tem_acq.quality.results import Estimate, Gain, PairEstimate
@@ -28,5 +29,6 @@ __all__ = [
     "estimate_frames",
     "estimate_pair",
     "gain",
+    "saturation_electrons",
     "summarize",
 ]

@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -147,6 +148,17 @@ def estimate_pair(
     stats.update({name: comparison.stat(*pair) for name, pair in images.items()})
     peak = _peak(filtered[0], geometry)
     return _result(comparison, stats, peak, sigma if gaussian else None, notes, seed, n_boot)
+
+
+def saturation_electrons(dtype: np.dtype[Any], counts_per_electron: float) -> float | None:
+    """The saturation level in electrons of frames of ``dtype`` (integer: its maximum count).
+
+    The ``saturation_e`` to give :func:`estimate_pair` for raw camera frames; floating-point
+    frames have no known saturation (``None``).
+    """
+    if np.dtype(dtype).kind not in "iu":
+        return None
+    return float(np.iinfo(dtype).max) / counts_per_electron
 
 
 def estimate_frames(
