@@ -138,20 +138,38 @@ MAY_IMPORT: dict[str, set[str]] = {
     "schema": {"errors"},
     "outputs": {"errors", "store"},  # the kind of a store it may replace (store_kind, lazily)
     "registration": {"errors"},
-    "sim": {"errors", "schema"},
+    "detector": {"errors", "schema"},
+    "sim": {"detector", "errors", "schema"},
     "metrics": {"errors", "denoise"},  # the one dihedral transform, for the flip metric
     "quality": {"errors", "metrics", "registration"},
-    "store": {"errors", "schema", "outputs"},
-    "denoise": {"errors", "schema", "outputs", "store"},  # provenance is store metadata
-    "pipeline": {"errors", "quality"},
-    "pairs": {"errors", "schema", "registration", "sim", "store", "denoise"},
-    "evaluate": {"errors", "metrics", "registration", "quality", "pairs", "denoise"},
-    "train": {"errors", "schema", "outputs", "metrics", "registration", "pairs", "denoise"},
+    "store": {"detector", "errors", "schema", "outputs"},
+    "denoise": {"detector", "errors", "schema", "outputs", "store"},  # provenance is store metadata
+    "pipeline": {"detector", "errors", "quality"},
+    "pairs": {"detector", "errors", "schema", "registration", "sim", "store", "denoise"},
+    "evaluate": {"detector", "errors", "metrics", "registration", "quality", "pairs", "denoise"},
+    "train": {
+        "detector",
+        "errors",
+        "schema",
+        "outputs",
+        "metrics",
+        "registration",
+        "pairs",
+        "denoise",
+    },
     "viewer": {"errors", "store"},
     "report": {"errors", "outputs", "store", "viewer"},
     # fine-tuning on the user's frames: the training loop, judged by the quality estimate
     "adapt": {
-        "errors", "outputs", "registration", "store", "denoise", "pairs", "train", "quality",
+        "detector",
+        "errors",
+        "outputs",
+        "registration",
+        "store",
+        "denoise",
+        "pairs",
+        "train",
+        "quality",
     },
 }
 
@@ -165,18 +183,23 @@ def _core_imports(path: Path, root: Path) -> set[str]:
             if names[0] == "tem_acq" and len(names) > 1:
                 parts.add(names[1])
             elif node.module == "tem_acq":  # ``from tem_acq import metrics`` or __version__
-                parts |= {a.name for a in node.names if (root / a.name).exists()
-                          or (root / f"{a.name}.py").exists()}
+                parts |= {
+                    a.name
+                    for a in node.names
+                    if (root / a.name).exists() or (root / f"{a.name}.py").exists()
+                }
         elif isinstance(node, ast.Import):
-            parts |= {a.name.split(".")[1] for a in node.names
-                      if a.name.startswith("tem_acq.")}
+            parts |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tem_acq.")}
     return parts
 
 
 def test_each_part_of_the_core_imports_only_the_parts_below_it() -> None:
     root = Path(tem_acq.__file__).parent
-    found = {p.stem if p.parent == root else p.relative_to(root).parts[0]: set()
-             for p in root.glob("*") if p.suffix == ".py" or (p / "__init__.py").exists()}
+    found = {
+        p.stem if p.parent == root else p.relative_to(root).parts[0]: set()
+        for p in root.glob("*")
+        if p.suffix == ".py" or (p / "__init__.py").exists()
+    }
     found.pop("__init__", None)
     assert set(found) == set(MAY_IMPORT) | {"cli"}, "a new part: give it a row in MAY_IMPORT"
     offenders = []
