@@ -85,6 +85,7 @@ METRIC_HELP = {
     "mean_shift_pct": "change of the mean electrons by the filter (%)",
     "mean_error_pct": "mean vs the reference's mean (%)",
     "vacuum_structure_ratio": "low-pass residual in vacuum vs raw (<= 1.2: flat)",
+    "vacuum_mean_error_pct": "mean in vacuum vs the true dose there (%)",
     "vacuum_max_z": "largest local low-pass residual in vacuum, in noise rms (<= 5)",
     "flip_max_db": "max PSNR change over the 8 flips/rotations (dB)",
     "gaussian_sigma_px": "the oracle Gaussian's sigma (px)",
@@ -492,6 +493,11 @@ class _Metrics:
             return
         # The vacuum check needs a clean reference: truth, else the long exposure.
         vref = frame.truth if frame.truth is not None else frame.long
+        if frame.truth is not None:
+            # the dose the vacuum received is known only with the simulator's truth
+            for who, img in (("raw", frame.raw), ("model", frame.model)):
+                error = M.mean_error_pct(img[vacuum], frame.truth[vacuum])
+                self.add(dose, "vacuum_mean_error_pct", who, error)
         for who, img in (("model", frame.model), ("gaussian", frame.gauss)):
             vc = M.vacuum_structure(img, frame.raw, vref, vacuum)
             if vc is not None:
