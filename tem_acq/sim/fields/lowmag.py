@@ -288,13 +288,16 @@ def _noise_key(rng: np.random.Generator) -> int:
 
 
 def _holey_coverage(recipe: LowMagRecipe, grid: _Grid, rng: np.random.Generator) -> F64:
-    """Film coverage in [0, 1] of a film with 1-3 round holes (rough rims) crossing the field."""
+    """Film coverage in [0, 1] of a film with 1-3 round holes (rough rims) near the field."""
     c = grid.coordinates_A()
     coverage = np.ones((grid.n, grid.n))
     side = grid.size * grid.pixel_size_A
     for _ in range(int(rng.integers(1, 4))):
         radius = 10.0 * _log_uniform(recipe.hole_radius_nm, rng)
-        hx, hy = rng.uniform(-0.7 * radius, side + 0.7 * radius, 2)
+        # the rim passes within 0.7 field sides of the field's centre, on either side
+        offset = max(radius + rng.uniform(-0.7, 0.7) * side, 0.0)
+        angle = rng.uniform(0.0, 2.0 * math.pi)
+        hx, hy = side / 2 + offset * math.cos(angle), side / 2 + offset * math.sin(angle)
         harmonics = np.arange(2, 7)
         amps = 0.02 / harmonics * rng.standard_normal(harmonics.size)
         phases = rng.uniform(0.0, 2.0 * math.pi, harmonics.size)
