@@ -7,8 +7,9 @@ One field is made in five steps, each drawn from a :class:`LowMagRecipe` with th
    near focus, overfocus), focal spread and beam convergence (the partial-coherence envelopes);
 2. **support**: a continuous film, a holey film (round holes with rough rims) or a lacey film
    (strands along the zero set of a smooth random field), 5-30 nm of amorphous carbon whose
-   projected thickness varies smoothly (a fractal field) and finely (the count of carbon atoms
-   in each simulation pixel is random: the amorphous texture, whose spectrum the optics shape);
+   projected thickness varies smoothly (a fractal field), with its surfaces' nm-scale
+   roughness, and finely (the count of carbon atoms in each simulation pixel is random): the
+   amorphous texture, whose spectrum the optics shape;
    holes hold nothing at all;
 3. **particles**: shapes (:mod:`._shapes`, exact projected thicknesses) of one or two
    materials (:mod:`._materials`), sized to span ``particle_span_px`` detector pixels;
@@ -108,6 +109,8 @@ class LowMagRecipe(StrictModel):
         Probability that a particle centred over a hole is kept there (else it is moved).
     film_thickness_nm, film_variation
         Nominal carbon thickness and the rms of its smooth relative variation (ranges).
+    film_roughness_nm, roughness_length_nm
+        Rms of the film's surface roughness (both faces together) and its correlation length.
     hole_radius_nm
         Radius of the round holes of a holey film; lacey strands are spaced alike.
     defocus_nm
@@ -136,6 +139,8 @@ class LowMagRecipe(StrictModel):
     over_holes: float = Field(default=0.15, ge=0.0, le=1.0)
     film_thickness_nm: Range = (5.0, 30.0)
     film_variation: Range = (0.03, 0.2)
+    film_roughness_nm: Range = (0.2, 1.0)
+    roughness_length_nm: Range = (1.5, 6.0)
     hole_radius_nm: Range = (150.0, 1200.0)
     defocus_nm: tuple[tuple[FiniteFloat, FiniteFloat, PositiveFloat], ...] = (
         (-5000.0, -200.0, 0.8),
@@ -177,6 +182,8 @@ class LowMagRecipe(StrictModel):
             "particle_span_px": (1.0, 4096.0),
             "film_thickness_nm": (0.0, 500.0),
             "film_variation": (0.0, 1.0),
+            "film_roughness_nm": (0.0, 50.0),
+            "roughness_length_nm": (0.1, 1000.0),
             "hole_radius_nm": (1.0, 1e5),
             "pixel_size_A": (0.5, 1000.0),
             "cs_mm": (0.0, 10.0),
@@ -336,13 +343,21 @@ def _lacey_coverage(recipe: LowMagRecipe, grid: _Grid, rng: np.random.Generator)
 def _film_thickness_A(
     recipe: LowMagRecipe, grid: _Grid, coverage: F64, rng: np.random.Generator
 ) -> tuple[F64, dict[str, float]]:
-    """Projected carbon thickness (Å): smooth variation plus the atom-count texture; 0 in holes."""
+    """Projected carbon thickness (Å), 0 in holes.
+
+    Three parts: a smooth relative variation (a fractal field 80-400 nm across), the surface
+    roughness (nm scale), and the random count of carbon atoms in each simulation pixel.
+    """
     nominal = 10.0 * rng.uniform(*recipe.film_thickness_nm)
     variation = rng.uniform(*recipe.film_variation)
     spacing_A = 10.0 * rng.uniform(80.0, 400.0)
+    roughness_A = 10.0 * rng.uniform(*recipe.film_roughness_nm)
+    length_A = 10.0 * rng.uniform(*recipe.roughness_length_nm)
     idx = np.arange(grid.n, dtype=np.float64)
     smooth = fractal_noise(_noise_key(rng), idx, idx, spacing_A / grid.step_A, 4)
-    t = nominal * np.maximum(1.0 + variation * smooth, 0.2) * coverage
+    rough = fractal_noise(_noise_key(rng), idx, idx, 2.0 * length_A / grid.step_A, 2)
+    t = np.maximum(nominal * (1.0 + variation * smooth) + roughness_A * rough, 0.2 * nominal)
+    t *= coverage
     # atoms per simulation pixel are random (Gaussian limit of Poisson): var(t) = t / (n a)
     sigma = np.sqrt(t / (CARBON_ATOMS_PER_A3 * grid.step_A**2))
     t = np.maximum(t + sigma * rng.standard_normal(t.shape), 0.0)
@@ -350,6 +365,8 @@ def _film_thickness_A(
         "film_thickness_nm": nominal / 10.0,
         "film_variation": variation,
         "film_variation_spacing_nm": spacing_A / 10.0,
+        "film_roughness_nm": roughness_A / 10.0,
+        "roughness_length_nm": length_A / 10.0,
     }
     return t, settings
 
