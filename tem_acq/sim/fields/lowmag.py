@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -253,11 +254,14 @@ def _draw_optics(recipe: LowMagRecipe, rng: np.random.Generator) -> dict[str, fl
     }
 
 
-def _window(n: int) -> F64:
+@lru_cache(maxsize=8)
+def _window(n: int) -> NDArray[np.float32]:
     """Smooth band limit of the simulation grid: flat to half its Nyquist, cos^2 to 0 at it."""
     g = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :]) / 0.5
     taper = np.cos(0.5 * math.pi * np.clip((g - 0.5) / 0.5, 0.0, 1.0)) ** 2
-    return np.asarray(taper, np.float64)
+    out = taper.astype(np.float32)
+    out.setflags(write=False)
+    return out
 
 
 def reach_A(optics: dict[str, float], step_A: float) -> float:
@@ -304,27 +308,42 @@ def _holey_coverage(recipe: LowMagRecipe, grid: _Grid, rng: np.random.Generator)
         # the rim passes within 0.7 field sides of the field's centre, on either side
         offset = max(radius + rng.uniform(-0.7, 0.7) * side, 0.0)
         angle = rng.uniform(0.0, 2.0 * math.pi)
-        hx, hy = side / 2 + offset * math.cos(angle), side / 2 + offset * math.sin(angle)
+        centre = (side / 2 + offset * math.cos(angle), side / 2 + offset * math.sin(angle))
         harmonics = np.arange(2, 7)
         amps = 0.02 / harmonics * rng.standard_normal(harmonics.size)
         phases = rng.uniform(0.0, 2.0 * math.pi, harmonics.size)
-        reach = radius * (1.0 + np.abs(amps).sum()) + 2.0 * grid.step_A
-        ix = np.flatnonzero(np.abs(c - hx) <= reach)
-        iy = np.flatnonzero(np.abs(c - hy) <= reach)
-        if ix.size == 0 or iy.size == 0:
-            continue
-        sy, sx = slice(iy[0], iy[-1] + 1), slice(ix[0], ix[-1] + 1)
-        dx, dy = c[sx][None, :] - hx, c[sy][:, None] - hy
-        theta = np.arctan2(dy, dx)
-        rim = radius * (
-            1.0
-            + sum(
-                a * np.cos(k * theta + p) for k, a, p in zip(harmonics, amps, phases, strict=True)
-            )
-        )
-        edge_px = (np.hypot(dx, dy) - rim) / grid.step_A
-        np.minimum(coverage[sy, sx], np.clip(edge_px + 0.5, 0.0, 1.0), out=coverage[sy, sx])
+        _cut_hole(coverage, c, centre, radius, (harmonics, amps, phases), grid.step_A)
     return coverage
+
+
+def _cut_hole(
+    coverage: F64,
+    c: F64,
+    centre: tuple[float, float],
+    radius: float,
+    rim: tuple[NDArray[np.int64], F64, F64],
+    step_A: float,
+) -> None:
+    """Set ``coverage`` to 0 inside one hole, with a one-pixel anti-aliased rough rim."""
+    harmonics, amps, phases = rim
+    wobble = radius * float(np.abs(amps).sum()) + 2.0 * step_A
+    ix = np.flatnonzero(np.abs(c - centre[0]) <= radius + wobble)
+    iy = np.flatnonzero(np.abs(c - centre[1]) <= radius + wobble)
+    if ix.size == 0 or iy.size == 0:
+        return
+    box = (slice(iy[0], iy[-1] + 1), slice(ix[0], ix[-1] + 1))
+    dx, dy = c[box[1]][None, :] - centre[0], c[box[0]][:, None] - centre[1]
+    distance = np.hypot(dx, dy)
+    coverage[box][distance < radius - wobble] = 0.0
+    near = np.abs(distance - radius) <= wobble  # the rim's band: only there the angle matters
+    theta = np.arctan2(
+        np.broadcast_to(dy, distance.shape)[near], np.broadcast_to(dx, distance.shape)[near]
+    )
+    edge = radius * (
+        1.0 + (amps[:, None] * np.cos(np.outer(harmonics, theta) + phases[:, None])).sum(0)
+    )
+    cut = np.clip((distance[near] - edge) / step_A + 0.5, 0.0, 1.0)
+    coverage[box][near] = np.minimum(coverage[box][near], cut)
 
 
 def _lacey_coverage(recipe: LowMagRecipe, grid: _Grid, rng: np.random.Generator) -> F64:
