@@ -248,3 +248,30 @@ def test_bad_size_is_refused_in_one_line(size: object) -> None:
     with pytest.raises(ConfigError, match="size") as info:
         lowmag_field(LOWMAG_TRAIN, size, np.random.default_rng(0))  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", [LOWMAG_TRAIN, LOWMAG_INDEPENDENT], ids=lambda r: r.name)
+def test_many_fields_keep_the_contract(recipe: LowMagRecipe) -> None:
+    supports: set[str] = set()
+    flat_vacuum = 0
+    for seed in range(16):
+        field = lowmag_field(recipe, 256, np.random.default_rng(seed))
+        settings = field.settings
+        json.dumps(settings)
+        assert np.isfinite(field.intensity).all() and field.intensity.min() >= 0
+        assert recipe.pixel_size_A[0] <= field.pixel_size_A <= recipe.pixel_size_A[1]
+        assert settings["voltage_kv"] in recipe.voltages_kv
+        supports.add(str(settings["support"]))
+        for p in settings["particles"]:
+            assert p["shape"] in recipe.shapes and p["material"] in recipe.materials
+            lo, hi = recipe.particle_span_px
+            assert lo <= p["size_px"] <= hi
+        reach = math.ceil(settings["reach_px"]) + 4
+        far = _far_from(field.vacuum, reach)
+        far[:reach] = far[-reach:] = far[:, :reach] = far[:, -reach:] = False
+        if far.any():
+            flat_vacuum += 1
+            assert np.abs(field.intensity[far] - 1.0).max() < 1e-3
+        assert not (field.vacuum & field.particles).any()
+    assert supports == set(recipe.supports) and flat_vacuum >= 3
