@@ -239,7 +239,7 @@ def test_independent_recipe_never_draws_a_train_shape_material_or_voltage() -> N
 def test_bad_recipe_is_refused_in_one_line(change: dict[str, object], named: str) -> None:
     recipe = {**_recipe().model_dump(), **change}
     with pytest.raises(ConfigError, match=named) as info:
-        lowmag_field(recipe, 64, np.random.default_rng(0))  # type: ignore[arg-type]
+        lowmag_field(recipe, 64, np.random.default_rng(0))
     assert "\n" not in str(info.value) and "invalid low-mag recipe" in str(info.value)
 
 

@@ -31,6 +31,7 @@ never draws, so a model judged on it meets specimens and optics it has never see
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -107,7 +108,8 @@ class LowMagRecipe(StrictModel):
     max_coverage
         Largest share of the field the particles' outlines may cover (about).
     over_holes
-        Probability that a particle centred over a hole is kept there (else it is moved).
+        Probability that a particle is placed anywhere, holes included; the others are
+        placed on film (and dropped when there is hardly any).
     film_thickness_nm, film_variation
         Nominal carbon thickness and the rms of its smooth relative variation (ranges).
     film_roughness_nm, roughness_length_nm
@@ -555,13 +557,17 @@ def _field_choices(weights: dict[str, float], rng: np.random.Generator, most: in
 def _place(
     grid: _Grid, coverage: F64, extent: float, over_holes: float, rng: np.random.Generator
 ) -> tuple[float, float] | None:
-    """A centre (Å) near the field; one over a hole is kept with probability ``over_holes``."""
+    """A centre (Å) near the field: anywhere with probability ``over_holes``, else on film.
+
+    A particle bound for the film that finds none in 8 tries is dropped (``None``).
+    """
     side = grid.size * grid.pixel_size_A
+    anywhere = rng.random() < over_holes
     for _ in range(8):
         x, y = rng.uniform(-0.5 * extent, side + 0.5 * extent, 2)
         i = min(max(int((y / grid.step_A) + grid.apron * grid.sub), 0), grid.n - 1)
         j = min(max(int((x / grid.step_A) + grid.apron * grid.sub), 0), grid.n - 1)
-        if coverage[i, j] >= 0.5 or rng.random() < over_holes:
+        if anywhere or coverage[i, j] >= 0.5:
             return float(x), float(y)
     return None
 
@@ -671,7 +677,9 @@ def _check_size(size: int) -> int:
     return int(size)
 
 
-def lowmag_field(recipe: LowMagRecipe, size: int, rng: np.random.Generator) -> TemField:
+def lowmag_field(
+    recipe: LowMagRecipe | Mapping[str, Any], size: int, rng: np.random.Generator
+) -> TemField:
     """One noise-free low-magnification field drawn from ``recipe``.
 
     Parameters
