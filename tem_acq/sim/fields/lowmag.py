@@ -142,7 +142,7 @@ class LowMagRecipe(StrictModel):
     over_holes: float = Field(default=0.15, ge=0.0, le=1.0)
     film_thickness_nm: Range = (5.0, 30.0)
     film_variation: Range = (0.03, 0.2)
-    film_roughness_nm: Range = (0.2, 1.0)
+    film_roughness_nm: Range = (0.2, 2.0)
     roughness_length_nm: Range = (1.5, 6.0)
     hole_radius_nm: Range = (150.0, 1200.0)
     defocus_nm: tuple[tuple[FiniteFloat, FiniteFloat, PositiveFloat], ...] = (
