@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tem_acq.detector import DetectorModel
 from tem_acq.errors import AcquisitionError, ConfigError, StoreConfigError
 from tem_acq.outputs import claim_output
 from tem_acq.pipeline import (
@@ -79,7 +80,17 @@ class LiveRecorder:
         Pixel size at the specimen (angstrom, > 0), the camera's conversion factor (> 0) and
         the frames' exposure (ms): validated now, before the first frame.
     voltage_kV, camera, detector, dose_rate_e_per_px_per_s, description
-        Further metadata for the store.
+        Further metadata for the store (``detector``: the detector's kind, ``"counting"`` or
+        ``"integrating"``, if known).
+    detector_model
+        Your camera's calibration as a :class:`~tem_acq.detector.DetectorModel` (or its fields
+        as a dict; electrons: read noise and offset in counts over the counts per electron),
+        written into the store's header. Without it a known ``detector`` kind stands for its
+        default model (:data:`tem_acq.detector.DEFAULT_MODELS`). The model and ``binning`` go to
+        the denoiser (when it takes them) and give every row its ``corrected_dose_e_per_px``;
+        each row also holds its raw mean (``raw_mean_e_per_px``).
+    binning
+        The camera's binning (``pixel_size_A`` is per binned pixel).
     model
         A model package name (``"default"``), a path, an already loaded denoiser, or ``None``
         to record raw frames only.
@@ -134,6 +145,8 @@ class LiveRecorder:
         voltage_kV: float = 200.0,
         camera: str = "camera",
         detector: str | None = None,
+        detector_model: DetectorModel | Mapping[str, Any] | None = None,
+        binning: int = 1,
         dose_rate_e_per_px_per_s: float | None = None,
         description: str | None = None,
         simulated: bool = False,
@@ -174,6 +187,8 @@ class LiveRecorder:
                 "name": camera,
                 "counts_per_electron": counts_per_electron,
                 "detector_kind": detector,
+                "detector_model": detector_model,
+                "binning": binning,
             },
             "exposure_ms": exposure_ms,
             "dose_rate_e_per_px_per_s": dose_rate_e_per_px_per_s,
@@ -212,6 +227,8 @@ class LiveRecorder:
             on_denoised=self._remember_denoised,
             model_id=model_id,
             pair_observer=self._quality,
+            detector=self.metadata.camera.detector_model or self.metadata.camera.detector_kind,
+            binning=self.metadata.camera.binning,
         )
         self._adapt = self._live_adapt(adapt_options, model_id, device, batch, frame_shape)
         self._aborted = threading.Event()
@@ -463,12 +480,14 @@ class LiveRecorder:
         if frame_id is not None:
             extra["sim_frame_id"] = int(frame_id)
         timestamp, elapsed_ms = self._clock.read(metadata)
+        raw_mean = _raw_mean(frame, self._cpe)
         record = FrameRecord(
             timestamp=timestamp,
             elapsed_ms=elapsed_ms,
             exposure_ms=exposure if exposure and exposure > 0 else None,
             # measured from the frame: cheap, and right whatever the metadata says
-            dose_e_per_px=_measured_dose(frame, self._cpe),
+            dose_e_per_px=None if raw_mean is None else max(raw_mean, 0.0),
+            raw_mean_e_per_px=raw_mean,
             stage_x_um=_number(metadata, _STAGE_X_KEYS),
             stage_y_um=_number(metadata, _STAGE_Y_KEYS),
             extra=extra,
@@ -639,13 +658,13 @@ def _model_folder(model: object) -> list[Path]:
     return [package_folder(model)]
 
 
-def _measured_dose(frame: np.ndarray, counts_per_electron: float) -> float | None:
-    """The frame's mean electrons per pixel (>= 0), or None when it is not a number.
+def _raw_mean(frame: np.ndarray, counts_per_electron: float) -> float | None:
+    """The frame's mean electrons per pixel, or None when it is not a number.
 
     A frame with NaN or infinite pixels is still recorded as it came; its dose is unknown.
     """
-    dose = float(frame.mean()) / counts_per_electron
-    return max(dose, 0.0) if math.isfinite(dose) else None
+    mean = float(frame.mean()) / counts_per_electron
+    return mean if math.isfinite(mean) else None
 
 
 def _load_denoiser(

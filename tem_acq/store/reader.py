@@ -98,6 +98,7 @@ class AcquisitionStore:
         self._skipped: dict[int, str] = {}
         self._models: dict[int, dict[str, Any]] = {}
         self._quality: dict[int, dict[str, Any]] = {}
+        self._denoised_dose: dict[int, float] = {}
         self._log_problems: list[str] = []
         self._log_read = self._read_log()
         self.damage = self._find_damage()
@@ -147,6 +148,8 @@ class AcquisitionStore:
                 "model": self._row_model(index),
                 "quality": self._quality.get(index),
             }
+            if index in self._denoised_dose:  # a denoised frame's dose is its own mean
+                row["corrected_dose_e_per_px"] = self._denoised_dose[index]
             what = f"{self.path}: the record of frame {index} is invalid (the store is damaged)"
             rows.append(as_model(FrameRow, row, what, StoreError))
         return rows
@@ -186,6 +189,8 @@ class AcquisitionStore:
             "elapsed_ms": floats("elapsed_ms"),
             "exposure_ms": floats("exposure_ms"),
             "dose_e_per_px": floats("dose_e_per_px"),
+            "raw_mean_e_per_px": floats("raw_mean_e_per_px"),
+            "corrected_dose_e_per_px": floats("corrected_dose_e_per_px"),
             "stage_x_um": floats("stage_x_um"),
             "stage_y_um": floats("stage_y_um"),
             "stage_z_um": floats("stage_z_um"),
@@ -277,6 +282,9 @@ class AcquisitionStore:
                 self._denoised[index] = event.get("latency_ms")
                 if isinstance(event.get("model"), dict):
                     self._models[index] = event["model"]
+                dose = event.get("corrected_dose_e_per_px")
+                if isinstance(dose, int | float) and not isinstance(dose, bool):
+                    self._denoised_dose[index] = float(dose)
             elif kind == "quality" and isinstance(index, int) and index < n:
                 estimate = event.get("estimate")
                 if isinstance(estimate, dict):

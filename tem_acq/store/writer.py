@@ -409,6 +409,8 @@ class AcquisitionWriter:
         model
             The model that denoised it (package name and sha256), recorded in its row.
 
+        The frame's mean (clipped at 0) becomes its row's ``corrected_dose_e_per_px``.
+
         Raises
         ------
         StoreError
@@ -439,6 +441,8 @@ class AcquisitionWriter:
             if latency_ms is not None and not latency_ms >= 0:
                 raise StoreError(f"latency_ms must be >= 0 (got {latency_ms}) for frame {index}")
             event: dict[str, Any] = {"event": "denoised", "index": index, "latency_ms": latency_ms}
+            # the denoised frame's mean is the frame's detector-corrected dose (schema 1.3)
+            event["corrected_dose_e_per_px"] = max(float(np.mean(array, dtype=np.float64)), 0.0)
             if model is not None:
                 what = f"invalid model for denoised frame {index}"
                 event["model"] = as_model(FrameModel, model, what, StoreError).model_dump()
