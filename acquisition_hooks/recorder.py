@@ -501,7 +501,8 @@ class LiveRecorder:
 
         The exposure the camera reports for the frame replaces a different one given to the
         recorder (the doses derived from it follow); the given value is kept in the protocol
-        settings as ``stated_exposure_ms``. A measured dose beyond what the header's dose rate
+        settings as ``stated_exposure_ms``. A measured dose (detector-corrected when the
+        detector is known) beyond what the header's dose rate
         can deliver is flagged: recorded as an error in the store and logged.
         """
         meta = self.metadata
@@ -514,6 +515,10 @@ class LiveRecorder:
                 first.exposure_ms, stated, first.exposure_ms, stated,
             )  # fmt: skip
         nominal, measured = self.metadata.dose_e_per_px, first.dose_e_per_px
+        correction = self._pipeline.dose_correction
+        if correction is not None and first.raw_mean_e_per_px is not None:
+            # an integrating camera's offset and clip raise the raw mean at low dose
+            measured = correction(first.raw_mean_e_per_px)
         if nominal is not None and measured is not None:
             limit = _DOSE_EXCESS * nominal + 5.0 * math.sqrt(3.0 * nominal / max(pixels, 1))
             if measured > limit:

@@ -971,6 +971,11 @@ class FramePipeline:
                 self._changed.notify_all()
 
     @property
+    def dose_correction(self) -> DoseCorrection | None:
+        """The corrected dose of a raw mean (the camera's detector model), or None if unknown."""
+        return self._dose_correction
+
+    @property
     def pending_frames(self) -> int:
         """Raw frames handed over and not yet written."""
         with self._lock:
