@@ -237,6 +237,7 @@ class LiveRecorder:
         self._closed_summary: PipelineSummary | None = None
         self._clock = _CameraClock()
         self._header_flags: list[str] = []  # recorded in the store once it exists
+        self._header_warnings = self._check_pixel_size()
 
     def _load_model(
         self,
@@ -259,6 +260,18 @@ class LiveRecorder:
                 update={"model": model_provenance(self._denoiser)}
             )
         return batch
+
+    def _check_pixel_size(self) -> list[str]:
+        """Warn once for this acquisition when its pixel size is outside the model's range.
+
+        The warning line is logged, warned (:class:`~tem_acq.errors.PixelSizeWarning`) and
+        recorded as a ``warning`` event in the store; recording goes on.
+        """
+        check = getattr(self._denoiser, "check_pixel_size", None)
+        if check is None:
+            return []
+        note = check(self.metadata.instrument.pixel_size_A)
+        return [] if note is None else [str(note)]
 
     def _live_quality(
         self, options: LiveQualityOptions, model_id: dict[str, str] | None
@@ -464,6 +477,8 @@ class LiveRecorder:
         )
         for flag in self._header_flags:
             writer.record_error(flag)
+        for warning in self._header_warnings:
+            writer.record_warning(warning)
         return writer
 
     def _frame_record(self, frame: np.ndarray, metadata: Mapping[str, Any]) -> FrameRecord:

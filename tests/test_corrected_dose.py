@@ -34,9 +34,11 @@ def record_low_dose(store: Path, **recorder: object) -> list[float]:
     ) as scope:
         assert scope.camera is not None
         settings = {**scope.recorder_settings(), **recorder}
+        events = [{"axes": {"time": i}, "exposure": EXPOSURE_MS} for i in range(FRAMES)]
         with LiveRecorder(store, exposure_ms=EXPOSURE_MS, model=None, **settings) as live:
-            with Acquisition(directory=None, show_display=False, **live.acquisition_kwargs()) as acq:
-                acq.acquire([{"axes": {"time": i}, "exposure": EXPOSURE_MS} for i in range(FRAMES)])
+            hooks = live.acquisition_kwargs()
+            with Acquisition(directory=None, show_display=False, **hooks) as acq:
+                acq.acquire(events)
         camera = scope.camera
         truths = []
         for row in open_store(store).frames:

@@ -76,6 +76,9 @@ class AcquisitionStore:
         beyond what the log records), one line each; also in ``errors``.
     errors
         Errors recorded during the acquisition, plus any damage found when reading.
+    warnings
+        Warnings recorded during the acquisition (``warning`` events: a pixel size outside
+        the model's trained range), schema 1.3.
     """
 
     def __init__(self, path: Path) -> None:
@@ -91,6 +94,7 @@ class AcquisitionStore:
                 expected=self._denoised.__contains__,
             )
         self.errors: list[str] = []
+        self.warnings: list[str] = []
         self.closed = self.recovered = self.aborted = False
         self._closed_event: dict[str, Any] = {}
         self._rows: dict[int, dict[str, Any]] = {}
@@ -240,6 +244,7 @@ class AcquisitionStore:
             "aborted": self.aborted,
             "damage": list(self.damage),
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
             "bytes_on_disk": _disk_usage(self.path),
         }
 
@@ -293,6 +298,8 @@ class AcquisitionStore:
                 self.model_swaps.append((index, {k: v for k, v in event.items() if k != "event"}))
             elif kind == "skipped" and isinstance(index, int) and index < n:
                 self._skipped[index] = str(event.get("reason", ""))
+            elif kind == "warning" and str(event.get("message", "")) not in self.warnings:
+                self.warnings.append(str(event.get("message", "")))
             elif kind == "error" and str(event.get("message", "")) not in self.errors:
                 # a commit retried after a failed write may log the same error again
                 self.errors.append(str(event.get("message", "")))

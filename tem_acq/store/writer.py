@@ -297,6 +297,7 @@ class AcquisitionWriter:
         self._pending_errors: list[str] = []
         self._pending_events: list[str] = []  # quality rows, out with the next commit
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def _create(
         self, compression: Compression, denoised_compression: Compression | None, overwrite: bool
@@ -545,6 +546,26 @@ class AcquisitionWriter:
             self.errors.append(text)
             self._pending_errors.append(
                 json.dumps({"event": "error", "time": _utc_now(), "message": text})
+            )
+            self._log_errors_now()
+
+    def record_warning(self, message: str) -> None:
+        """Record a warning in the store's event log (``tem-acq info`` lists it), at once.
+
+        For what makes the frames worse without being an error (a pixel size outside the
+        model's range): written like an error (:meth:`record_error`), as a ``warning`` event.
+
+        Raises
+        ------
+        StoreError
+            Only if the writer is closed.
+        """
+        with self._lock:
+            self._check_open()
+            text = str(message)
+            self.warnings.append(text)
+            self._pending_errors.append(
+                json.dumps({"event": "warning", "time": _utc_now(), "message": text})
             )
             self._log_errors_now()
 
