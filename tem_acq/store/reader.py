@@ -232,6 +232,14 @@ class AcquisitionStore:
             "magnification": meta.instrument.magnification,
             "camera": meta.camera.name,
             "counts_per_electron": meta.camera.counts_per_electron,
+            "binning": meta.camera.binning,
+            "detector_kind": meta.camera.detector_kind,
+            "detector_model": (
+                None
+                if meta.camera.detector_model is None
+                else meta.camera.detector_model.model_dump(mode="json")
+            ),
+            **self._dose_summary(),
             "simulated": meta.protocol.simulated,
             "denoised_frames": self.denoised_frames,
             "skipped": len(self._skipped),
@@ -247,6 +255,18 @@ class AcquisitionStore:
             "warnings": list(self.warnings),
             "bytes_on_disk": _disk_usage(self.path),
         }
+
+    def _dose_summary(self) -> dict[str, float | None]:
+        """Mean, min and max over the rows of the raw mean and the corrected dose (e-/px)."""
+        table = self.frame_table()
+        summary: dict[str, float | None] = {}
+        for name in ("raw_mean_e_per_px", "corrected_dose_e_per_px"):
+            values = table[name][np.isfinite(table[name])]
+            known = values.size > 0
+            summary[name] = float(values.mean()) if known else None
+            summary[f"{name}_min"] = float(values.min()) if known else None
+            summary[f"{name}_max"] = float(values.max()) if known else None
+        return summary
 
     def __enter__(self) -> AcquisitionStore:
         return self
