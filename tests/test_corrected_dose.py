@@ -211,3 +211,68 @@ def test_info_and_the_report_show_the_raw_mean_and_the_corrected_dose(
     figure = per_frame_figure(s)
     labels = [line.get_label() for line in figure.axes[0].get_lines()]
     assert "raw mean" in labels and "corrected dose" in labels
+
+
+def test_a_pairs_store_records_the_cameras_detector_model(tmp_path: Path) -> None:
+    from acquisition_hooks.pairs import PairPlan, collect_pairs
+    from tem_acq.store import open_pairs
+
+    plan = PairPlan(fields=1, n_short=2, short_exposure_ms=2.0, long_exposure_ms=20.0)
+    with simulated_microscope(
+        size=64, dose_rate=2500.0, seed=6, detector="integrating", real_time=False
+    ) as scope:
+        assert scope.camera is not None
+        expected = scope.camera.detector_model()
+        collect_pairs(scope, plan, tmp_path / "p.ome.zarr")
+    camera = open_pairs(tmp_path / "p.ome.zarr").metadata.camera
+    assert camera.detector_model == expected and expected.kind == "integrating"
+    assert camera.binning == 1
+
+
+class DetectorAwareDenoiser:
+    """Takes the detector and binning keywords (as the engine does) and remembers them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, int]] = []
+
+    def denoise(
+        self,
+        frames: np.ndarray,
+        *,
+        counts_per_electron: float = 1.0,
+        detector: object = None,
+        binning: int = 1,
+    ) -> np.ndarray:
+        self.calls.append((detector, binning))
+        return np.full(frames.shape, 0.75, np.float32)
+
+
+def test_the_pipeline_passes_the_detector_and_binning_and_fills_every_row(tmp_path: Path) -> None:
+    from tem_acq.pipeline import FramePipeline
+    from tem_acq.store import FrameRecord
+
+    path = tmp_path / "p.ome.zarr"
+    meta = AcquisitionMetadata(
+        instrument=Instrument(voltage_kV=200.0, pixel_size_A=1.0),
+        camera=Camera(name="cam", counts_per_electron=44.0, detector_kind="integrating", binning=2),
+        exposure_ms=1.0,
+    )
+    writer = AcquisitionWriter(path, meta, (32, 32), denoised=True)
+    denoiser = DetectorAwareDenoiser()
+    pipeline = FramePipeline(
+        writer, denoiser=denoiser, counts_per_electron=44.0, policy="block",
+        detector="integrating", binning=2,
+    )  # fmt: skip
+    frames = np.random.default_rng(1).integers(0, 200, (3, 32, 32)).astype(np.uint16)
+    for frame in frames:
+        pipeline.submit(frame, FrameRecord())
+    pipeline.close()
+    assert denoiser.calls and all(call == ("integrating", 2) for call in denoiser.calls)
+    rows = open_store(path).frames
+    for row, frame in zip(rows, frames, strict=True):
+        assert row.raw_mean_e_per_px == pytest.approx(frame.mean() / 44.0)
+        assert row.denoised and row.corrected_dose_e_per_px == pytest.approx(0.75)
+    # the raw-frame dose the row would hold without a denoised frame: the kind's default model
+    correction = pipeline.dose_correction
+    assert correction is not None and correction.model == ONEVIEW and correction.binning == 2
+    np.testing.assert_array_equal(open_store(path).raw[:], frames)  # raw frames untouched
