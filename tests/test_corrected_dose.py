@@ -33,9 +33,9 @@ def record_low_dose(store: Path, **recorder: object) -> list[float]:
         dose_rate=DOSE_RATE, detector="integrating", size=SIDE, seed=3, real_time=False
     ) as scope:
         assert scope.camera is not None
-        settings = {**scope.recorder_settings(), **recorder}
+        settings = {"model": None, **scope.recorder_settings(), **recorder}
         events = [{"axes": {"time": i}, "exposure": EXPOSURE_MS} for i in range(FRAMES)]
-        with LiveRecorder(store, exposure_ms=EXPOSURE_MS, model=None, **settings) as live:
+        with LiveRecorder(store, exposure_ms=EXPOSURE_MS, **settings) as live:
             hooks = live.acquisition_kwargs()
             with Acquisition(directory=None, show_display=False, **hooks) as acq:
                 acq.acquire(events)
@@ -129,6 +129,45 @@ def test_a_denoised_row_reads_the_denoised_frames_mean(tmp_path: Path) -> None:
     assert rows[0].corrected_dose_e_per_px == pytest.approx(1.25)
     assert rows[1].corrected_dose_e_per_px == pytest.approx(1.5)
     assert rows[0].raw_mean_e_per_px == rows[1].raw_mean_e_per_px == 2.0
+
+
+@pytest.mark.parametrize("detector_aware", [False, True])
+def test_a_denoised_mean_is_the_dose_only_from_a_model_that_corrects_for_the_detector(
+    tmp_path: Path, detector_aware: bool
+) -> None:
+    """A model that keeps the raw mean (offset and clip included) does not give the dose."""
+    from tem_acq.store.metadata import ModelProvenance
+
+    norm = {"kind": "dose", "preserve_mean": True}
+    model = ModelProvenance(
+        name="m", sha256="ab" * 32, normalization={**norm, "detector_aware": detector_aware}
+    )
+    path = tmp_path / "m.ome.zarr"
+    meta = AcquisitionMetadata(
+        instrument=Instrument(voltage_kV=200.0, pixel_size_A=1.0),
+        camera=Camera(name="cam", counts_per_electron=2.0, detector_kind="integrating"),
+        exposure_ms=1.0,
+        model=model,
+    )
+    with AcquisitionWriter(path, meta, (16, 16), denoised=True) as writer:
+        writer.append_raw(np.full((16, 16), 4, np.uint16), {"corrected_dose_e_per_px": 1.5})
+        writer.write_denoised(0, np.full((16, 16), 2.0, np.float32))
+    (row,) = open_store(path).frames
+    assert row.corrected_dose_e_per_px == pytest.approx(2.0 if detector_aware else 1.5)
+
+
+@pytest.mark.slow
+def test_denoised_rows_of_the_shipped_model_hold_the_corrected_dose(tmp_path: Path) -> None:
+    """Live denoising by ``default`` (its card keeps the raw mean): rows still hold the dose."""
+    store = tmp_path / "denoised.ome.zarr"
+    from tem_acq.denoise import load_model
+
+    model = load_model("default", device="cpu", path="eager")
+    truths = record_low_dose(store, model=model, policy="block", quality_every_s=None)
+    s = open_store(store)
+    assert s.denoised_frames == FRAMES
+    corrected = np.mean([row.corrected_dose_e_per_px for row in s.frames])
+    assert corrected == pytest.approx(np.mean(truths), rel=0.02)
 
 
 def test_stores_without_the_new_fields_still_read(tmp_path: Path) -> None:

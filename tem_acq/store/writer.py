@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numcodecs import Blosc
 
+from tem_acq.detector import DEFAULT_MODELS
 from tem_acq.errors import StoreConfigError, StoreError
 from tem_acq.outputs import claim_output
 from tem_acq.schema import as_model
@@ -410,7 +411,10 @@ class AcquisitionWriter:
         model
             The model that denoised it (package name and sha256), recorded in its row.
 
-        The frame's mean (clipped at 0) becomes its row's ``corrected_dose_e_per_px``.
+        The frame's mean goes into its row's event (``denoised_mean_e_per_px``) and, clipped at
+        0, becomes the row's ``corrected_dose_e_per_px`` when it is the dose
+        (:func:`denoised_mean_is_dose`); otherwise the row keeps the corrected dose its record
+        has (the detector model inverted at the raw mean).
 
         Raises
         ------
@@ -442,8 +446,10 @@ class AcquisitionWriter:
             if latency_ms is not None and not latency_ms >= 0:
                 raise StoreError(f"latency_ms must be >= 0 (got {latency_ms}) for frame {index}")
             event: dict[str, Any] = {"event": "denoised", "index": index, "latency_ms": latency_ms}
-            # the denoised frame's mean is the frame's detector-corrected dose (schema 1.3)
-            event["corrected_dose_e_per_px"] = max(float(np.mean(array, dtype=np.float64)), 0.0)
+            mean = float(np.mean(array, dtype=np.float64))
+            event["denoised_mean_e_per_px"] = mean
+            if denoised_mean_is_dose(self.metadata):  # the row's corrected dose (schema 1.3)
+                event["corrected_dose_e_per_px"] = max(mean, 0.0)
             if model is not None:
                 what = f"invalid model for denoised frame {index}"
                 event["model"] = as_model(FrameModel, model, what, StoreError).model_dump()
@@ -1008,6 +1014,21 @@ class AcquisitionWriter:
             return
         self.metadata = metadata
         self._scale_written_at = self._committed
+
+
+def denoised_mean_is_dose(metadata: AcquisitionMetadata) -> bool:
+    """Whether a denoised frame's mean is the detector-corrected dose for this store.
+
+    It is unless the camera's detector is nonlinear (an integrating camera's offset and clip:
+    the model it states, else its kind's default) and the model's normalisation does not
+    correct for it (its card's ``normalization`` lacks ``detector_aware``: the model keeps the
+    raw mean, offset and clip included). With no detector or no model known, it is taken to be.
+    """
+    camera, model = metadata.camera, metadata.model
+    detector = camera.detector_model or DEFAULT_MODELS.get(camera.detector_kind or "")
+    if detector is None or detector.is_linear or model is None:
+        return True
+    return bool(model.normalization.get("detector_aware", False))
 
 
 def _with_current_software(metadata: AcquisitionMetadata) -> AcquisitionMetadata:
