@@ -326,6 +326,8 @@ def _pairs_metadata(
             name=settings["camera"],
             counts_per_electron=settings["counts_per_electron"],
             detector_kind=settings["detector"],
+            detector_model=settings.get("detector_model"),
+            binning=settings.get("binning", 1),
         ),
         short_exposure_ms=plan.short_exposure_ms,
         long_exposure_ms=plan.long_exposure_ms,

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tem_acq.detector import DetectorModel
 from tem_acq.errors import AcquisitionError, ConfigError, StoreConfigError
 from tem_acq.outputs import claim_output
 from tem_acq.pipeline import (
@@ -79,7 +80,17 @@ class LiveRecorder:
         Pixel size at the specimen (angstrom, > 0), the camera's conversion factor (> 0) and
         the frames' exposure (ms): validated now, before the first frame.
     voltage_kV, camera, detector, dose_rate_e_per_px_per_s, description
-        Further metadata for the store.
+        Further metadata for the store (``detector``: the detector's kind, ``"counting"`` or
+        ``"integrating"``, if known).
+    detector_model
+        Your camera's calibration as a :class:`~tem_acq.detector.DetectorModel` (or its fields
+        as a dict; electrons: read noise and offset in counts over the counts per electron),
+        written into the store's header. Without it a known ``detector`` kind stands for its
+        default model (:data:`tem_acq.detector.DEFAULT_MODELS`). The model and ``binning`` go to
+        the denoiser (when it takes them) and give every row its ``corrected_dose_e_per_px``;
+        each row also holds its raw mean (``raw_mean_e_per_px``).
+    binning
+        The camera's binning (``pixel_size_A`` is per binned pixel).
     model
         A model package name (``"default"``), a path, an already loaded denoiser, or ``None``
         to record raw frames only.
@@ -134,6 +145,8 @@ class LiveRecorder:
         voltage_kV: float = 200.0,
         camera: str = "camera",
         detector: str | None = None,
+        detector_model: DetectorModel | Mapping[str, Any] | None = None,
+        binning: int = 1,
         dose_rate_e_per_px_per_s: float | None = None,
         description: str | None = None,
         simulated: bool = False,
@@ -174,6 +187,8 @@ class LiveRecorder:
                 "name": camera,
                 "counts_per_electron": counts_per_electron,
                 "detector_kind": detector,
+                "detector_model": detector_model,
+                "binning": binning,
             },
             "exposure_ms": exposure_ms,
             "dose_rate_e_per_px_per_s": dose_rate_e_per_px_per_s,
@@ -212,6 +227,8 @@ class LiveRecorder:
             on_denoised=self._remember_denoised,
             model_id=model_id,
             pair_observer=self._quality,
+            detector=self.metadata.camera.detector_model or self.metadata.camera.detector_kind,
+            binning=self.metadata.camera.binning,
         )
         self._adapt = self._live_adapt(adapt_options, model_id, device, batch, frame_shape)
         self._aborted = threading.Event()
@@ -220,6 +237,7 @@ class LiveRecorder:
         self._closed_summary: PipelineSummary | None = None
         self._clock = _CameraClock()
         self._header_flags: list[str] = []  # recorded in the store once it exists
+        self._header_warnings = self._check_pixel_size()
 
     def _load_model(
         self,
@@ -242,6 +260,18 @@ class LiveRecorder:
                 update={"model": model_provenance(self._denoiser)}
             )
         return batch
+
+    def _check_pixel_size(self) -> list[str]:
+        """Warn once for this acquisition when its pixel size is outside the model's range.
+
+        The warning line is logged, warned (:class:`~tem_acq.errors.PixelSizeWarning`) and
+        recorded as a ``warning`` event in the store; recording goes on.
+        """
+        check = getattr(self._denoiser, "check_pixel_size", None)
+        if check is None:
+            return []
+        note = check(self.metadata.instrument.pixel_size_A)
+        return [] if note is None else [str(note)]
 
     def _live_quality(
         self, options: LiveQualityOptions, model_id: dict[str, str] | None
@@ -447,6 +477,8 @@ class LiveRecorder:
         )
         for flag in self._header_flags:
             writer.record_error(flag)
+        for warning in self._header_warnings:
+            writer.record_warning(warning)
         return writer
 
     def _frame_record(self, frame: np.ndarray, metadata: Mapping[str, Any]) -> FrameRecord:
@@ -463,12 +495,14 @@ class LiveRecorder:
         if frame_id is not None:
             extra["sim_frame_id"] = int(frame_id)
         timestamp, elapsed_ms = self._clock.read(metadata)
+        raw_mean = _raw_mean(frame, self._cpe)
         record = FrameRecord(
             timestamp=timestamp,
             elapsed_ms=elapsed_ms,
             exposure_ms=exposure if exposure and exposure > 0 else None,
             # measured from the frame: cheap, and right whatever the metadata says
-            dose_e_per_px=_measured_dose(frame, self._cpe),
+            dose_e_per_px=None if raw_mean is None else max(raw_mean, 0.0),
+            raw_mean_e_per_px=raw_mean,
             stage_x_um=_number(metadata, _STAGE_X_KEYS),
             stage_y_um=_number(metadata, _STAGE_Y_KEYS),
             extra=extra,
@@ -482,7 +516,8 @@ class LiveRecorder:
 
         The exposure the camera reports for the frame replaces a different one given to the
         recorder (the doses derived from it follow); the given value is kept in the protocol
-        settings as ``stated_exposure_ms``. A measured dose beyond what the header's dose rate
+        settings as ``stated_exposure_ms``. A measured dose (detector-corrected when the
+        detector is known) beyond what the header's dose rate
         can deliver is flagged: recorded as an error in the store and logged.
         """
         meta = self.metadata
@@ -495,6 +530,10 @@ class LiveRecorder:
                 first.exposure_ms, stated, first.exposure_ms, stated,
             )  # fmt: skip
         nominal, measured = self.metadata.dose_e_per_px, first.dose_e_per_px
+        correction = self._pipeline.dose_correction
+        if correction is not None and first.raw_mean_e_per_px is not None:
+            # an integrating camera's offset and clip raise the raw mean at low dose
+            measured = correction(first.raw_mean_e_per_px)
         if nominal is not None and measured is not None:
             limit = _DOSE_EXCESS * nominal + 5.0 * math.sqrt(3.0 * nominal / max(pixels, 1))
             if measured > limit:
@@ -639,13 +678,13 @@ def _model_folder(model: object) -> list[Path]:
     return [package_folder(model)]
 
 
-def _measured_dose(frame: np.ndarray, counts_per_electron: float) -> float | None:
-    """The frame's mean electrons per pixel (>= 0), or None when it is not a number.
+def _raw_mean(frame: np.ndarray, counts_per_electron: float) -> float | None:
+    """The frame's mean electrons per pixel, or None when it is not a number.
 
     A frame with NaN or infinite pixels is still recorded as it came; its dose is unknown.
     """
-    dose = float(frame.mean()) / counts_per_electron
-    return max(dose, 0.0) if math.isfinite(dose) else None
+    mean = float(frame.mean()) / counts_per_electron
+    return mean if math.isfinite(mean) else None
 
 
 def _load_denoiser(

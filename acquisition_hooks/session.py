@@ -72,6 +72,8 @@ class MicroscopeSession:
             "voltage_kV": cam.config.voltage_kv,
             "camera": f"simulated TEM camera ({cam.config.detector})",
             "detector": cam.config.detector,
+            "detector_model": cam.detector_model(),
+            "binning": cam.get_binning(),
             "dose_rate_e_per_px_per_s": cam.config.dose_rate * cam.get_binning() ** 2,
             "simulated": True,
             "description": f"simulated {cam.config.specimen} specimen, seed {cam.config.seed}",

@@ -54,6 +54,15 @@ class NegativeCountsWarning(UserWarning):
     """
 
 
+class PixelSizeWarning(UserWarning):
+    """Frames' pixel size is outside the range the model was trained for: expect worse results.
+
+    A warning, not an error: the frames are denoised (and recorded) all the same. The message
+    names the pixel size, the card's range and what to do
+    (``tem_acq.denoise.pixel_size.pixel_size_note``).
+    """
+
+
 class ViewerUnavailableError(TemAcqError):
     """napari (or a display for it) is not available; the message lists other ways to browse."""
 
@@ -64,6 +73,7 @@ __all__ = [
     "DenoiserFailedError",
     "ModelPackageError",
     "NegativeCountsWarning",
+    "PixelSizeWarning",
     "SimulationError",
     "StoreConfigError",
     "StoreError",

@@ -30,6 +30,7 @@ Nothing here imports pycro-manager.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import math
@@ -43,6 +44,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from tem_acq.detector import DEFAULT_MODELS, DetectorModel
 from tem_acq.errors import AcquisitionError, ConfigError, DenoiserFailedError
 
 log = logging.getLogger(__name__)
@@ -163,7 +165,11 @@ class PairObserver(Protocol):
 
 
 class FrameDenoiser(Protocol):
-    """What the pipeline needs of a denoiser (:class:`tem_acq.denoise.Denoiser` fits)."""
+    """What the pipeline needs of a denoiser (:class:`tem_acq.denoise.Denoiser` fits).
+
+    A denoiser whose ``denoise`` also takes ``detector=`` and ``binning=`` keywords is given
+    the pipeline's detector and binning (when a detector is known).
+    """
 
     def denoise(self, frames: np.ndarray, *, counts_per_electron: float = 1.0) -> np.ndarray:
         """Denoise a stack (n, y, x) of raw counts into float32 electrons per pixel."""
@@ -225,6 +231,66 @@ class _Pending:
     frame: np.ndarray
     submitted: float
     record: Any = None
+
+
+class DoseCorrection:
+    """A detector model's corrected dose at a binning, fast enough for every live frame.
+
+    :meth:`DetectorModel.corrected_dose` bisects the model's mean response (about 2 ms per
+    value); this tabulates that response once on a fine geometric grid of doses and inverts it
+    by interpolation (microseconds), falling back to the exact inverse beyond the table.
+
+    Parameters
+    ----------
+    model
+        The camera's detector model (electrons).
+    binning
+        The camera's binning.
+    """
+
+    #: Doses (e-/px) the table spans, and its number of points (ratio 1.0045 between them).
+    TABLE_E_PER_PX = (1e-4, 1e4)
+    TABLE_POINTS = 4096
+
+    def __init__(self, model: DetectorModel, binning: int = 1) -> None:
+        self.model = model
+        self.binning = int(binning)
+        lo, hi = self.TABLE_E_PER_PX
+        self._dose = np.concatenate([[0.0], np.geomspace(lo, hi, self.TABLE_POINTS)])
+        self._response = model.mean_response(self._dose, self.binning)
+
+    def __call__(self, observed_mean_e: float) -> float:
+        """The dose (e-/px, >= 0) whose expected observed mean is ``observed_mean_e``."""
+        if self.model.is_linear:
+            return max(float(observed_mean_e) - self.model.dark_offset_e, 0.0)
+        if observed_mean_e <= self._response[0]:
+            return 0.0
+        if observed_mean_e >= self._response[-1]:
+            return float(self.model.corrected_dose(observed_mean_e, self.binning))
+        return float(np.interp(observed_mean_e, self._response, self._dose))
+
+
+def detector_for(
+    detector_model: DetectorModel | None, detector_kind: str | None
+) -> DetectorModel | None:
+    """The detector model the corrected dose uses: the one stated, else the kind's default.
+
+    ``None`` when neither is known (or the kind has no default model).
+    """
+    if detector_model is not None:
+        return detector_model
+    return DEFAULT_MODELS.get(detector_kind) if detector_kind else None
+
+
+def _accepts_detector(denoiser: FrameDenoiser | None) -> bool:
+    """True when ``denoiser.denoise`` takes ``detector=`` and ``binning=`` keywords."""
+    if denoiser is None:
+        return False
+    try:
+        params = inspect.signature(denoiser.denoise).parameters
+    except (TypeError, ValueError):
+        return False
+    return "detector" in params and "binning" in params
 
 
 def result_problem(result: object, expected: tuple[int, ...]) -> str | None:
@@ -294,6 +360,19 @@ class FramePipeline:
         frame it denoises (``sink.write_denoised(..., model=model_id)``); ``None`` records none.
     pair_observer
         Shown consecutive denoised frames when it wants them (see :class:`PairObserver`).
+    detector
+        The camera's detector: a :class:`~tem_acq.detector.DetectorModel`, a kind
+        (``"integrating"``: its default model) or ``None`` (unknown). Passed to a denoiser whose
+        ``denoise`` takes ``detector=`` and ``binning=``, and used for each row's corrected dose.
+    binning
+        The camera's binning (the detector model's read noise and light spread depend on it).
+
+    Every raw frame's record that is a :class:`~tem_acq.store.FrameRecord` gets, in the writer
+    thread before it is appended, ``raw_mean_e_per_px`` (mean counts / counts per electron,
+    when the record lacks it) and ``corrected_dose_e_per_px`` (the detector model inverted at
+    that mean, when a detector is known): one mean and one table look-up per frame. The raw
+    frame itself is never altered; a denoised frame's dose is its own mean (the store writer
+    records it).
     """
 
     def __init__(
@@ -311,10 +390,14 @@ class FramePipeline:
         on_denoised: Callable[[int, np.ndarray], None] | None = None,
         model_id: dict[str, str] | None = None,
         pair_observer: PairObserver | None = None,
+        detector: DetectorModel | str | None = None,
+        binning: int = 1,
     ) -> None:
         _check_settings(
             policy, max_batch, max_pending_frames, max_unwritten_frames, counts_per_electron
         )
+        if not (isinstance(binning, int) and binning >= 1):
+            raise ConfigError(f"binning must be a whole number >= 1, got {binning!r}")
         if not (denoiser_timeout_s > 0 and math.isfinite(denoiser_timeout_s)):
             raise ConfigError(f"denoiser_timeout_s must be > 0 s, got {denoiser_timeout_s}")
         self._sink: FrameSink | None = None
@@ -334,6 +417,11 @@ class FramePipeline:
         self._on_denoised = on_denoised
         self._model_id = model_id
         self._observer = pair_observer
+        self._detector = detector
+        self._binning = binning
+        self._detector_keywords = _accepts_detector(denoiser)
+        model = detector if isinstance(detector, DetectorModel) else detector_for(None, detector)
+        self._dose_correction = None if model is None else DoseCorrection(model, binning)
         self._last_done: DenoisedFrame | None = None  # the denoiser thread's latest frame
         self._pending_swap: _Swap | None = None  # applied by the denoiser thread, between batches
 
@@ -530,9 +618,7 @@ class FramePipeline:
             model_id = self._apply_swap(batch[0].index)
             try:
                 stack = np.stack([p.frame for p in batch])
-                result = self._denoiser.denoise(
-                    stack, counts_per_electron=self._counts_per_electron
-                )
+                result = self._denoiser.denoise(stack, **self._denoise_keywords())
                 problem = result_problem(result, stack.shape)
             except BaseException as exc:  # any failure: stop denoising, keep recording raw
                 log.exception("denoiser failed; raw recording continues")
@@ -552,6 +638,13 @@ class FramePipeline:
                 self._busy_since = None
                 self._changed.notify_all()
 
+    def _denoise_keywords(self) -> dict[str, Any]:
+        """What the denoiser is told besides the frames: conversion, and the detector if it can."""
+        keywords: dict[str, Any] = {"counts_per_electron": self._counts_per_electron}
+        if self._detector_keywords and self._detector is not None:
+            keywords.update(detector=self._detector, binning=self._binning)
+        return keywords
+
     def _apply_swap(self, first_index: int) -> dict[str, str] | None:
         """Swap in a waiting model before the batch starting at ``first_index``; its model id.
 
@@ -562,6 +655,7 @@ class FramePipeline:
             swap, self._pending_swap = self._pending_swap, None
             if swap is not None:
                 self._denoiser, self._model_id = swap.denoiser, swap.model_id
+                self._detector_keywords = _accepts_detector(swap.denoiser)
                 details = {**swap.details, "model": swap.model_id}
                 self._ops.append(("model_swap", (first_index, details)))
                 self._changed.notify_all()
@@ -687,7 +781,7 @@ class FramePipeline:
             if self._sink is None:
                 assert self._sink_factory is not None
                 self._sink = self._sink_factory(frame)
-            written = self._sink.append_raw(frame, record)
+            written = self._sink.append_raw(frame, self._with_doses(record, frame))
             if written != index:
                 raise AcquisitionError(f"store out of step: frame {index} written as {written}")
             return
@@ -715,6 +809,20 @@ class FramePipeline:
         elif kind == "error":
             self._summary.errors.append(payload)
             self._sink.record_error(payload)
+
+    def _with_doses(self, record: Any, frame: np.ndarray) -> Any:
+        """``record`` with the frame's raw mean and corrected dose, when it is a store row."""
+        if "corrected_dose_e_per_px" not in getattr(type(record), "model_fields", {}):
+            return record
+        raw_mean = record.raw_mean_e_per_px
+        if raw_mean is None:
+            raw_mean = float(np.mean(frame, dtype=np.float64)) / self._counts_per_electron
+            if not math.isfinite(raw_mean):
+                return record  # a frame with NaN or inf pixels: its dose is unknown
+        update: dict[str, float] = {"raw_mean_e_per_px": raw_mean}
+        if record.corrected_dose_e_per_px is None and self._dose_correction is not None:
+            update["corrected_dose_e_per_px"] = self._dose_correction(raw_mean)
+        return record.model_copy(update=update)
 
     def _derived_write_failed(self, kind: str, payload: Any, exc: BaseException) -> None:
         """A denoised frame, skip or error could not be stored: stop denoising, keep raw."""
@@ -861,6 +969,11 @@ class FramePipeline:
             if self._writer.is_alive():
                 self._ops.append(("quality", (index, estimate)))
                 self._changed.notify_all()
+
+    @property
+    def dose_correction(self) -> DoseCorrection | None:
+        """The corrected dose of a raw mean (the camera's detector model), or None if unknown."""
+        return self._dose_correction
 
     @property
     def pending_frames(self) -> int:

@@ -3,8 +3,9 @@
 ``tem-acq report STORE`` (or :func:`write_report`) writes one HTML file with no external assets:
 the acquisition's metadata as tables (dose in e-/px and e-/A^2, exposure, pixel size, voltage,
 camera and its counts per electron, model name and hash, whether the store was closed cleanly,
-recorded errors), per-frame plots (dose, denoise latency with skipped frames marked, frame
-interval), and raw next to denoised for a few frames. Images are PNGs embedded as base64 data
+recorded errors and warnings), per-frame plots (dose: the raw mean beside the detector-corrected
+dose where recorded; denoise latency with skipped frames marked; frame interval), and raw next
+to denoised for a few frames. Images are PNGs embedded as base64 data
 URIs, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
 Raw frames are shown in electrons per pixel (counts divided by the camera's counts per
@@ -169,6 +170,10 @@ def render_report(store: AcquisitionStore, *, frames: int = DEFAULT_FRAMES) -> s
         parts.append(f'<ul class="errors">{items}</ul>')
     else:
         parts.append('<p class="none">No errors recorded.</p>')
+    if store.warnings:
+        parts.append("<h2>Warnings</h2>")
+        items = "".join(f"<li>{_e(message)}</li>" for message in store.warnings)
+        parts.append(f'<ul class="warnings">{items}</ul>')
     parts.append("<h2>Per frame</h2>")
     if n == 0:
         parts.append('<p class="none">No frames were recorded.</p>')
@@ -290,6 +295,7 @@ def _dose_rows(store: AcquisitionStore, table: dict[str, np.ndarray]) -> list[tu
             if measured.size
             else "not recorded",
         ),
+        *_dose_column_rows(table),
         (
             "total, all frames",
             "unknown"
@@ -297,6 +303,26 @@ def _dose_rows(store: AcquisitionStore, table: dict[str, np.ndarray]) -> list[tu
             else f"{_num(per_px_total)} e-/px = {_num(per_px_total / px2)} e-/\u00c5\u00b2",
         ),
     ]
+
+
+def _dose_column_rows(table: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """The per-frame raw mean and detector-corrected dose (schema 1.3), when recorded."""
+    rows = []
+    for name, label in (
+        ("raw_mean_e_per_px", "raw mean per frame"),
+        ("corrected_dose_e_per_px", "corrected dose per frame"),
+    ):
+        values = table[name][np.isfinite(table[name])]
+        rows.append(
+            (
+                label,
+                f"{_num(float(values.mean()))} e-/px (mean; {_num(float(values.min()))} to "
+                f"{_num(float(values.max()))})"
+                if values.size
+                else "not recorded",
+            )
+        )
+    return rows
 
 
 def _instrument_rows(inst: Instrument, frame_shape: tuple[int, int]) -> list[tuple[str, str]]:
@@ -325,6 +351,7 @@ def _camera_rows(cam: Camera) -> list[tuple[str, str]]:
         ("camera", cam.name),
         ("counts per electron", _num(cam.counts_per_electron)),
         ("detector", cam.detector_kind or "not recorded"),
+        ("detector model", _detector_model_text(cam)),
         ("binning", str(cam.binning)),
         ("mode", cam.mode or "not recorded"),
         (
@@ -334,6 +361,21 @@ def _camera_rows(cam: Camera) -> list[tuple[str, str]]:
             else f"{cam.sensor_shape_px[0]} x {cam.sensor_shape_px[1]} px",
         ),
     ]
+
+
+def _detector_model_text(cam: Camera) -> str:
+    """The detector model the camera states (its response in electrons), or that it states none."""
+    model = cam.detector_model
+    if model is None:
+        return "not stated"
+    if model.kind == "counting":
+        return "counting (observed mean = dose)"
+    return (
+        f"integrating: gain CV {_num(model.gain_cv, 3)}, read noise {_num(model.read_noise_e, 3)} "
+        f"e-, offset {_num(model.dark_offset_e, 3)} e-, light spread "
+        f"{_num(model.spread_x, 3)}/{_num(model.spread_y, 3)}, "
+        f"{'clipped at 0' if model.clip_at_zero else 'not clipped'}"
+    )
 
 
 def _denoising_rows(store: AcquisitionStore, info: dict[str, Any]) -> list[tuple[str, str]]:
@@ -522,7 +564,12 @@ def _dose_panel(ax: Axes, table: dict[str, np.ndarray], meta: AcquisitionMetadat
     """Measured dose of each frame against the nominal dose; e-/A^2 on the right axis."""
     px2 = meta.instrument.pixel_size_A**2
     dose = table["dose_e_per_px"]
-    if np.isfinite(dose).any():
+    raw, corrected = table["raw_mean_e_per_px"], table["corrected_dose_e_per_px"]
+    if np.isfinite(raw).any() or np.isfinite(corrected).any():  # schema 1.3: both doses
+        _measured_line(ax, table["index"], raw, "C0", label="raw mean")
+        _measured_line(ax, table["index"], corrected, "C2", label="corrected dose")
+        dose = np.concatenate([raw, corrected])
+    elif np.isfinite(dose).any():
         _measured_line(ax, table["index"], dose, "C0")
     if meta.dose_e_per_px is not None:
         _reference_line(ax, meta.dose_e_per_px, f"nominal {meta.dose_e_per_px:.3g}")
@@ -564,9 +611,11 @@ def _interval_panel(ax: Axes, table: dict[str, np.ndarray], exposure_ms: float) 
         )
 
 
-def _measured_line(ax: Axes, index: np.ndarray, values: np.ndarray, color: str) -> None:
+def _measured_line(
+    ax: Axes, index: np.ndarray, values: np.ndarray, color: str, *, label: str = "measured"
+) -> None:
     """A measured per-frame series: small dots joined by a thin line."""
-    ax.plot(index, values, ".-", color=color, lw=1, ms=3, label="measured")
+    ax.plot(index, values, ".-", color=color, lw=1, ms=3, label=label)
 
 
 def _reference_line(ax: Axes, value: float, label: str) -> None:
@@ -869,6 +918,7 @@ th, td { text-align: left; vertical-align: top; padding: 3px 8px; border-bottom:
 th { color: #555; font-weight: normal; white-space: nowrap; width: 40%; }
 td { word-break: break-word; font-variant-numeric: tabular-nums; }
 ul.errors { color: #a12622; font-size: 13px; }
+ul.warnings { color: #8a5a00; font-size: 13px; }
 code { font-size: 12px; }
 img { max-width: 100%; height: auto; display: block; }
 figure { margin: 0 0 22px; }

@@ -47,6 +47,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     COUNTS_PER_ELECTRON.add(
         parser, help="camera counts per electron (default: from the file's metadata, else 1)"
     )
+    parser.add_argument(
+        "--pixel-size-A",
+        type=float,
+        default=None,
+        help="pixel size of the frames in angstrom (default: the file's or store's own); a "
+        "pixel size outside the model's trained range is warned about",
+    )
     DEVICE.add(parser)
     parser.add_argument("--batch", type=int, default=None, help="frames per network call (>= 1)")
     parser.add_argument(
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     denoiser = load_model(args.model, options=_denoise_options(args, n))
     cpe, in_electrons = _counts_per_electron(args.counts_per_electron, frame_file)
     _warn_if_untrained(denoiser)
+    _warn_if_pixel_size_outside(denoiser, args.pixel_size_A or frame_file.pixel_size_A)
     data = frame_file.data
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # said once above, in the command's own words
@@ -122,6 +130,8 @@ def _check_arguments(args: argparse.Namespace, src: Path, out: Path) -> None:
             f"{out}: a .zarr output needs a store input (it copies the raw frames); write "
             ".tif, .npy or .mrc instead"
         )
+    if args.pixel_size_A is not None and not args.pixel_size_A > 0:
+        raise ConfigError(f"--pixel-size-A must be > 0, got {args.pixel_size_A}")
     if args.counts_per_electron is not None and not args.counts_per_electron > 0:
         raise ConfigError(f"--counts-per-electron must be > 0, got {args.counts_per_electron}")
     from tem_acq.denoise.package import package_folder
@@ -213,6 +223,15 @@ def _warn_if_untrained(denoiser: Any) -> None:
             "is not a denoised image",
             file=sys.stderr,
         )
+
+
+def _warn_if_pixel_size_outside(denoiser: Any, pixel_size_A: float | None) -> None:
+    """One line when the frames' pixel size is outside the model's trained range."""
+    from tem_acq.denoise.pixel_size import pixel_size_note
+
+    note = pixel_size_note(denoiser.card, pixel_size_A)
+    if note is not None:
+        print(f"warning: {note}", file=sys.stderr)
 
 
 def _file_provenance(denoiser: Any, cpe: float, in_electrons: bool, src: Path) -> dict[str, Any]:

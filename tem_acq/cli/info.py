@@ -101,6 +101,7 @@ def format_info(info: dict[str, Any]) -> str:
         ("status", status),
         ("frames", f"{frames} x {height} x {width} {info['dtype']}"),
         ("camera", f"{info['camera']}, {number(info['counts_per_electron'])} counts/e-"),
+        ("detector", _detector(info)),
         ("voltage", number(info["voltage_kV"], " kV")),
         ("pixel size", number(info["pixel_size_A"], " A")),
         ("exposure", number(info["exposure_ms"], " ms")),
@@ -108,6 +109,8 @@ def format_info(info: dict[str, Any]) -> str:
             "dose/frame",
             f"{number(info['dose_e_per_px'])} e-/px, {number(info['dose_e_per_A2'])} e-/A^2",
         ),
+        ("raw mean", _per_frame(info, "raw_mean_e_per_px", "observed, counts / counts per e-")),
+        ("corrected", "dose " + _per_frame(info, "corrected_dose_e_per_px", "detector-corrected")),
         ("denoised", f"{info['denoised_frames']} of {frames} frames"),
         ("skipped", _skipped(info)),
         (
@@ -122,10 +125,38 @@ def format_info(info: dict[str, Any]) -> str:
         ("on disk", f"{info['bytes_on_disk'] / 1e6:.1f} MB"),
         ("errors", str(len(info["errors"])) if info["errors"] else "none"),
     ]
+    warnings = info.get("warnings") or []
+    if warnings:
+        lines.append(("warnings", str(len(warnings))))
     width_key = max(len(key) for key, _ in lines)
     text = [f"{key:<{width_key}}  {value}" for key, value in lines]
     text += [f"  - {message}" for message in info["errors"]]
+    text += [f"  - warning: {message}" for message in warnings]
     return "\n".join(text)
+
+
+def _detector(info: dict[str, Any]) -> str:
+    """The detector kind, the camera's binning and whether its model is stated."""
+    kind = info.get("detector_kind") or "unknown kind"
+    model = info.get("detector_model")
+    stated = "model stated" if model is not None else "no model stated"
+    if model is not None and model.get("kind") == "integrating":
+        stated += (
+            f": read noise {model['read_noise_e']:.3g} e-, offset {model['dark_offset_e']:.3g} "
+            f"e-, gain CV {model['gain_cv']:.3g}"
+        )
+    return f"{kind}, binning {info.get('binning', 1)}, {stated}"
+
+
+def _per_frame(info: dict[str, Any], name: str, what: str) -> str:
+    """A per-frame dose column's mean and range over the frames, or why it is unknown."""
+    mean = info.get(name)
+    if mean is None:
+        return "unknown (not recorded)"
+    return (
+        f"{mean:.4g} e-/px mean ({info[name + '_min']:.4g}-{info[name + '_max']:.4g} over "
+        f"frames; {what})"
+    )
 
 
 def _skipped(info: dict[str, Any]) -> str:

@@ -785,6 +785,16 @@ class Denoiser:
                 self._forward(torch.zeros(net_shape, device=self.device))
             self._warm_shapes.add(net_shape)
 
+    def check_pixel_size(self, pixel_size_A: float | None) -> str | None:
+        """Warn when frames of ``pixel_size_A`` (A/px) are outside the card's trained range.
+
+        Logs and warns (:class:`~tem_acq.errors.PixelSizeWarning`) each call: call it once per
+        run. Returns the warning line, or None when inside the range (or either is unknown).
+        """
+        from tem_acq.denoise.pixel_size import warn_pixel_size
+
+        return warn_pixel_size(self.card, pixel_size_A)
+
     def denoise_batch(
         self, frames: Any, counts_per_electron: float | Sequence[float] | np.ndarray = 1.0
     ) -> np.ndarray:

@@ -30,11 +30,13 @@ from pydantic import (
     AwareDatetime,
     ConfigDict,
     Field,
+    FiniteFloat,
     JsonValue,
     field_validator,
     model_validator,
 )
 
+from tem_acq.detector import DetectorModel
 from tem_acq.errors import StoreConfigError
 from tem_acq.schema import StrictModel, as_model
 
@@ -46,7 +48,11 @@ from tem_acq.schema import StrictModel, as_model
 #: ``denoised`` event) and may hold a live quality estimate (``quality``, a ``quality`` event
 #: on the second frame of the pair); the header is unchanged, so older readers open 1.2 stores
 #: (ignoring both), and 1.0/1.1 stores read with ``model`` taken from the header.
-SCHEMA_VERSION = "1.2"
+#: 1.3: the camera may state its detector model (``camera.detector_model``, electrons), and
+#: rows hold the frame's observed mean (``raw_mean_e_per_px``) and its detector-corrected dose
+#: (``corrected_dose_e_per_px``: the ``denoised`` event's ``dose_e_per_px`` when denoised);
+#: all optional, so stores before 1.3 read with them ``None``.
+SCHEMA_VERSION = "1.3"
 SCHEMA_MAJOR = 1
 
 #: Two derived quantities (dose per frame from dose rate and exposure, dose per area from dose
@@ -113,6 +119,10 @@ class Camera(_Model):
         Binning factor (1 for none).
     detector_kind
         ``"integrating"``, ``"counting"`` or another word, if known.
+    detector_model
+        The detector's response in electrons (:class:`~tem_acq.detector.DetectorModel`: gain
+        spread, light spread, read noise, offset, clipping), when the camera or the user states
+        it (schema 1.3); ``None``: only ``detector_kind`` (or nothing) is known.
     sensor_shape_px
         Unbinned sensor size as (height, width) in pixels, if known.
     mode
@@ -123,8 +133,22 @@ class Camera(_Model):
     counts_per_electron: float = Field(gt=0)
     binning: int = Field(default=1, ge=1)
     detector_kind: str | None = None
+    detector_model: DetectorModel | None = None
     sensor_shape_px: tuple[int, int] | None = None
     mode: str | None = None
+
+    @model_validator(mode="after")
+    def _kind_of_the_model(self) -> Camera:
+        model = self.detector_model
+        if model is not None:
+            if self.detector_kind is None:
+                self.detector_kind = model.kind
+            elif self.detector_kind != model.kind:
+                raise ValueError(
+                    f"detector_kind {self.detector_kind!r} disagrees with detector_model's kind "
+                    f"{model.kind!r}: give one of them or make them agree"
+                )
+        return self
 
     @field_validator("sensor_shape_px")
     @classmethod
@@ -379,6 +403,14 @@ class FrameRecord(_Model):
         This frame's exposure, if it differs from or confirms the acquisition's.
     dose_e_per_px
         Measured dose of this frame (>= 0: a blanked-beam frame has none).
+    raw_mean_e_per_px
+        The raw frame's observed mean in electrons (mean counts / counts per electron, not
+        clipped at 0): with an integrating detector's offset and clipping at low dose it is not
+        the dose (schema 1.3).
+    corrected_dose_e_per_px
+        The frame's detector-corrected dose (>= 0): the camera's detector model inverted at the
+        raw mean (:meth:`~tem_acq.detector.DetectorModel.corrected_dose`). A denoised row reads
+        the denoised frame's mean instead (schema 1.3).
     stage_x_um, stage_y_um, stage_z_um
         Stage position in micrometres.
     extra
@@ -389,6 +421,8 @@ class FrameRecord(_Model):
     elapsed_ms: float | None = None
     exposure_ms: float | None = Field(default=None, gt=0)
     dose_e_per_px: float | None = Field(default=None, ge=0)
+    raw_mean_e_per_px: FiniteFloat | None = None
+    corrected_dose_e_per_px: FiniteFloat | None = Field(default=None, ge=0)
     stage_x_um: float | None = None
     stage_y_um: float | None = None
     stage_z_um: float | None = None

@@ -76,6 +76,9 @@ class AcquisitionStore:
         beyond what the log records), one line each; also in ``errors``.
     errors
         Errors recorded during the acquisition, plus any damage found when reading.
+    warnings
+        Warnings recorded during the acquisition (``warning`` events: a pixel size outside
+        the model's trained range), schema 1.3.
     """
 
     def __init__(self, path: Path) -> None:
@@ -91,6 +94,7 @@ class AcquisitionStore:
                 expected=self._denoised.__contains__,
             )
         self.errors: list[str] = []
+        self.warnings: list[str] = []
         self.closed = self.recovered = self.aborted = False
         self._closed_event: dict[str, Any] = {}
         self._rows: dict[int, dict[str, Any]] = {}
@@ -98,6 +102,7 @@ class AcquisitionStore:
         self._skipped: dict[int, str] = {}
         self._models: dict[int, dict[str, Any]] = {}
         self._quality: dict[int, dict[str, Any]] = {}
+        self._denoised_dose: dict[int, float] = {}
         self._log_problems: list[str] = []
         self._log_read = self._read_log()
         self.damage = self._find_damage()
@@ -147,6 +152,8 @@ class AcquisitionStore:
                 "model": self._row_model(index),
                 "quality": self._quality.get(index),
             }
+            if index in self._denoised_dose:  # a denoised frame's dose is its own mean
+                row["corrected_dose_e_per_px"] = self._denoised_dose[index]
             what = f"{self.path}: the record of frame {index} is invalid (the store is damaged)"
             rows.append(as_model(FrameRow, row, what, StoreError))
         return rows
@@ -186,6 +193,8 @@ class AcquisitionStore:
             "elapsed_ms": floats("elapsed_ms"),
             "exposure_ms": floats("exposure_ms"),
             "dose_e_per_px": floats("dose_e_per_px"),
+            "raw_mean_e_per_px": floats("raw_mean_e_per_px"),
+            "corrected_dose_e_per_px": floats("corrected_dose_e_per_px"),
             "stage_x_um": floats("stage_x_um"),
             "stage_y_um": floats("stage_y_um"),
             "stage_z_um": floats("stage_z_um"),
@@ -223,6 +232,14 @@ class AcquisitionStore:
             "magnification": meta.instrument.magnification,
             "camera": meta.camera.name,
             "counts_per_electron": meta.camera.counts_per_electron,
+            "binning": meta.camera.binning,
+            "detector_kind": meta.camera.detector_kind,
+            "detector_model": (
+                None
+                if meta.camera.detector_model is None
+                else meta.camera.detector_model.model_dump(mode="json")
+            ),
+            **self._dose_summary(),
             "simulated": meta.protocol.simulated,
             "denoised_frames": self.denoised_frames,
             "skipped": len(self._skipped),
@@ -235,8 +252,21 @@ class AcquisitionStore:
             "aborted": self.aborted,
             "damage": list(self.damage),
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
             "bytes_on_disk": _disk_usage(self.path),
         }
+
+    def _dose_summary(self) -> dict[str, float | None]:
+        """Mean, min and max over the rows of the raw mean and the corrected dose (e-/px)."""
+        table = self.frame_table()
+        summary: dict[str, float | None] = {}
+        for name in ("raw_mean_e_per_px", "corrected_dose_e_per_px"):
+            values = table[name][np.isfinite(table[name])]
+            known = values.size > 0
+            summary[name] = float(values.mean()) if known else None
+            summary[f"{name}_min"] = float(values.min()) if known else None
+            summary[f"{name}_max"] = float(values.max()) if known else None
+        return summary
 
     def __enter__(self) -> AcquisitionStore:
         return self
@@ -277,6 +307,9 @@ class AcquisitionStore:
                 self._denoised[index] = event.get("latency_ms")
                 if isinstance(event.get("model"), dict):
                     self._models[index] = event["model"]
+                dose = event.get("corrected_dose_e_per_px")
+                if isinstance(dose, int | float) and not isinstance(dose, bool):
+                    self._denoised_dose[index] = float(dose)
             elif kind == "quality" and isinstance(index, int) and index < n:
                 estimate = event.get("estimate")
                 if isinstance(estimate, dict):
@@ -285,6 +318,8 @@ class AcquisitionStore:
                 self.model_swaps.append((index, {k: v for k, v in event.items() if k != "event"}))
             elif kind == "skipped" and isinstance(index, int) and index < n:
                 self._skipped[index] = str(event.get("reason", ""))
+            elif kind == "warning" and str(event.get("message", "")) not in self.warnings:
+                self.warnings.append(str(event.get("message", "")))
             elif kind == "error" and str(event.get("message", "")) not in self.errors:
                 # a commit retried after a failed write may log the same error again
                 self.errors.append(str(event.get("message", "")))

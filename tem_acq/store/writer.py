@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numcodecs import Blosc
 
+from tem_acq.detector import DEFAULT_MODELS
 from tem_acq.errors import StoreConfigError, StoreError
 from tem_acq.outputs import claim_output
 from tem_acq.schema import as_model
@@ -297,6 +298,7 @@ class AcquisitionWriter:
         self._pending_errors: list[str] = []
         self._pending_events: list[str] = []  # quality rows, out with the next commit
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def _create(
         self, compression: Compression, denoised_compression: Compression | None, overwrite: bool
@@ -409,6 +411,11 @@ class AcquisitionWriter:
         model
             The model that denoised it (package name and sha256), recorded in its row.
 
+        The frame's mean goes into its row's event (``denoised_mean_e_per_px``) and, clipped at
+        0, becomes the row's ``corrected_dose_e_per_px`` when it is the dose
+        (:func:`denoised_mean_is_dose`); otherwise the row keeps the corrected dose its record
+        has (the detector model inverted at the raw mean).
+
         Raises
         ------
         StoreError
@@ -439,6 +446,10 @@ class AcquisitionWriter:
             if latency_ms is not None and not latency_ms >= 0:
                 raise StoreError(f"latency_ms must be >= 0 (got {latency_ms}) for frame {index}")
             event: dict[str, Any] = {"event": "denoised", "index": index, "latency_ms": latency_ms}
+            mean = float(np.mean(array, dtype=np.float64))
+            event["denoised_mean_e_per_px"] = mean
+            if denoised_mean_is_dose(self.metadata):  # the row's corrected dose (schema 1.3)
+                event["corrected_dose_e_per_px"] = max(mean, 0.0)
             if model is not None:
                 what = f"invalid model for denoised frame {index}"
                 event["model"] = as_model(FrameModel, model, what, StoreError).model_dump()
@@ -541,6 +552,26 @@ class AcquisitionWriter:
             self.errors.append(text)
             self._pending_errors.append(
                 json.dumps({"event": "error", "time": _utc_now(), "message": text})
+            )
+            self._log_errors_now()
+
+    def record_warning(self, message: str) -> None:
+        """Record a warning in the store's event log (``tem-acq info`` lists it), at once.
+
+        For what makes the frames worse without being an error (a pixel size outside the
+        model's range): written like an error (:meth:`record_error`), as a ``warning`` event.
+
+        Raises
+        ------
+        StoreError
+            Only if the writer is closed.
+        """
+        with self._lock:
+            self._check_open()
+            text = str(message)
+            self.warnings.append(text)
+            self._pending_errors.append(
+                json.dumps({"event": "warning", "time": _utc_now(), "message": text})
             )
             self._log_errors_now()
 
@@ -983,6 +1014,21 @@ class AcquisitionWriter:
             return
         self.metadata = metadata
         self._scale_written_at = self._committed
+
+
+def denoised_mean_is_dose(metadata: AcquisitionMetadata) -> bool:
+    """Whether a denoised frame's mean is the detector-corrected dose for this store.
+
+    It is unless the camera's detector is nonlinear (an integrating camera's offset and clip:
+    the model it states, else its kind's default) and the model's normalisation does not
+    correct for it (its card's ``normalization`` lacks ``detector_aware``: the model keeps the
+    raw mean, offset and clip included). With no detector or no model known, it is taken to be.
+    """
+    camera, model = metadata.camera, metadata.model
+    detector = camera.detector_model or DEFAULT_MODELS.get(camera.detector_kind or "")
+    if detector is None or detector.is_linear or model is None:
+        return True
+    return bool(model.normalization.get("detector_aware", False))
 
 
 def _with_current_software(metadata: AcquisitionMetadata) -> AcquisitionMetadata:
