@@ -34,9 +34,7 @@ MOTT_BETHE_A = 0.023934
 #: The elements the field generators use, with atomic numbers.
 ELEMENTS: dict[str, int] = {
     sym: int(periodictable.elements.symbol(sym).number)
-    for sym in (
-        "C", "O", "Mg", "Si", "Ti", "Fe", "Ni", "Cu", "Zr", "Rh", "Pd", "Ag", "Ce", "Ir", "Pt", "Au",
-    )  # fmt: skip
+    for sym in "C O Mg Si Ti Fe Ni Cu Zr Rh Pd Ag Ce Ir Pt Au".split()
 }
 SYMBOLS: dict[int, str] = {z: sym for sym, z in ELEMENTS.items()}
 
