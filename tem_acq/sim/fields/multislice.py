@@ -10,11 +10,16 @@ frequency (anti-aliasing). The grid is periodic.
 
 Projected potentials are built in Fourier space: the atoms of each element in a slice are
 splatted onto the grid with a cubic B-spline (4x4 pixels per atom, O(N), sub-pixel positions
-kept), the splat's own transfer function ``sinc^4`` is divided out, and the result is
-multiplied by the element's projected-potential transform
+kept), the splat's own transfer function ``sinc^4`` is divided out (where it is above 0.5:
+the gain is capped at 2 near the grid's Nyquist frequency), and the result is multiplied by
+the element's projected-potential transform
 (:func:`~tem_acq.sim.fields.scattering.projected_potential_fourier`). The splat's aliases are
 below 0.2 % of the signal up to half the band limit and at most 6 % at its edge, where the
-potential has decayed.
+potential has decayed. The potential keeps its content up to the grid's Nyquist frequency
+(the phase ``sigma V`` at an atom's core needs it); the transmission function is band-limited
+after the exponential, as in abTEM. On a Au [001] column (frozen atoms, 300 kV, 0.1 A) the
+exit wave's rms difference from the same run at 0.025 A sampling is 0.003 this way (abTEM at
+0.1 A: 0.011; band-limiting the potential before the exponential instead: 0.018).
 
 The image is ``|IFFT(H psi_exit)|^2`` with the quasi-coherent transfer function ``H`` of
 :func:`tem_acq.sim.optics.ctf` (defocus, Cs, objective aperture, temporal and spatial coherence
@@ -41,6 +46,8 @@ F64 = NDArray[np.float64]
 
 #: Fraction of the Nyquist frequency kept by the anti-aliasing band limit.
 BAND_LIMIT = 2.0 / 3.0
+#: The splat's transfer function is divided out where it exceeds this (gain at most 2).
+SPLAT_MIN_TRANSFER = 0.5
 
 
 def fast_size(n: int) -> int:
@@ -143,7 +150,7 @@ class PotentialProjector:
         ky = np.fft.fftfreq(grid.shape[0])[:, None]
         kx = np.fft.rfftfreq(grid.shape[1])[None, :]
         splat_transfer = (np.sinc(ky) * np.sinc(kx)) ** 4
-        self._scale = grid.antialias(real=True) / splat_transfer / grid.sampling_A**2
+        self._scale = 1.0 / np.maximum(splat_transfer, SPLAT_MIN_TRANSFER) / grid.sampling_A**2
         self._factors: dict[int, NDArray[np.complex64]] = {}
 
     def _factor(self, z: int) -> NDArray[np.complex64]:
@@ -153,7 +160,7 @@ class PotentialProjector:
         return self._factors[z]
 
     def project(self, atoms: Atoms) -> F32:
-        """Projected potential of ``atoms`` along z on the grid (V A), band-limited."""
+        """Projected potential of ``atoms`` along z on the grid (V A)."""
         total: NDArray[np.complex64] | None = None
         for z in np.unique(atoms.numbers):
             mine = atoms.numbers == z
