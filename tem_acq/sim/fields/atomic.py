@@ -130,7 +130,13 @@ class AtomicRecipe(StrictModel):
 
 def atomic_recipe(data: AtomicRecipe | dict[str, object]) -> AtomicRecipe:
     """``data`` as an :class:`AtomicRecipe`, or one ConfigError line naming every bad field."""
-    return as_model(AtomicRecipe, data, "atomic recipe", ConfigError)
+    return as_model(
+        AtomicRecipe,
+        data,
+        "atomic recipe",
+        ConfigError,
+        fix="see tem_acq.sim.fields.atomic.AtomicRecipe",
+    )
 
 
 #: The training recipe (fcc Au, Pt, Pd, Ag and CeO2; [001], [011] and random orientations;
