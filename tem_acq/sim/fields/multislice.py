@@ -161,14 +161,13 @@ class PotentialProjector:
 
     def project(self, atoms: Atoms) -> F32:
         """Projected potential of ``atoms`` along z on the grid (V A)."""
-        total: NDArray[np.complex64] | None = None
+        if len(atoms) == 0:
+            return np.zeros(self.grid.shape, dtype=np.float32)
+        total = np.zeros(self._k.shape, dtype=np.complex64)
         for z in np.unique(atoms.numbers):
             mine = atoms.numbers == z
             density = splat(atoms.positions[mine, :2], self.grid).astype(np.float32)
-            term = np.fft.rfft2(density) * self._factor(int(z))
-            total = term if total is None else total + term
-        if total is None:
-            return np.zeros(self.grid.shape, dtype=np.float32)
+            total += np.fft.rfft2(density) * self._factor(int(z))
         return np.fft.irfft2(total, s=self.grid.shape).astype(np.float32)
 
 

@@ -46,8 +46,8 @@ class Atoms:
         """These atoms rotated about the origin by the 3x3 matrix ``rotation``."""
         return Atoms(self.positions @ np.asarray(rotation).T, self.numbers)
 
-    def selected(self, keep: NDArray[np.bool_]) -> Atoms:
-        """The atoms where ``keep`` is True."""
+    def selected(self, keep: NDArray[np.bool_] | NDArray[np.int64]) -> Atoms:
+        """The atoms where ``keep`` is True (or at the indices ``keep``)."""
         return Atoms(self.positions[keep], self.numbers[keep])
 
     @staticmethod
@@ -229,7 +229,7 @@ def amorphous_carbon(
     cell = np.array([extent_A[0] / cells_xy[0], extent_A[1] / cells_xy[1], 0.0])
     cell[2] = 1.0 / (n * cell[0] * cell[1])
     counts = np.array([*cells_xy, max(1, round(thickness_A / cell[2]))])
-    index = np.indices(counts).reshape(3, -1).T
+    index = np.indices(tuple(int(c) for c in counts)).reshape(3, -1).T
     pos = (index + rng.random(index.shape)) * cell
     todo = np.flatnonzero(_too_close_all(pos.reshape(*counts, 3), cell, min_distance_A))
     for _ in range(rounds):
