@@ -17,7 +17,8 @@ its centre, as here), a hard aperture, abTEM's focal spread = sqrt(2) x tem-acq'
 Projected potentials are compared inside tem-acq's 2/3 band limit (abTEM's potential is not
 band-limited; its transmission function is, as tem-acq's).
 
-Run: ``python benchmarks/check_multislice_abtem.py`` (about a minute). Writes
+Run: ``python benchmarks/check_multislice_abtem.py [--speed N]`` (about a minute; ``--speed N``
+also times N 256x256 fields of each shipped recipe). Writes
 ``benchmarks/results/multislice-vs-abtem.{json,md}``.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tem_acq.sim.config import scherzer_defocus_nm
+from tem_acq.sim.fields.atomic import ATOMIC_INDEPENDENT, ATOMIC_TRAIN, atomic_field
 from tem_acq.sim.fields.multislice import Grid, Optics, PotentialProjector, exit_wave, image
 from tem_acq.sim.fields.structures import (
     Atoms,
@@ -171,6 +174,15 @@ def check_case(name: str, case: dict[str, object], folder: Path, python: str) ->
     return result
 
 
+def _cropped(wave: np.ndarray, fine: Grid, coarse: Grid) -> np.ndarray:
+    """A wave on ``fine`` Fourier-cropped to ``coarse`` (same extent) and band-limited like it."""
+    spec = np.fft.fftshift(np.fft.fft2(wave))
+    c, n = fine.shape[0] // 2, coarse.shape[0] // 2
+    scale = (coarse.shape[0] / fine.shape[0]) ** 2
+    cropped = np.fft.ifftshift(spec[c - n : c + n, c - n : c + n]) * scale
+    return np.asarray(np.fft.ifft2(cropped * coarse.antialias()))
+
+
 def converged_column(folder: Path, python: str) -> dict[str, object]:
     """Exit waves of the Au column at 0.1 A (tem-acq, abTEM Lobato) against tem-acq at 0.025 A.
 
@@ -183,18 +195,55 @@ def converged_column(folder: Path, python: str) -> dict[str, object]:
     coarse: Grid = case["grid"]  # type: ignore[assignment]
     frozen = {79: 0.0}
     wave = exit_wave(atoms, fine, VOLTAGE_KV, z0_A=0.0, b_factors_A2=frozen)
-    spec = np.fft.fftshift(np.fft.fft2(wave))
-    c, n = fine.shape[0] // 2, coarse.shape[0] // 2
-    cropped = np.fft.ifftshift(spec[c - n : c + n, c - n : c + n]) * (coarse.shape[0] / 1024) ** 2
-    reference = np.fft.ifft2(cropped * coarse.antialias())
+    reference = _cropped(wave, fine, coarse)
     ours = exit_wave(atoms, coarse, VOLTAGE_KV, z0_A=0.0, b_factors_A2=frozen)
-    theirs = run_abtem("au-column", case, folder, python)["lobato_exit"]
+    abtem_out = run_abtem("au-column", case, folder, python)
+    theirs = abtem_out["lobato_exit"]
+    abtem_fine = run_abtem("au-column-fine", {**case, "grid": fine}, folder, python)["lobato_exit"]
+    abtem_reference = _cropped(abtem_fine, fine, coarse)
+    images = {}
+    for i, (cs, df, ap, fs, conv) in enumerate(case["optics"]):  # type: ignore[attr-defined]
+        optics = Optics(VOLTAGE_KV, cs, df, ap, fs, conv)
+        ref_image = image(reference.astype(np.complex64), coarse, optics)
+        images[f"tem_acq_0.1A_image{i}"] = compare(image(ours, coarse, optics), ref_image)
+        images[f"abtem_0.1A_image{i}"] = compare(abtem_out[f"lobato_image{i}"], ref_image)
     return {
+        "abtem_0.1A_vs_abtem_0.025A_rms_wave_difference": float(
+            np.sqrt(np.mean(np.abs(theirs - abtem_reference) ** 2))
+        ),
+        "tem_acq_0.1A_vs_abtem_0.025A_rms_wave_difference": float(
+            np.sqrt(np.mean(np.abs(ours - abtem_reference) ** 2))
+        ),
+        "tem_acq_0.025A_vs_abtem_0.025A_rms_wave_difference": float(
+            np.sqrt(np.mean(np.abs(reference - abtem_reference) ** 2))
+        ),
+        **images,
         "tem_acq_0.1A_rms_wave_difference": float(np.sqrt(np.mean(np.abs(ours - reference) ** 2))),
         "abtem_0.1A_rms_wave_difference": float(np.sqrt(np.mean(np.abs(theirs - reference) ** 2))),
         "tem_acq_0.1A_intensity": compare(np.abs(ours) ** 2, np.abs(reference) ** 2),
         "abtem_0.1A_intensity": compare(np.abs(theirs) ** 2, np.abs(reference) ** 2),
     }
+
+
+def field_speed(count: int) -> dict[str, object]:
+    """Seconds per 256x256 ``atomic_field`` of each shipped recipe (``count`` seeds each)."""
+    out: dict[str, object] = {}
+    for recipe in (ATOMIC_TRAIN, ATOMIC_INDEPENDENT):
+        rows = []
+        for seed in range(count):
+            start, cpu = time.perf_counter(), time.process_time()
+            field = atomic_field(recipe, 256, np.random.default_rng(seed))
+            rows.append({"seconds": time.perf_counter() - start,
+                         "cpu_seconds": time.process_time() - cpu,
+                         "pixel_size_A": field.pixel_size_A,
+                         "simulation_shape": field.settings["simulation_shape"],
+                         "atoms": field.settings["atoms"]})  # fmt: skip
+        seconds = np.array([r["seconds"] for r in rows])
+        cpu_s = np.array([r["cpu_seconds"] for r in rows])
+        out[recipe.name] = {"median_s": float(np.median(seconds)), "max_s": float(seconds.max()),
+                            "median_cpu_s": float(np.median(cpu_s)),
+                            "load_average_after": os.getloadavg()[0], "fields": rows}  # fmt: skip
+    return out
 
 
 def markdown(results: dict[str, object]) -> str:
@@ -234,6 +283,29 @@ def markdown(results: dict[str, object]) -> str:
             f"{conv['abtem_0.1A_rms_wave_difference']:.4f} "
             f"(corr {conv['abtem_0.1A_intensity']['correlation']:.4f}).",
         ]
+        lines.append(
+            "Against abTEM's own 0.025 A run: abTEM at 0.1 A "
+            f"{conv['abtem_0.1A_vs_abtem_0.025A_rms_wave_difference']:.4f}, tem-acq at 0.1 A "
+            f"{conv['tem_acq_0.1A_vs_abtem_0.025A_rms_wave_difference']:.4f}; the two 0.025 A "
+            f"runs differ by {conv['tem_acq_0.025A_vs_abtem_0.025A_rms_wave_difference']:.4f} "
+            "(scattering factors)."
+        )
+        for i in (0, 1):
+            ours_i, theirs_i = conv[f"tem_acq_0.1A_image{i}"], conv[f"abtem_0.1A_image{i}"]
+            lines.append(
+                f"image{i} against the reference's: tem-acq corr {ours_i['correlation']:.4f} "
+                f"(rms {ours_i['relative_rms_difference']:.3f}), abTEM corr "
+                f"{theirs_i['correlation']:.4f} (rms {theirs_i['relative_rms_difference']:.3f})."
+            )
+    speed = results.get("speed_256")
+    if isinstance(speed, dict):
+        lines += ["", "Speed of one 256x256 `atomic_field` (`--speed N`, N seeds per recipe, one"
+                  " process; numpy's FFT is single-threaded):", ""]  # fmt: skip
+        for name, row in speed.items():
+            lines.append(f"- {name}: median {row['median_s']:.1f} s wall "
+                         f"({row['median_cpu_s']:.1f} s CPU), max {row['max_s']:.1f} s over "
+                         f"{len(row['fields'])} fields; load average "
+                         f"{row['load_average_after']:.1f} on the 2-core VM")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -242,8 +314,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--abtem-python", default=ABTEM_PYTHON)
     parser.add_argument("--out", type=Path, default=RESULTS / "multislice-vs-abtem")
+    parser.add_argument("--speed", type=int, default=0, help="time N 256x256 fields per recipe")
     args = parser.parse_args()
     results: dict[str, object] = {}
+    if args.speed:
+        results["speed_256"] = field_speed(args.speed)
     with tempfile.TemporaryDirectory() as tmp:
         for name, case in cases().items():
             start = time.perf_counter()

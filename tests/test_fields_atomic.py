@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -155,6 +156,7 @@ def test_fields_are_deterministic_and_respect_the_pixel_size() -> None:
     other = atomic_field(SMALL, 48, np.random.default_rng(6))
     np.testing.assert_array_equal(first.intensity, again.intensity)
     assert first.settings == again.settings
+    assert json.loads(json.dumps(first.settings)) == first.settings
     assert not np.array_equal(first.intensity, other.intensity)
     assert first.pixel_size_A == 0.3 and first.intensity.shape == (48, 48)
     assert first.kind == "atomic" and first.intensity.dtype == np.float32
