@@ -297,6 +297,18 @@ def markdown(results: dict[str, object]) -> str:
                 f"(rms {ours_i['relative_rms_difference']:.3f}), abTEM corr "
                 f"{theirs_i['correlation']:.4f} (rms {theirs_i['relative_rms_difference']:.3f})."
             )
+    lines += [
+        "",
+        "Reading: the projected potentials agree in shape within the band limit (correlation",
+        "1.0000, rms 1 % on Au) and their integrals differ by the scattering factors at s = 0",
+        "(Waasmaier-Kirfel-Mott-Bethe f_e(0) of Au is 4.3 % below Lobato's and Kirkland's, C",
+        "1.7 %; from k = 0.5 /A on, within 0.5 %). Exit waves and images differ more where the",
+        "wave is made of high spatial frequencies (the corrected lens, image1): abTEM splats atoms",
+        "bilinearly and does not divide the splat out, tem-acq splats with a cubic B-spline and",
+        "divides it out; against runs of each code at 0.025 A, each 0.1 A run is closer to its",
+        "own converged result than the two converged results are to each other, so what remains",
+        "is the parametrisation, not the discretisation.",
+    ]
     speed = results.get("speed_256")
     if isinstance(speed, dict):
         lines += ["", "Speed of one 256x256 `atomic_field` (`--speed N`, N seeds per recipe, one"
