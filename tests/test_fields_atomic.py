@@ -17,6 +17,7 @@ from tem_acq.sim.fields.atomic import (
     atomic_field,
     atomic_recipe,
     draw_optics,
+    draw_particles,
 )
 from tem_acq.sim.fields.multislice import (
     Grid,
@@ -162,6 +163,15 @@ def test_fields_are_deterministic_and_respect_the_pixel_size() -> None:
     assert first.kind == "atomic" and first.intensity.dtype == np.float32
     assert np.all(first.intensity >= 0) and 0.3 < first.intensity.mean() < 1.3
     assert first.particles.any()
+
+
+def test_a_particle_larger_than_the_cell_is_cut_never_wrapped_onto_itself() -> None:
+    """The grid is periodic: an atom outside the cell would land on top of the crystal's own."""
+    big = SMALL.model_copy(update={"size_nm": (4.0, 4.0), "particles_per_field": (2, 2)})
+    parts, drawn = draw_particles(big, np.random.default_rng(2), 12.0, 4.0, 0.0)
+    assert len(parts) == len(drawn["particles"]) == 1  # type: ignore[arg-type]
+    xy = parts[0].positions[:, :2]
+    assert len(parts[0]) > 100 and np.all((xy >= 0.0) & (xy < 20.0))
 
 
 def test_fields_depend_on_the_recipe() -> None:

@@ -218,11 +218,17 @@ def _orientation(recipe: AtomicRecipe, rng: np.random.Generator) -> tuple[np.nda
 def draw_particles(
     recipe: AtomicRecipe, rng: np.random.Generator, field_A: float, margin_A: float, z0_A: float
 ) -> tuple[list[Atoms], dict[str, object]]:
-    """The nanocrystals of one field (one material), centred in the field, resting on ``z0_A``."""
+    """The nanocrystals of one field (one material), centred in the field, resting on ``z0_A``.
+
+    Particles do not overlap (a centre is drawn again, up to 20 times, else the particle is
+    left out), and each is cut to the periodic cell (``field_A + 2 margin_A`` across): one
+    larger than the cell is seen in part, never wrapped onto itself.
+    """
     name = recipe.materials[int(rng.integers(len(recipe.materials)))]
     fcc = MATERIALS[name].lattice == "fcc"
     count = int(rng.integers(recipe.particles_per_field[0], recipe.particles_per_field[1] + 1))
-    parts, drawn = [], []
+    cell_A = field_A + 2.0 * margin_A
+    parts, drawn, placed = [], [], []
     for _ in range(count):
         shape = recipe.shapes[int(rng.integers(len(recipe.shapes)))]
         low, high = recipe.size_nm
@@ -230,14 +236,34 @@ def draw_particles(
         rotation, orientation = _orientation(recipe, rng)
         twin = fcc and bool(rng.random() < recipe.twin_share)
         truncation = _uniform(rng, recipe.truncation)
-        centre = margin_A + rng.uniform(0.0, field_A, size=2)
+        centre = _free_centre(rng, field_A, margin_A, 0.5 * diameter, placed)
+        if centre is None:
+            continue
+        placed.append((centre, 0.5 * diameter))
         atoms = nanoparticle(name, shape, diameter, rotation, twin=twin, truncation=truncation)
-        parts.append(atoms.moved((centre[0], centre[1], z0_A + 0.5 * diameter)))
+        atoms = atoms.moved((centre[0], centre[1], z0_A + 0.5 * diameter))
+        xy = atoms.positions[:, :2]
+        parts.append(atoms.selected(np.all((xy >= 0.0) & (xy < cell_A), axis=1)))
         drawn.append(
             {"shape": shape, "diameter_nm": round(diameter / 10.0, 3), "orientation": orientation,
              "twin": twin, "truncation": round(truncation, 3), "centre_A": centre.round(2).tolist()}
         )  # fmt: skip
     return parts, {"material": name, "particles": drawn}
+
+
+def _free_centre(
+    rng: np.random.Generator,
+    field_A: float,
+    margin_A: float,
+    radius_A: float,
+    placed: list[tuple[np.ndarray, float]],
+) -> np.ndarray | None:
+    """A centre in the field at least the sum of radii from every placed particle, or None."""
+    for _ in range(20):
+        centre = margin_A + rng.uniform(0.0, field_A, size=2)
+        if all(np.hypot(*(centre - c)) >= radius_A + r for c, r in placed):
+            return centre
+    return None
 
 
 def carbon_film(
