@@ -228,7 +228,9 @@ def draw_particles(
     fcc = MATERIALS[name].lattice == "fcc"
     count = int(rng.integers(recipe.particles_per_field[0], recipe.particles_per_field[1] + 1))
     cell_A = field_A + 2.0 * margin_A
-    parts, drawn, placed = [], [], []
+    parts: list[Atoms] = []
+    drawn: list[dict[str, object]] = []
+    placed: list[tuple[np.ndarray, float]] = []
     for _ in range(count):
         shape = recipe.shapes[int(rng.integers(len(recipe.shapes)))]
         low, high = recipe.size_nm
