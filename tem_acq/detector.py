@@ -84,17 +84,12 @@ class DetectorModel(StrictModel):
     @property
     def is_linear(self) -> bool:
         """True when the observed mean equals the dose (nothing is clipped or offset)."""
-        return self.kind == "counting" or (
-            self.dark_offset_e == 0.0 and (not self.clip_at_zero or self._sigma2(0.0, 1) == 0.0)
-        )
+        return self.is_affine and self.dark_offset_e == 0.0
 
-    def _sigma2(self, lam: float | NDArray[np.float64], binning: int) -> NDArray[np.float64]:
-        """Variance of the observed value (electrons) at expected ``lam`` per output pixel."""
-        fx, fy = self.spread_x / binning, self.spread_y / binning
-        # a pixel keeps (1-2f)^2 + 2 f^2 of the variance of its own deposited signal per axis
-        keep = ((1 - 2 * fx) ** 2 + 2 * fx**2) * ((1 - 2 * fy) ** 2 + 2 * fy**2)
-        shot = np.asarray(lam, np.float64) * (1.0 + self.gain_cv**2) * keep
-        return shot + (self.read_noise_e * binning) ** 2
+    @property
+    def is_affine(self) -> bool:
+        """True when the observed mean is the dose plus the offset (nothing is clipped)."""
+        return self.kind == "counting" or not self.clip_at_zero
 
     def mean_response(self, lam: ArrayLike, binning: int = 1) -> NDArray[np.float64]:
         """Expected observed electrons per pixel at expected ``lam`` electrons per pixel.
@@ -118,14 +113,14 @@ class DetectorModel(StrictModel):
             float64 expected observed electrons, same shape as ``lam``.
         """
         lam = np.maximum(np.asarray(lam, np.float64), 0.0)
-        if self.is_linear:
+        if self.is_affine:
             return lam + self.dark_offset_e
         return response_table(self, binning).value(lam)
 
     def response_slope(self, lam: ArrayLike, binning: int = 1) -> NDArray[np.float64]:
         """Derivative of :meth:`mean_response` with respect to ``lam`` (0 below ``lam`` = 0)."""
         lam = np.asarray(lam, np.float64)
-        if self.is_linear:
+        if self.is_affine:
             return np.where(lam < 0.0, 0.0, 1.0)
         return np.where(lam < 0.0, 0.0, response_table(self, binning).slope(lam))
 
@@ -150,7 +145,7 @@ class DetectorModel(StrictModel):
             float64 dose in e-/px (>= 0), same shape as ``observed_mean``.
         """
         target = np.asarray(observed_mean, np.float64)
-        if self.is_linear:
+        if self.is_affine:
             return np.maximum(target - self.dark_offset_e, 0.0)
         return response_table(self, binning).inverse(target)
 
