@@ -91,6 +91,17 @@ class DetectorModel(StrictModel):
         """True when the observed mean is the dose plus the offset (nothing is clipped)."""
         return self.kind == "counting" or not self.clip_at_zero
 
+    def describe(self) -> str:
+        """A short description (kind and, for integrating, the parameters in electrons)."""
+        if self.kind == "counting":
+            return "counting"
+        clip = ", clip at 0" if self.clip_at_zero else ""
+        return (
+            f"integrating, gain CV {self.gain_cv:.3g}, read noise {self.read_noise_e:.3g} e-, "
+            f"offset {self.dark_offset_e:+.3g} e-, spread {self.spread_x:.3g}/{self.spread_y:.3g}"
+            f"{clip}"
+        )
+
     def mean_response(self, lam: ArrayLike, binning: int = 1) -> NDArray[np.float64]:
         """Expected observed electrons per pixel at expected ``lam`` electrons per pixel.
 

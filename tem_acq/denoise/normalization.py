@@ -225,9 +225,10 @@ def keep_input_mean(
     mean(y)`` per frame. With a nonlinear detector and ``detector_aware``: ``y + c`` with ``c``
     solving ``mean(g((y + c) * s)) == mean(x * s)`` per frame (Newton's method on the scalar,
     vectorised over the frames; ``g`` the detector's mean response in electrons, tabulated once
-    per model and binning). For torch tensors ``c`` is computed without gradient and the result
-    is ``y - mean(y) + (mean(y) + c).detach()``: the gradient is the same projection as the
-    linear rule's.
+    per model and binning, continued linearly below 0 e-: an output below 0 is an estimate, and
+    the continuation keeps the solution unique). For torch tensors ``c`` is computed without
+    gradient and the result is ``y - mean(y) + (mean(y) + c).detach()``: the gradient is the
+    same projection as the linear rule's.
 
     Parameters
     ----------
