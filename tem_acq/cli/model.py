@@ -71,6 +71,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"  {card.summary()}")
     print(f"  parameters {n_params:,}; weights {card.weights_dtype}; schema {card.schema_version}")
     print(f"  normalization {card.normalization.model_dump()}")
+    print(f"  corrects for: {card.describe_normalization()}")
     print(f"  output: {card.output}")
     print(f"  package hash {card.package_hash}")
     if card.training_data is not None:

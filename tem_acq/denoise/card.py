@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from tem_acq.denoise.normalization import DoseNormalization
+from tem_acq.detector import DEFAULT_MODELS, DetectorModel
 from tem_acq.errors import ModelPackageError
 from tem_acq.schema import StrictModel, as_model
 
@@ -179,6 +180,10 @@ class ModelCard(StrictModel):
         Range of input doses (e-/px per frame) it was trained for.
     detectors
         Detector kind(s) of the training data.
+    detector_models
+        Per detector kind, the detector model the (detector-aware) normalisation corrects for
+        when the camera says only its kind; ``None`` (older cards) or a missing kind means
+        :data:`tem_acq.detector.DEFAULT_MODELS`.
     pixel_size_A_range
         Range of pixel sizes (Å, at the specimen) of the training data; ``None`` when
         untrained or unknown. Read from ``pixel_size_nm_range`` (nm) in older cards.
@@ -209,6 +214,7 @@ class ModelCard(StrictModel):
     output: str = OUTPUT_MEANING
     dose_range_e_per_px: tuple[float, float]
     detectors: list[Detector] = Field(min_length=1)
+    detector_models: dict[Detector, DetectorModel] | None = None
     pixel_size_A_range: tuple[float, float] | None = None
     training_data: TrainingData | None = None
     quality: list[QualityRow] = Field(default_factory=list)
@@ -243,11 +249,36 @@ class ModelCard(StrictModel):
             plo, phi = self.pixel_size_A_range
             if not 0 < plo <= phi:
                 raise ValueError("pixel_size_A_range must satisfy 0 < min <= max")
+        for kind, model in (self.detector_models or {}).items():
+            if model.kind != kind:
+                raise ValueError(f"detector_models[{kind!r}] is a {model.kind} detector model")
         if not self.trained and self.quality:
             raise ValueError("an untrained model cannot have a quality table")
         if self.trained and self.training_data is None:
             raise ValueError("a trained model needs training_data (provenance and sha256)")
         return self
+
+    def detector_model(self, kind: str) -> DetectorModel:
+        """The detector model this card corrects for on a camera of detector ``kind``."""
+        if kind not in DEFAULT_MODELS:
+            raise ModelPackageError(
+                f"unknown detector kind {kind!r}; choose one of {sorted(DEFAULT_MODELS)}"
+            )
+        given = self.detector_models or {}
+        return given[kind] if kind in given else DEFAULT_MODELS[kind]
+
+    def describe_normalization(self) -> str:
+        """The normalisation and the detector models it corrects for, in one line."""
+        norm = self.normalization
+        head = f"dose, min scale {norm.min_scale:g} e-/px"
+        if not norm.preserve_mean:
+            return f"{head}, mean not kept"
+        if not norm.detector_aware:
+            return f"{head}, input mean kept (not detector-aware)"
+        models = "; ".join(
+            f"{kind}: {self.detector_model(kind).describe()}" for kind in sorted(DEFAULT_MODELS)
+        )
+        return f"{head}, detector-aware mean, correcting for {models}"
 
     def summary(self) -> str:
         """One line for listings: encoder, training state, dose range, short hash."""
@@ -330,7 +361,13 @@ def read_card(path: Path) -> ModelCard:
 def write_card(card: ModelCard, path: Path) -> None:
     """Write ``card.json`` (indented, stable key order).
 
-    A card without ``adaptation`` is written without the field, as before it existed.
+    A card without ``adaptation`` or ``detector_models``, or whose normalisation is not
+    ``detector_aware``, is written without the field, as before it existed (an older card
+    read and written back is byte-identical).
     """
-    unset = {"adaptation"} if card.adaptation is None else None
+    unset: dict[str, Any] = {
+        name: True for name in ("adaptation", "detector_models") if getattr(card, name) is None
+    }
+    if not card.normalization.detector_aware:
+        unset["normalization"] = {"detector_aware"}
     path.write_text(card.model_dump_json(indent=2, exclude=unset) + "\n", encoding="utf-8")

@@ -40,6 +40,7 @@ from tem_acq.denoise.normalization import (
 )
 from tem_acq.denoise.options import PATHS, DenoiseOptions
 from tem_acq.denoise.tiling import axis_plan, ramp, receptive_radius
+from tem_acq.detector import DetectorModel
 from tem_acq.errors import ConfigError, NegativeCountsWarning, TemAcqError
 
 if TYPE_CHECKING:
@@ -796,7 +797,12 @@ class Denoiser:
         return warn_pixel_size(self.card, pixel_size_A)
 
     def denoise_batch(
-        self, frames: Any, counts_per_electron: float | Sequence[float] | np.ndarray = 1.0
+        self,
+        frames: Any,
+        counts_per_electron: float | Sequence[float] | np.ndarray = 1.0,
+        *,
+        detector: DetectorModel | str | None = None,
+        binning: int = 1,
     ) -> np.ndarray:
         """Denoise frames that are waiting, in one pass; the live pipeline's per-batch call.
 
@@ -807,6 +813,8 @@ class Denoiser:
             counts (any integer or float dtype).
         counts_per_electron
             One number, or one per frame.
+        detector, binning
+            The camera's detector and binning, as for :meth:`denoise`.
 
         Returns
         -------
@@ -825,7 +833,8 @@ class Denoiser:
         arr = check_frames(frames)
         if arr.ndim == 2:
             arr = arr[None]
-        return self._denoise(arr, _check_cpe(counts_per_electron, arr.shape[0]))
+        camera = self.camera_detector(detector, binning)
+        return self._denoise(arr, _check_cpe(counts_per_electron, arr.shape[0]), camera)
 
     def denoise(
         self,
@@ -833,6 +842,8 @@ class Denoiser:
         *,
         counts_per_electron: float | Sequence[float] | np.ndarray = 1.0,
         progress: Callable[[int], None] | None = None,
+        detector: DetectorModel | str | None = None,
+        binning: int = 1,
     ) -> np.ndarray:
         """Denoise one frame or a stack of raw camera frames.
 
@@ -845,6 +856,15 @@ class Denoiser:
             the output is in counts rather than electrons.
         progress
             Called with the number of frames finished after each batch.
+        detector
+            The camera's detector: a :class:`~tem_acq.detector.DetectorModel` (from the
+            camera's settings), a kind (``"counting"``, ``"integrating"``: the card's model for
+            that kind, else :data:`tem_acq.detector.DEFAULT_MODELS`), or None (the mean of the
+            input is kept, the counting rule). Used when the card's normalisation is
+            ``detector_aware``; then on a nonlinear detector each denoised frame's mean is the
+            frame's corrected dose (see :func:`~tem_acq.denoise.normalization.keep_input_mean`).
+        binning
+            The camera's binning (for the detector's read noise and light spread).
 
         Returns
         -------
@@ -869,15 +889,42 @@ class Denoiser:
         single = arr.ndim == 2
         stack = arr[None] if single else arr
         cpe = _check_cpe(counts_per_electron, stack.shape[0])
+        camera = self.camera_detector(detector, binning)
         out = np.empty(stack.shape, dtype=np.float32)
         step = self.batch_size
         for i in range(0, stack.shape[0], step):
-            out[i : i + step] = self._denoise(stack[i : i + step], cpe[i : i + step])
+            out[i : i + step] = self._denoise(stack[i : i + step], cpe[i : i + step], camera)
             if progress is not None:
                 progress(min(i + step, stack.shape[0]))
         return out[0] if single else out
 
-    def _denoise(self, stack: np.ndarray, cpe: np.ndarray) -> np.ndarray:
+    def camera_detector(
+        self, detector: DetectorModel | str | None, binning: int = 1
+    ) -> tuple[DetectorModel | None, int]:
+        """The detector model and binning the normalisation corrects for (see :meth:`denoise`).
+
+        Raises
+        ------
+        ConfigError
+            An unknown detector kind or a binning that is not a positive integer.
+        """
+        if isinstance(binning, bool) or not isinstance(binning, int | np.integer) or binning < 1:
+            raise ConfigError(f"binning must be a positive integer, got {binning!r}")
+        if detector is None or isinstance(detector, DetectorModel):
+            return detector, int(binning)
+        if detector not in ("counting", "integrating"):
+            raise ConfigError(
+                f"unknown detector {detector!r}; give 'counting', 'integrating' or a "
+                "tem_acq.detector.DetectorModel"
+            )
+        return self.card.detector_model(detector), int(binning)
+
+    def _denoise(
+        self,
+        stack: np.ndarray,
+        cpe: np.ndarray,
+        camera: tuple[DetectorModel | None, int] = (None, 1),
+    ) -> np.ndarray:
         import torch
 
         n, h, w = stack.shape
@@ -893,7 +940,8 @@ class Denoiser:
             x = to_network(electrons, scale)
             outs = [self._network(x[i : i + self.batch_size]) for i in range(0, n, self.batch_size)]
             y = torch.cat(outs)
-            d = from_network(y, scale, norm, network_input=x)
+            detector, binning = camera
+            d = from_network(y, scale, norm, network_input=x, detector=detector, binning=binning)
             return d.float().cpu().numpy()
 
     def __repr__(self) -> str:

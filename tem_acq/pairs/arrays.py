@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tem_acq.detector import DEFAULT_MODELS, DetectorModel
 from tem_acq.errors import TemAcqError
 
 
@@ -56,6 +57,12 @@ class PairArrays:
         ``(n,)`` specimen kind of each pair, when known.
     pixel_size_A
         ``(n,)`` pixel size of each pair at the specimen (Å), when known.
+    detector_model
+        One :class:`~tem_acq.detector.DetectorModel` per pair (the camera's model in
+        electrons, e.g. a simulation's ``SimulationConfig.detector_model``), or ``None``: from
+        ``detector`` by :data:`tem_acq.detector.DEFAULT_MODELS` (see :meth:`detector_models`).
+    binning
+        ``(n,)`` camera binning of each pair, or ``None``: 1.
     source
         Where the data came from (provenance text for the model card).
     """
@@ -73,6 +80,8 @@ class PairArrays:
     detector: list[str] = dc_field(default_factory=list)
     specimen: list[str] = dc_field(default_factory=list)
     pixel_size_A: np.ndarray | None = None
+    detector_model: list[DetectorModel] | None = None
+    binning: np.ndarray | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -131,6 +140,52 @@ class PairArrays:
             values = list(getattr(self, name))
             if values and len(values) != n:
                 raise TemAcqError(f"{name} must list one value per pair ({n}), got {len(values)}")
+        self._check_detector_models(n)
+
+    def _check_detector_models(self, n: int) -> None:
+        """Check ``detector_model`` (one per pair, agreeing with ``detector``) and ``binning``."""
+        if self.binning is not None:
+            b = np.asarray(self.binning)
+            b = np.full(n, b) if b.ndim == 0 else b
+            if b.shape != (n,) or b.dtype.kind not in "iuf" or (b < 1).any() or (b % 1).any():
+                raise TemAcqError(
+                    f"binning must be one positive integer or one per pair ({n}), "
+                    f"got {self.binning!r}"
+                )
+            self.binning = b.astype(np.int64)
+        if self.detector_model is None:
+            return
+        models = list(self.detector_model)
+        if len(models) != n or not all(isinstance(m, DetectorModel) for m in models):
+            raise TemAcqError(
+                f"detector_model must list one tem_acq.detector.DetectorModel per pair ({n})"
+            )
+        if self.detector and any(m.kind != d for m, d in zip(models, self.detector, strict=True)):
+            raise TemAcqError("detector_model and detector disagree on a pair's detector kind")
+        self.detector_model = models
+
+    def detector_models(self) -> list[DetectorModel] | None:
+        """Each pair's detector model: ``detector_model``, else the defaults of ``detector``.
+
+        ``None`` when neither says anything (the detector is unknown).
+        """
+        if self.detector_model is not None:
+            return list(self.detector_model)
+        if not self.detector:
+            return None
+        unknown = sorted(set(self.detector) - set(DEFAULT_MODELS))
+        if unknown:
+            raise TemAcqError(
+                f"unknown detector kind(s) {unknown}; use {sorted(DEFAULT_MODELS)} or give "
+                "detector_model"
+            )
+        return [DEFAULT_MODELS[d] for d in self.detector]
+
+    def binnings(self) -> np.ndarray:
+        """``(n,)`` int64 binning of each pair (1 where not given)."""
+        if self.binning is None:
+            return np.ones(len(self), np.int64)
+        return np.asarray(self.binning, np.int64)
 
     def __len__(self) -> int:
         return int(self.low.shape[0])
@@ -161,6 +216,10 @@ class PairArrays:
             detector=[self.detector[i] for i in idx] if self.detector else [],
             specimen=[self.specimen[i] for i in idx] if self.specimen else [],
             pixel_size_A=take(self.pixel_size_A),
+            detector_model=(
+                None if self.detector_model is None else [self.detector_model[i] for i in idx]
+            ),
+            binning=take(self.binning),
             source=self.source,
         )
 
@@ -177,6 +236,12 @@ class PairArrays:
         for name in ("counts_per_electron", "low_dose", "high_dose", "field", "shift"):
             a = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
             h.update(name.encode() + b"\0" + a.tobytes())
+        # only when given, so that the hashes of pairs without them stay what they were
+        if self.binning is not None:
+            h.update(b"binning\0" + np.ascontiguousarray(self.binning, np.int64).tobytes())
+        if self.detector_model is not None:
+            for m in self.detector_model:
+                h.update(b"detector_model\0" + m.model_dump_json().encode())
         return "sha256:" + h.hexdigest()
 
 
@@ -217,5 +282,27 @@ def concatenate(parts: Sequence[PairArrays]) -> PairArrays:
         detector=[d for p in parts for d in p.detector] if all(p.detector for p in parts) else [],
         specimen=[s for p in parts for s in p.specimen] if all(p.specimen for p in parts) else [],
         pixel_size_A=px,
+        detector_model=_joined_models(parts),
+        binning=(
+            None
+            if all(p.binning is None for p in parts)
+            else np.concatenate([p.binnings() for p in parts])
+        ),
         source="; ".join(dict.fromkeys(p.source for p in parts if p.source)),
     )
+
+
+def _joined_models(parts: Sequence[PairArrays]) -> list[DetectorModel] | None:
+    """The joined sets' per-pair models (``None`` when no set gives any)."""
+    if all(p.detector_model is None for p in parts):
+        return None
+    joined: list[DetectorModel] = []
+    for k, p in enumerate(parts):
+        models = p.detector_models()
+        if models is None:
+            raise TemAcqError(
+                f"pair set {k} says neither its detector kind nor its detector model, and "
+                "others give models; set detector or detector_model on every set"
+            )
+        joined += models
+    return joined

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tem_acq.detector import DEFAULT_MODELS
 from tem_acq.errors import TemAcqError
 from tem_acq.pairs.arrays import PairArrays
 
@@ -304,6 +305,7 @@ def _as_pairs(
     rows = [(f, fld, short) for f, fld in enumerate(fields) for short in fld.shorts]
     n = len(rows)
     highs = [fld.long_counts for _, fld, _ in rows if fld.long_counts is not None]
+    model = sim.config.detector_model  # recorded when it is not the kind's default
     return PairArrays(
         low=np.stack([counts for _, _, (counts, _, _) in rows]),
         high=np.stack(highs) if highs else None,
@@ -318,5 +320,6 @@ def _as_pairs(
         detector=[detector] * n,
         specimen=[specimen] * n,
         pixel_size_A=np.full(n, sim.pixel_size_A),
+        detector_model=None if model == DEFAULT_MODELS[detector] else [model] * n,
         source=source,
     )

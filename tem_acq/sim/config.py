@@ -7,10 +7,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
+from tem_acq.detector import COUNTING, DetectorKind, DetectorModel
 from tem_acq.schema import StrictModel
 
 SpecimenKind = Literal["nanoparticles", "atomic"]
-DetectorKind = Literal["counting", "integrating"]
 
 #: The specimen kinds the simulator can render.
 SPECIMEN_KINDS: tuple[str, ...] = get_args(SpecimenKind)
@@ -33,6 +33,12 @@ INTEGRATING_COUNTS_PER_ELECTRON = 44.0
 INTEGRATING_GAIN_CV = 1.0
 INTEGRATING_READ_NOISE = 125.0
 INTEGRATING_DARK_OFFSET = -12.0
+#: Fraction of an electron's light reaching each x (y) neighbour at binning 1, the share of
+#: the read noise correlated along rows, and that correlation's length (pixels).
+INTEGRATING_SPREAD_X = 0.045
+INTEGRATING_SPREAD_Y = 0.035
+INTEGRATING_ROW_NOISE_FRACTION = 0.3
+INTEGRATING_ROW_NOISE_LENGTH = 32
 
 _INTEGRATING_ONLY = ("read_noise", "dark_offset", "gain_cv")
 
@@ -129,6 +135,26 @@ class SimulationConfig(StrictModel):
         return INTEGRATING_COUNTS_PER_ELECTRON
 
     @property
+    def detector_model(self) -> DetectorModel:
+        """The detector's model in electrons (:mod:`tem_acq.detector`).
+
+        The one set of parameters the simulated camera samples and the normalisation corrects
+        for.
+        """
+        if self.detector == "counting":
+            return COUNTING
+        cpe = self.effective_counts_per_electron
+        return DetectorModel(
+            kind="integrating",
+            gain_cv=_default(self.gain_cv, INTEGRATING_GAIN_CV),
+            read_noise_e=_default(self.read_noise, INTEGRATING_READ_NOISE) / cpe,
+            dark_offset_e=_default(self.dark_offset, INTEGRATING_DARK_OFFSET) / cpe,
+            spread_x=INTEGRATING_SPREAD_X,
+            spread_y=INTEGRATING_SPREAD_Y,
+            row_noise_fraction=INTEGRATING_ROW_NOISE_FRACTION,
+        )
+
+    @property
     def effective_defocus_nm(self) -> float:
         """Defocus in nm; Scherzer defocus for the atomic kind when not set."""
         if self.defocus_nm is not None:
@@ -142,6 +168,10 @@ class SimulationConfig(StrictModel):
     def drift_speed_px_per_s(self) -> float:
         """Magnitude of the drift vector."""
         return math.hypot(*self.drift_px_per_s)
+
+
+def _default(value: float | None, default: float) -> float:
+    return float(default if value is None else value)
 
 
 def electron_wavelength_A(voltage_kv: float) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from tem_acq.detector import DetectorModel
 from tem_acq.sim._sampling import GammaSumSampler, PoissonSampler, normal_table, uniform16
 from tem_acq.sim.config import (
     COUNTING_COUNTS_PER_ELECTRON,
@@ -20,6 +21,10 @@ from tem_acq.sim.config import (
     INTEGRATING_DARK_OFFSET,
     INTEGRATING_GAIN_CV,
     INTEGRATING_READ_NOISE,
+    INTEGRATING_ROW_NOISE_FRACTION,
+    INTEGRATING_ROW_NOISE_LENGTH,
+    INTEGRATING_SPREAD_X,
+    INTEGRATING_SPREAD_Y,
 )
 
 F32 = NDArray[np.float32]
@@ -27,6 +32,15 @@ U16 = NDArray[np.uint16]
 
 #: largest value a uint16 camera reports; brighter pixels saturate here
 SATURATION = 65535
+
+
+def detector_from_model(
+    model: DetectorModel, counts_per_electron: float
+) -> CountingDetector | IntegratingDetector:
+    """The simulated detector that samples ``model`` at ``counts_per_electron`` counts/e-."""
+    if model.kind == "counting":
+        return CountingDetector.from_model(model, counts_per_electron)
+    return IntegratingDetector.from_model(model, counts_per_electron)
 
 
 def _to_uint16(counts: F32) -> U16:
@@ -46,6 +60,18 @@ class CountingDetector:
 
     counts_per_electron: float = COUNTING_COUNTS_PER_ELECTRON
     _poisson: PoissonSampler = field(default_factory=PoissonSampler, init=False, repr=False)
+
+    @classmethod
+    def from_model(cls, model: DetectorModel, counts_per_electron: float) -> CountingDetector:
+        """The counting detector of ``model`` (kind ``"counting"``) at ``counts_per_electron``."""
+        if model.kind != "counting":
+            raise ValueError(f"a {model.kind} detector model is not a counting detector")
+        return cls(counts_per_electron=float(counts_per_electron))
+
+    @property
+    def detector_model(self) -> DetectorModel:
+        """The model, in electrons, that this detector samples."""
+        return DetectorModel()
 
     def sample(self, electrons: F32, rng: np.random.Generator, binning: int = 1) -> U16:
         """Draw one frame of counts.
@@ -91,17 +117,61 @@ class IntegratingDetector:
     read_noise: float = INTEGRATING_READ_NOISE
     dark_offset: float = INTEGRATING_DARK_OFFSET
     #: fraction of light to each x neighbour and each y neighbour (binning 1)
-    spread_x: float = 0.045
-    spread_y: float = 0.035
+    spread_x: float = INTEGRATING_SPREAD_X
+    spread_y: float = INTEGRATING_SPREAD_Y
     #: share of the read-noise rms that is correlated along rows, and its length (pixels)
-    row_noise_fraction: float = 0.3
-    row_noise_length: int = 32
+    row_noise_fraction: float = INTEGRATING_ROW_NOISE_FRACTION
+    row_noise_length: int = INTEGRATING_ROW_NOISE_LENGTH
     _poisson: PoissonSampler = field(default_factory=PoissonSampler, init=False, repr=False)
     _gamma: GammaSumSampler = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._gamma = GammaSumSampler(1.0 / self.gain_cv**2)
         self._noise_tables: dict[int, F32] = {}
+
+    @classmethod
+    def from_model(cls, model: DetectorModel, counts_per_electron: float) -> IntegratingDetector:
+        """The integrating detector that samples ``model`` (in electrons) in counts.
+
+        Parameters
+        ----------
+        model
+            An integrating :class:`~tem_acq.detector.DetectorModel` with ``clip_at_zero`` (a
+            uint16 camera cannot report values below 0).
+        counts_per_electron
+            Mean counts one electron produces.
+        """
+        if model.kind != "integrating":
+            raise ValueError(f"a {model.kind} detector model is not an integrating detector")
+        if not model.clip_at_zero or model.gain_cv == 0.0:
+            raise ValueError(
+                "the simulated integrating camera clips at 0 and needs gain_cv > 0; "
+                "use a model with clip_at_zero=True and gain_cv > 0"
+            )
+        cpe = float(counts_per_electron)
+        return cls(
+            counts_per_electron=cpe,
+            gain_cv=model.gain_cv,
+            read_noise=model.read_noise_e * cpe,
+            dark_offset=model.dark_offset_e * cpe,
+            spread_x=model.spread_x,
+            spread_y=model.spread_y,
+            row_noise_fraction=model.row_noise_fraction,
+        )
+
+    @property
+    def detector_model(self) -> DetectorModel:
+        """The model, in electrons, that this detector samples."""
+        cpe = self.counts_per_electron
+        return DetectorModel(
+            kind="integrating",
+            gain_cv=self.gain_cv,
+            read_noise_e=self.read_noise / cpe,
+            dark_offset_e=self.dark_offset / cpe,
+            spread_x=self.spread_x,
+            spread_y=self.spread_y,
+            row_noise_fraction=self.row_noise_fraction,
+        )
 
     def _white_table(self, binning: int) -> F32:
         """Normal table scaled to the white read noise at ``binning``, dark offset included."""

@@ -13,13 +13,10 @@ from numpy.typing import NDArray
 from tem_acq.errors import SimulationError
 from tem_acq.sim.config import (
     BINNINGS,
-    INTEGRATING_DARK_OFFSET,
-    INTEGRATING_GAIN_CV,
-    INTEGRATING_READ_NOISE,
     SimulationConfig,
     electron_wavelength_A,
 )
-from tem_acq.sim.detector import CountingDetector, IntegratingDetector
+from tem_acq.sim.detector import CountingDetector, IntegratingDetector, detector_from_model
 from tem_acq.sim.specimen import SpecimenMap, make_specimen
 
 F32 = NDArray[np.float32]
@@ -80,16 +77,9 @@ class TEMSimulator:
             config.effective_defocus_nm,
             cache_tiles=cache,
         )
-        self.detector: CountingDetector | IntegratingDetector
-        if config.detector == "counting":
-            self.detector = CountingDetector(config.effective_counts_per_electron)
-        else:
-            self.detector = IntegratingDetector(
-                counts_per_electron=config.effective_counts_per_electron,
-                gain_cv=_default(config.gain_cv, INTEGRATING_GAIN_CV),
-                read_noise=_default(config.read_noise, INTEGRATING_READ_NOISE),
-                dark_offset=_default(config.dark_offset, INTEGRATING_DARK_OFFSET),
-            )
+        self.detector: CountingDetector | IntegratingDetector = detector_from_model(
+            config.detector_model, config.effective_counts_per_electron
+        )
         self._lock = threading.RLock()
         self._cache_key: _Geometry | None = None
         self._cache_value: F32 | None = None
@@ -360,10 +350,6 @@ def _block_sum(a: F32, b: int) -> F32:
     for k in range(1, b):
         out += rows[:, k::b]
     return out
-
-
-def _default(value: float | None, default: float) -> float:
-    return default if value is None else float(value)
 
 
 def _check_position(name: str, xy: Sequence[float]) -> None:

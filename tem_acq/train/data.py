@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from tem_acq.denoise.dihedral import dihedral
 from tem_acq.denoise.normalization import counts_to_electrons, dose_scale, to_network
+from tem_acq.detector import DetectorModel
 from tem_acq.errors import TemAcqError
 from tem_acq.pairs import PairArrays, aligned_long_electrons, measure_shifts
 from tem_acq.registration import align_to_low, border_for
@@ -50,6 +51,11 @@ class Prepared:
         ``(n,)`` pixels at each border not to be used (wrapped by registration).
     field
         ``(n,)`` field ids.
+    detector
+        Each pair's detector model (``None``: unknown, the linear mean rule), for the
+        detector-aware mean rule of the loss and validation.
+    binning
+        ``(n,)`` camera binning of each pair.
     """
 
     inputs: F32
@@ -58,6 +64,13 @@ class Prepared:
     scale: np.ndarray
     border: np.ndarray
     field: np.ndarray
+    detector: list[DetectorModel | None] | None = None
+    binning: np.ndarray | None = None
+
+    def camera(self, i: int) -> tuple[DetectorModel | None, int]:
+        """Pair ``i``'s detector model and binning."""
+        det = None if self.detector is None else self.detector[i]
+        return det, 1 if self.binning is None else int(self.binning[i])
 
 
 def _electrons(counts: np.ndarray, cpe: np.ndarray) -> F32:
@@ -103,6 +116,7 @@ def prepare(pairs: PairArrays, mode: str, registration: str, *, measure: bool = 
     truth = None
     if pairs.truth is not None:
         truth = np.asarray(to_network(pairs.truth.astype(np.float32), scale), dtype=np.float32)
+    models = pairs.detector_models()
     return Prepared(
         inputs=inputs[keep],
         targets=targets[keep],
@@ -110,6 +124,8 @@ def prepare(pairs: PairArrays, mode: str, registration: str, *, measure: bool = 
         scale=scale[keep, 0, 0].astype(np.float64),
         border=border[keep],
         field=pairs.field[keep],
+        detector=None if models is None else [models[int(i)] for i in keep],
+        binning=pairs.binnings()[keep],
     )
 
 
@@ -251,6 +267,11 @@ class CropSampler:
 
     def batch(self, size: int) -> tuple[F32, F32]:
         """``(inputs, targets)`` of shape ``(size, crop, crop)``."""
+        xs, ts, _ = self.batch_with_pairs(size)
+        return xs, ts
+
+    def batch_with_pairs(self, size: int) -> tuple[F32, F32, np.ndarray]:
+        """:meth:`batch` and the pair index of each crop (same draws, same crops)."""
         c = self.crop
         h, w = self.data.inputs.shape[1:]
         xs = np.empty((size, c, c), np.float32)
@@ -263,4 +284,4 @@ class CropSampler:
             k = int(self.rng.integers(8)) if self.augment else 0
             xs[b] = dihedral(self.data.inputs[i, y0 : y0 + c, x0 : x0 + c], k)
             ts[b] = dihedral(self.data.targets[i, y0 : y0 + c, x0 : x0 + c], k)
-        return xs, ts
+        return xs, ts, picks

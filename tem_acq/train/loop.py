@@ -118,6 +118,7 @@ class _Validator:
         max_frames: int,
         multiple: int,
         normalization: DoseNormalization,
+        aware: bool = False,
     ) -> None:
         ref = data.truth if data.truth is not None else data.targets
         spans = np.array([float(np.ptp(ref[i])) for i in index]) if len(index) else np.array([])
@@ -130,13 +131,15 @@ class _Validator:
         self.data = data
         self.multiple = multiple
         self.normalization = normalization
+        #: apply each pair's detector model (supervised targets are at the true dose)
+        self.aware = aware
 
     def __call__(self, model: torch.nn.Module, device: torch.device) -> tuple[float, float]:
         import torch
 
         from tem_acq.denoise.engine import pad_to_multiple
-        from tem_acq.denoise.normalization import keep_input_mean
         from tem_acq.metrics import psnr
+        from tem_acq.train.losses import delivered
 
         if len(self.index) == 0:
             return math.nan, math.nan
@@ -149,7 +152,13 @@ class _Validator:
                     x = torch.from_numpy(self.data.inputs[i]).to(device)[None, None]
                     h, w = x.shape[-2:]
                     y = model(pad_to_multiple(x, self.multiple))[..., :h, :w].float()
-                    y = keep_input_mean(y, x, self.normalization)  # as the engine delivers it
+                    y = delivered(  # as the engine delivers it
+                        y,
+                        x,
+                        self.normalization,
+                        self.data.scale[[i]],
+                        [self.data.camera(int(i)) if self.aware else (None, 1)],
+                    )
                     out = y[0, 0].cpu().numpy()
                     ref = (
                         self.data.truth[i] if self.data.truth is not None else self.data.targets[i]
@@ -260,7 +269,14 @@ def train(
     if resume:
         run.resume()
     sampler = CropSampler(data, train_idx, config.crop, config.augment, run.rng)
-    validator = _Validator(data, val_idx, config.val_max_frames, run.multiple, run.normalization)
+    validator = _Validator(
+        data,
+        val_idx,
+        config.val_max_frames,
+        run.multiple,
+        run.normalization,
+        aware=config.mode == "supervised",
+    )
     show = progress if progress is not None else _stderr_is_terminal()
     interrupted = run.optimise(
         sampler, validator, show_progress=show, on_validation=on_validation, stop=should_stop
@@ -356,8 +372,11 @@ class _Run:
         from tem_acq.denoise import DoseNormalization
 
         config, device = self.config, self.device
-        #: Trained models run with the default normalization; the card records this one.
-        self.normalization = DoseNormalization()
+        #: Trained models run with the detector-aware normalization; the card records it.
+        #: Supervised targets (long exposures at the nominal dose) are the true dose, so the
+        #: loss sees each pair's detector-aware shift; noise2noise targets are observations of
+        #: the same detector, so its loss keeps the observed mean (the linear rule).
+        self.normalization = DoseNormalization(detector_aware=True)
         torch.manual_seed(config.seed)
         model, self.init_info, depth = _initial_model(config, init)
         self.multiple = 2**depth
@@ -448,22 +467,23 @@ class _Run:
         """One optimiser step on a batch of crops; returns its loss."""
         import torch
 
-        from tem_acq.denoise.normalization import keep_input_mean
-        from tem_acq.train.losses import compute_loss
+        from tem_acq.train.losses import compute_loss, delivered
 
         config, dev = self.config, self.device
         lr = config.lr_at(self.step, self.total)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        xs, ts = sampler.batch(config.batch_size)
+        xs, ts, picks = sampler.batch_with_pairs(config.batch_size)
         x = torch.from_numpy(xs).unsqueeze(1).to(dev)
         t = torch.from_numpy(ts).unsqueeze(1).to(dev)
         if dev.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
             y = self.model(x)
-        # Train as the engine runs: its output is shifted to the input's mean.
-        y = keep_input_mean(y.float(), x, self.normalization)
+        # Train as the engine runs: its output is shifted by the card's mean rule.
+        aware = config.mode == "supervised"
+        cameras = [sampler.data.camera(int(i)) if aware else (None, 1) for i in picks]
+        y = delivered(y.float(), x, self.normalization, sampler.data.scale[picks], cameras)
         loss = compute_loss(config.effective_loss, y, t, config.ssim_weight)
         if not torch.isfinite(loss):
             raise TemAcqError(
@@ -633,6 +653,7 @@ def _write_package(
 ) -> ModelCard:
     from tem_acq import __version__
     from tem_acq.denoise import TrainingData, save_package
+    from tem_acq.detector import DEFAULT_MODELS
 
     doses = pairs.low_dose
     dose_range = config.dose_range_e_per_px or (
@@ -665,6 +686,11 @@ def _write_package(
         description=description,
         dose_range_e_per_px=dose_range,
         detectors=detectors,
+        detector_models=(
+            {kind: DEFAULT_MODELS[kind] for kind in detectors}
+            if normalization.detector_aware
+            else None
+        ),
         pixel_size_A_range=px,
         normalization=normalization,
         training_data=TrainingData(

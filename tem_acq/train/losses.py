@@ -1,11 +1,65 @@
-"""Training losses in network units: L1 (the paper's), L2, and L1 + (1 - SSIM)."""
+"""Training losses in network units: L1 (the paper's), L2, and L1 + (1 - SSIM).
+
+And what the loss compares: :func:`delivered`, the network output shifted as the engine will
+shift it (the card's mean rule, per pair's detector model and binning).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tem_acq.denoise.normalization import DoseNormalization, keep_input_mean
+from tem_acq.detector import DetectorModel
 
 if TYPE_CHECKING:
     import torch
+
+
+def delivered(
+    y: torch.Tensor,
+    x: torch.Tensor,
+    norm: DoseNormalization,
+    scale: np.ndarray,
+    cameras: Sequence[tuple[DetectorModel | None, int]],
+) -> torch.Tensor:
+    """The output ``y`` (``(b, 1, h, w)``, network units) as the engine delivers it.
+
+    Frames of one (detector model, binning) go through
+    :func:`~tem_acq.denoise.normalization.keep_input_mean` together: one call per group.
+
+    Parameters
+    ----------
+    y, x
+        Network output and input.
+    norm
+        The normalisation the model is trained for.
+    scale
+        ``(b,)`` dose scale of each frame's pair (e-/px).
+    cameras
+        ``(detector model or None, binning)`` of each frame.
+    """
+    import torch
+
+    groups: dict[tuple[DetectorModel | None, int], list[int]] = {}
+    for i, camera in enumerate(cameras):
+        groups.setdefault(camera, []).append(i)
+    if len(groups) == 1:
+        ((det, binning),) = groups
+        s = torch.as_tensor(np.asarray(scale, np.float32), device=y.device).view(-1, 1, 1, 1)
+        return keep_input_mean(y, x, norm, detector=det, scale=s, binning=binning)
+    parts = [torch.empty(0)] * len(cameras)
+    for (det, binning), members in groups.items():
+        idx = torch.as_tensor(members, device=y.device)
+        s = torch.as_tensor(np.asarray(scale, np.float32)[members], device=y.device)
+        out = keep_input_mean(
+            y[idx], x[idx], norm, detector=det, scale=s.view(-1, 1, 1, 1), binning=binning
+        )
+        for k, i in enumerate(members):
+            parts[i] = out[k]
+    return torch.stack(parts)
 
 
 def _gauss_kernel(sigma: float, device: torch.device) -> torch.Tensor:
