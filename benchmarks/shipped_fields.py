@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -56,17 +57,18 @@ SETS: dict[str, FieldSet] = {
 }
 
 
-def _recipe(name: str) -> Any:
-    from tem_acq.sim.fields import atomic, lowmag
+def _module(recipe: str) -> Any:
+    kind = "atomic" if recipe.startswith("ATOMIC") else "lowmag"
+    return importlib.import_module(f"tem_acq.sim.fields.{kind}")
 
-    module = atomic if name.startswith("ATOMIC") else lowmag
-    return getattr(module, name)
+
+def _recipe(name: str) -> Any:
+    return getattr(_module(name), name)
 
 
 def _maker(name: str) -> Any:
-    from tem_acq.sim.fields import atomic, lowmag
-
-    return atomic.atomic_field if name.startswith("ATOMIC") else lowmag.lowmag_field
+    module = _module(name)
+    return module.atomic_field if name.startswith("ATOMIC") else module.lowmag_field
 
 
 def folder(name: str) -> Path:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -63,6 +64,9 @@ import numpy as np
 
 from tem_acq.pairs import PairArrays, concatenate, simulate_pairs
 from tem_acq.train import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shipped_fields  # the field sets: benchmarks/shipped_fields.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -408,7 +412,60 @@ def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
         shutil.copytree(ROOT / "models" / name, start)
     pairs = concatenate([training_pairs(), crystal_pairs()])
     _run(name, "fine-tuning", pairs, cfg, start, resume, f"shipped-{name}-finetune.ckpt")
-    # keep the earlier stages' records (config, history, their start) beside the new one
+    _keep_stage_records(name, start)
+
+
+#: The transfer stage (issue 14): from the shipped package, on the live simulator's sets plus
+#: the multislice and low-magnification fields recorded with drawn cameras.
+TRANSFER = {
+    name: cfg.model_copy(update={"lr": cfg.lr * 0.5, "max_steps": 6000, "warmup_steps": 100})
+    for name, cfg in CONFIGS.items()
+}
+#: Seeds of the cameras, doses and noise the field sets are recorded with.
+FIELD_RECORDING_SEED = {"train": 1600, "test": 91600, "independent": 92600}
+
+
+def field_pairs(split: str, kind: str | None = None) -> PairArrays:
+    """The atomic and low-magnification field sets of ``split`` recorded with cameras.
+
+    ``train`` draws cameras from ``DETECTORS_TRAIN`` and doses in 0.5-50 e-/px; ``test`` (the
+    train recipes, other seeds) and ``independent`` (held-out recipes and cameras) record every
+    field at 1, 5 and 20 e-/px with cameras of one ``kind``.
+    """
+    from tem_acq.pairs.fields import pairs_from_fields
+    from tem_acq.sim.fields.detectors import DETECTORS_INDEPENDENT, DETECTORS_TRAIN
+
+    cameras = DETECTORS_INDEPENDENT if split == "independent" else DETECTORS_TRAIN
+    if kind is not None:
+        cameras = cameras.model_copy(update={"kinds": (kind,)})
+    fields = [f for s in ("atomic", "lowmag") for f in shipped_fields.load(f"{s}-{split}")]
+    return pairs_from_fields(
+        fields,
+        cameras,
+        seed=FIELD_RECORDING_SEED[split] + (0 if kind in (None, "counting") else 1),
+        short_doses=None if split == "train" else (1.0, 5.0, 20.0),
+        source=f"tem_acq.sim.fields {split} sets ({', '.join(shipped_fields.SETS)}), "
+        f"cameras {'held out' if split == 'independent' else 'DETECTORS_TRAIN'}",
+    )
+
+
+def stage_transfer(name: str, steps: int | None, resume: bool = False) -> None:
+    """Retrain ``models/<name>`` from its shipped weights on the live simulator's sets plus
+    the field sets (see ``TRANSFER``); the earlier stages' records are kept."""
+    cfg = TRANSFER[name]
+    if steps is not None:
+        cfg = cfg.model_copy(update={"max_steps": steps})
+    start = CACHE / f"shipped-{name}-before-transfer"
+    if not resume:
+        shutil.rmtree(start, ignore_errors=True)
+        shutil.copytree(ROOT / "models" / name, start)
+    pairs = concatenate([training_pairs(), crystal_pairs(), field_pairs("train")])
+    _run(name, "transfer", pairs, cfg, start, resume, f"shipped-{name}-transfer.ckpt")
+    _keep_stage_records(name, start)
+
+
+def _keep_stage_records(name: str, start: Path) -> None:
+    """Copy the start package's stage records, and its own record as the next stage."""
     earlier = sorted(start.glob("training-stage*.json"))
     for record in earlier:
         shutil.copy2(record, ROOT / "models" / name / record.name)
@@ -438,7 +495,14 @@ def stage_evaluate(name: str, device: str) -> None:
             rep = evaluate_pairs(tta, pairs, flips_at_dose=5.0, max_flip_frames=2)
             tta_reports.append(rep)
             print(render_table(rep), flush=True)
+    sets = field_set_reports(plain)
     rows = [row for rep in reports for row in quality_rows(rep)]
+    rows += [
+        row.model_copy(update={"image_kind": f"{row.image_kind} ({split} fields)"})
+        for split, reps in sets.items()
+        for rep in reps
+        for row in quality_rows(rep)
+    ]
     rows += [
         row.model_copy(update={"metric": f"{row.metric}_tta"})
         for rep in tta_reports
@@ -454,6 +518,7 @@ def stage_evaluate(name: str, device: str) -> None:
                 "simulated": [rep.to_dict() for rep in reports],
                 "simulated_tta": [rep.to_dict() for rep in tta_reports],
                 "oneview": {k: v.to_dict() for k, v in real.items()},
+                "fields": {k: [rep.to_dict() for rep in reps] for k, reps in sets.items()},
             },
             indent=1,
         )
@@ -470,12 +535,115 @@ def stage_evaluate(name: str, device: str) -> None:
         + "\n\n## With test-time augmentation (`tta=True`: averaged over the 8 flips/rotations)"
         "\n\n"
         + "\n\n".join(render_table(rep, markdown=True) for rep in tta_reports)
+        + "".join(
+            f"\n\n## {split.capitalize()} fields (tem_acq.sim.fields)\n\n"
+            + "\n\n".join(render_table(rep, markdown=True) for rep in reps)
+            for split, reps in sets.items()
+        )
         + "\n\n## Real Gatan OneView frames (two frames of one field each)\n\n"
         + (oneview or "shared/data/katsuno-oneview not found")
         + "\n",
         encoding="utf-8",
     )
     print(f"[{name}] evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def field_set_reports(model: Any) -> dict[str, list[Any]]:
+    """The model on the in-distribution (``test``) and ``independent`` field sets, per
+    specimen kind and detector (flip spread at 5 e-/px)."""
+    from tem_acq.evaluate import evaluate_pairs, render_table
+
+    out: dict[str, list[Any]] = {}
+    for split in ("test", "independent"):
+        out[split] = []
+        for detector in DETECTORS:
+            pairs = field_pairs(split, detector)
+            for specimen in SPECIMENS:
+                keep = np.flatnonzero(np.asarray(pairs.specimen) == specimen)
+                rep = evaluate_pairs(model, pairs.subset(keep), flips_at_dose=5.0)
+                print(f"[{split}] " + render_table(rep), flush=True)
+                out[split].append(rep)
+    return out
+
+
+#: The README's quality tables are written between these markers by ``--stage summary``.
+README_MARKERS = ("<!-- transfer-tables:start -->", "<!-- transfer-tables:end -->")
+_SET_TITLES = {
+    "simulated": "live simulator (the simulated camera's specimens; other seeds)",
+    "test": "in-distribution fields (the training recipes and cameras; other seeds)",
+    "independent": "independent fields (held-out materials, shapes, zone axes, optics, cameras)",
+}
+
+
+def _row(report: dict[str, Any], dose: float, metric: str) -> dict[str, Any]:
+    for row in report["rows"]:
+        if abs(row["dose"] - dose) < 1e-6 and row["metric"] == metric:
+            return dict(row)
+    return {}
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def transfer_tables() -> str:
+    """The README's tables (5 e-/px; the atomic gain at 1, 5, 20) from both models' results."""
+    results = {m: json.loads((RESULTS / f"shipped-{m}.json").read_text()) for m in CONFIGS}
+    head = (
+        "| specimen / detector | oracle Gaussian | 1000 e-/px long | **default** | fast | "
+        "default - Gaussian (1 / 5 / 20 e-/px) | vacuum mean error raw / default % | "
+        "vacuum structure Gaussian / default | flips dB |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    out = []
+    for key, title in _SET_TITLES.items():
+        default = results["default"]["simulated" if key == "simulated" else "fields"]
+        fast = results["fast"]["simulated" if key == "simulated" else "fields"]
+        if key != "simulated":
+            default, fast = default[key], fast[key]
+        lines = [f"**{title}**", "", head]
+        for rep, rep_fast in zip(default, fast, strict=True):
+            lines.append(_table_line(rep, rep_fast))
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def _table_line(rep: dict[str, Any], rep_fast: dict[str, Any]) -> str:
+    psnr = _row(rep, 5.0, "psnr_db")
+    gains = [
+        (_row(rep, d, "psnr_db").get("model") or math.nan)
+        - (_row(rep, d, "psnr_db").get("gaussian") or math.nan)
+        for d in (1.0, 5.0, 20.0)
+    ]
+    vac = _row(rep, 5.0, "vacuum_mean_error_pct")
+    struct = _row(rep, 5.0, "vacuum_structure_ratio")
+    return (
+        f"| {rep['specimen']} / {rep['detector']} | {_fmt(psnr.get('gaussian'))} | "
+        f"{_fmt(psnr.get('long'))} | **{_fmt(psnr.get('model'))}** | "
+        f"{_fmt(_row(rep_fast, 5.0, 'psnr_db').get('model'))} | "
+        + " / ".join(f"{g:+.1f}" for g in gains)
+        + f" | {_fmt(vac.get('raw'), '.2f')} / {_fmt(vac.get('model'), '.2f')} | "
+        f"{_fmt(struct.get('gaussian'), '.2f')} / {_fmt(struct.get('model'), '.2f')} | "
+        f"{_fmt(_row(rep, 5.0, 'flip_max_db').get('model'), '.2f')} |"
+    )
+
+
+def stage_summary() -> None:
+    """Write the tables to ``benchmarks/results/transfer.md`` and between the README markers."""
+    tables = transfer_tables()
+    (RESULTS / "transfer.md").write_text(
+        "# Shipped models on the three test sets (5 e-/px)\n\nGenerated by `python "
+        "benchmarks/train_shipped_models.py --stage summary` from "
+        "`benchmarks/results/shipped-*.json`.\n\n" + tables,
+        encoding="utf-8",
+    )
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_MARKERS
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        readme.write_text(f"{before}{start}\n{tables}{end}{after}", encoding="utf-8")
+    print(tables)
 
 
 def real_frame_checks(name: str, device: str) -> dict[str, Any]:
@@ -502,7 +670,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", choices=[*CONFIGS, "both"], default="both")
-    parser.add_argument("--stage", choices=["all", "train", "finetune", "evaluate"], default="all")
+    parser.add_argument(
+        "--stage",
+        choices=["all", "train", "finetune", "fields", "transfer", "evaluate", "summary"],
+        default="all",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="processes for --stage fields")
     parser.add_argument("--steps", type=int, default=None, help="override max_steps")
     parser.add_argument(
         "--resume",
@@ -523,6 +696,9 @@ def main() -> int:
     names = list(CONFIGS) if args.model == "both" else [args.model]
     if args.warm_start is not None and names != ["default"]:
         parser.error("--warm-start builds the compact default: use it with --model default")
+    if args.stage in ("all", "fields"):
+        for name in shipped_fields.SETS:
+            shipped_fields.generate(name, args.jobs)
     for name in names:
         if args.stage in ("all", "train"):
             stage_train(name, args.steps, args.resume, args.warm_start)
@@ -531,8 +707,13 @@ def main() -> int:
             stage_finetune(
                 name, args.steps if finetune_only else None, args.resume and finetune_only
             )
+        if args.stage in ("all", "transfer"):
+            only = args.stage == "transfer"
+            stage_transfer(name, args.steps if only else None, args.resume and only)
         if args.stage in ("all", "evaluate"):
             stage_evaluate(name, args.device)
+    if args.stage in ("all", "summary"):
+        stage_summary()
     return 0
 
 

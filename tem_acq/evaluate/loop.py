@@ -276,7 +276,7 @@ def evaluate_pairs(
         acc.add_frame(dose, frame, _particles(pairs, i, frame.crop), use_truth)
         acc.add_vacuum(dose, frame, _vacuum(pairs, i, frame))
         if flip_dose is not None and dose == flip_dose and flips_done < max_flip_frames:
-            acc.add_flips(dose, frame, den, np.asarray(pairs.low[i]))
+            acc.add_flips(dose, frame, den, np.asarray(pairs.low[i]), pairs.camera(i))
             flips_done += 1
     i5 = int(np.argmin(np.abs(pairs.low_dose - TARGET_DOSE)))
     ms = time_ms(
@@ -408,7 +408,7 @@ class _Frame:
         cpe = float(pairs.counts_per_electron[i])
         d_nom = float(pairs.low_dose[i])
         raw_e = np.asarray(counts_to_electrons(pairs.low[i], cpe), dtype=np.float64)
-        den_e = np.asarray(den.denoise(pairs.low[i], counts_per_electron=cpe), dtype=np.float64)
+        den_e = np.asarray(den.denoise(pairs.low[i], **pairs.camera(i)), dtype=np.float64)
         long_n = aligned_long_electrons(pairs, i, shift, "fourier").astype(np.float64) / float(
             pairs.high_dose[i]
         )
@@ -504,10 +504,17 @@ class _Metrics:
                 self.add(dose, "vacuum_structure_ratio", who, vc.ratio)
                 self.add(dose, "vacuum_max_z", who, vc.max_z)
 
-    def add_flips(self, dose: float, frame: _Frame, den: Denoiser, raw_counts: np.ndarray) -> None:
+    def add_flips(
+        self,
+        dose: float,
+        frame: _Frame,
+        den: Denoiser,
+        raw_counts: np.ndarray,
+        camera: dict[str, Any],
+    ) -> None:
         """The model's PSNR spread over the 8 flips/rotations of the frame (8 denoisings)."""
         cons = M.flip_consistency(
-            denoise_fn(den, frame.cpe),
+            denoise_fn(den, **camera),
             raw_counts,
             frame.ref,
             normalize=frame.low_dose,

@@ -26,11 +26,17 @@ def load_denoiser(model: Any, device: str) -> Denoiser:
     return load_model(model, device)
 
 
-def denoise_fn(den: Denoiser, cpe: float) -> Callable[[np.ndarray], np.ndarray]:
-    """Raw counts -> denoised electrons (float64) of one camera (``cpe`` counts per electron)."""
+def denoise_fn(
+    den: Denoiser, counts_per_electron: float, **camera: Any
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Raw counts -> denoised electrons (float64) of one camera.
+
+    ``camera`` holds its ``detector`` and ``binning``, as ``PairArrays.camera`` gives them.
+    """
 
     def run(counts: np.ndarray) -> np.ndarray:
-        return np.asarray(den.denoise(counts, counts_per_electron=cpe), dtype=np.float64)
+        out = den.denoise(counts, counts_per_electron=counts_per_electron, **camera)
+        return np.asarray(out, dtype=np.float64)
 
     return run
 

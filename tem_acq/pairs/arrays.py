@@ -187,6 +187,18 @@ class PairArrays:
             return np.ones(len(self), np.int64)
         return np.asarray(self.binning, np.int64)
 
+    def camera(self, i: int) -> dict[str, Any]:
+        """Pair ``i``'s camera as ``Denoiser.denoise`` keywords.
+
+        ``counts_per_electron``, ``detector`` (its model, ``None`` when unknown), ``binning``.
+        """
+        models = self.detector_models()
+        return {
+            "counts_per_electron": float(self.counts_per_electron[i]),
+            "detector": None if models is None else models[i],
+            "binning": int(self.binnings()[i]),
+        }
+
     def __len__(self) -> int:
         return int(self.low.shape[0])
 

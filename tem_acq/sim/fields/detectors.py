@@ -41,7 +41,7 @@ class DetectorRecipe(StrictModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kinds: tuple[DetectorKind, ...] = Field(("counting", "integrating"), min_length=1)
+    kinds: tuple[DetectorKind, ...] = Field(default=("counting", "integrating"), min_length=1)
     gain_cv: Range = (0.7, 1.2)
     read_noise_e: Range = (1.5, 4.0)
     dark_offset_e: Range = (-0.6, 0.2)
