@@ -234,11 +234,10 @@ class _Pending:
 
 
 class DoseCorrection:
-    """A detector model's corrected dose at a binning, fast enough for every live frame.
+    """A camera's corrected dose for each raw-only frame: its detector model at its binning.
 
-    :meth:`DetectorModel.corrected_dose` bisects the model's mean response (about 2 ms per
-    value); this tabulates that response once on a fine geometric grid of doses and inverts it
-    by interpolation (microseconds), falling back to the exact inverse beyond the table.
+    :meth:`DetectorModel.corrected_dose` inverts the model's cached response table (microseconds
+    per frame), so the writer thread can call this for every frame.
 
     Parameters
     ----------
@@ -248,26 +247,14 @@ class DoseCorrection:
         The camera's binning.
     """
 
-    #: Doses (e-/px) the table spans, and its number of points (ratio 1.0045 between them).
-    TABLE_E_PER_PX = (1e-4, 1e4)
-    TABLE_POINTS = 4096
-
     def __init__(self, model: DetectorModel, binning: int = 1) -> None:
         self.model = model
         self.binning = int(binning)
-        lo, hi = self.TABLE_E_PER_PX
-        self._dose = np.concatenate([[0.0], np.geomspace(lo, hi, self.TABLE_POINTS)])
-        self._response = model.mean_response(self._dose, self.binning)
+        self.model.corrected_dose(1.0, self.binning)  # build the table now, not at frame 1
 
     def __call__(self, observed_mean_e: float) -> float:
         """The dose (e-/px, >= 0) whose expected observed mean is ``observed_mean_e``."""
-        if self.model.is_linear:
-            return max(float(observed_mean_e) - self.model.dark_offset_e, 0.0)
-        if observed_mean_e <= self._response[0]:
-            return 0.0
-        if observed_mean_e >= self._response[-1]:
-            return float(self.model.corrected_dose(observed_mean_e, self.binning))
-        return float(np.interp(observed_mean_e, self._response, self._dose))
+        return float(self.model.corrected_dose(observed_mean_e, self.binning))
 
 
 def detector_for(
