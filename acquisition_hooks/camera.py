@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 from pymmcore_plus.experimental.unicore import CameraDevice
 
-from tem_acq.detector import COUNTING, DetectorModel
+from tem_acq.detector import DetectorModel
 from tem_acq.errors import ConfigError
 from tem_acq.sim import DETECTOR_KINDS, SPECIMEN_KINDS, SimulationConfig, TEMSimulator
-from tem_acq.sim.detector import IntegratingDetector
 
 #: Binning factors the camera offers (a OneView bins 1-8).
 ALLOWED_BINNING = (1, 2, 4, 8)
@@ -176,17 +175,9 @@ class SimulatedTEMCamera(CameraDevice):
             self._sim = TEMSimulator(config)
 
     def detector_model(self) -> DetectorModel:
-        """The detector model (electrons) this camera's frames are sampled with.
-
-        The simulation configuration's own model when it has one, else the simulator's detector
-        in electrons (its read noise and offset in counts over its counts per electron).
-        """
+        """The detector model (electrons) this camera's frames are sampled with."""
         with self._sim_lock:
-            config, detector = self._config, self._sim.detector
-        stated = getattr(config, "detector_model", None)
-        if isinstance(stated, DetectorModel):
-            return stated
-        return detector_model_of(detector)
+            return self._config.detector_model
 
     def stage_xy_um(self) -> tuple[float, float]:
         """The current stage position in micrometres (origin when no stage is attached)."""
@@ -301,22 +292,6 @@ class SimulatedTEMCamera(CameraDevice):
             getter=lambda dev: float(dev._sim.pixel_size_A * dev._binning),
             is_read_only=True,
         )
-
-
-def detector_model_of(detector: object) -> DetectorModel:
-    """A simulator detector's model in electrons (the counting detector is ideal)."""
-    if not isinstance(detector, IntegratingDetector):
-        return COUNTING
-    cpe = float(detector.counts_per_electron)
-    return DetectorModel(
-        kind="integrating",
-        gain_cv=detector.gain_cv,
-        read_noise_e=detector.read_noise / cpe,
-        dark_offset_e=detector.dark_offset / cpe,
-        spread_x=detector.spread_x,
-        spread_y=detector.spread_y,
-        row_noise_fraction=detector.row_noise_fraction,
-    )
 
 
 def _config_getter(field: str) -> Callable[[SimulatedTEMCamera], Any]:

@@ -43,6 +43,20 @@ How the shipped packages were made (2 CPU cores, partly shared with other work):
 - ``fast``: ``--stage train`` (4000 steps, 17 min), then ``--stage finetune`` (8000 steps,
   10 min), then ``--stage evaluate``.
 
+- Transfer (``--stage transfer``, issue 14): from the package above, on the live simulator's
+  sets (the base set and the nanocrystal fields) plus the field sets of
+  ``benchmarks/shipped_fields.py`` (160 multislice atomic-resolution and 240
+  low-magnification fields of 256x256, ``ATOMIC_TRAIN``/``LOWMAG_TRAIN``), each recorded with a
+  camera drawn from ``DETECTORS_TRAIN`` (``field_pairs("train")``: 3 short frames at
+  0.5-50 e-/px, a 1000 e-/px long exposure): 2880 pairs, 960 fields, at half the peak rate;
+  the card becomes detector-aware. ``--stage fields --jobs 2`` makes the fields first (about
+  9 min), ``--stage evaluate`` adds the in-distribution (``*-test``) and independent
+  (``*-independent`` recipes, ``DETECTORS_INDEPENDENT`` cameras) field sets to the card and
+  results, ``--stage summary`` writes the README's tables. Both shipped packages ran
+  ``--stage transfer``, stopped at its step-2000 checkpoint and continued with ``--resume
+  --steps 3000`` (``default``; 2 CPU cores, about 0.4 s per step) and ``--steps 3000``
+  (``fast``).
+
 ``models/*/training.json`` records each package's last stage (config, history, the package it
 started from, wall time); ``training-stage<N>.json`` the stages before.
 """

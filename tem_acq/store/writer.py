@@ -546,14 +546,7 @@ class AcquisitionWriter:
         StoreError
             Only if the writer is closed.
         """
-        with self._lock:
-            self._check_open()
-            text = str(message)
-            self.errors.append(text)
-            self._pending_errors.append(
-                json.dumps({"event": "error", "time": _utc_now(), "message": text})
-            )
-            self._log_errors_now()
+        self._record_event("error", message, self.errors)
 
     def record_warning(self, message: str) -> None:
         """Record a warning in the store's event log (``tem-acq info`` lists it), at once.
@@ -566,12 +559,16 @@ class AcquisitionWriter:
         StoreError
             Only if the writer is closed.
         """
+        self._record_event("warning", message, self.warnings)
+
+    def _record_event(self, event: str, message: str, kept: list[str]) -> None:
+        """Keep ``message`` in ``kept`` and write it to the event log as ``event``, at once."""
         with self._lock:
             self._check_open()
             text = str(message)
-            self.warnings.append(text)
+            kept.append(text)
             self._pending_errors.append(
-                json.dumps({"event": "warning", "time": _utc_now(), "message": text})
+                json.dumps({"event": event, "time": _utc_now(), "message": text})
             )
             self._log_errors_now()
 
