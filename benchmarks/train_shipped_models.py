@@ -55,7 +55,9 @@ How the shipped packages were made (2 CPU cores, partly shared with other work):
   results, ``--stage summary`` writes the README's tables. Both shipped packages ran
   ``--stage transfer``, stopped at its step-2000 checkpoint and continued with ``--resume
   --steps 3000`` (``default``; 2 CPU cores, about 0.4 s per step) and ``--steps 3000``
-  (``fast``).
+  (``fast``). Their cards' description, dose range (0.5-50 e-/px) and data source were then
+  set to ``TRANSFER``'s (the runs' configuration still named the earlier 1-20 e-/px: card
+  metadata only, the package hash covers configuration and weights).
 
 ``models/*/training.json`` records each package's last stage (config, history, the package it
 started from, wall time); ``training-stage<N>.json`` the stages before.
@@ -431,8 +433,28 @@ def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
 
 #: The transfer stage (issue 14): from the shipped package, on the live simulator's sets plus
 #: the multislice and low-magnification fields recorded with drawn cameras.
+_TRANSFER_DATA = (
+    "simulated low-dose TEM pairs: the live simulator's nanoparticles and atomic-resolution Au, "
+    "plus multislice atomic-resolution fields (Au, Pt, Pd, Ag, CeO2 nanocrystals on amorphous "
+    "carbon, 0.1-1 A/px, uncorrected and Cs-corrected) and low-magnification fields (spheres, "
+    "rods, cubes, plates, octahedra, hollow shells, aggregates of metals and oxides on holey "
+    "carbon, 5-50 A/px) recorded with counting and integrating cameras of drawn gain spread, "
+    "light spread, read noise, offset and binning 1-8; 0.5-50 e-/px short frames, 1000 e-/px "
+    "long exposures; detector-aware normalisation"
+)
 TRANSFER = {
-    name: cfg.model_copy(update={"lr": cfg.lr * 0.5, "max_steps": 6000, "warmup_steps": 100})
+    name: cfg.model_copy(
+        update={
+            "lr": cfg.lr * 0.5,
+            "max_steps": 6000,
+            "warmup_steps": 100,
+            "dose_range_e_per_px": (0.5, 50.0),
+            "description": cfg.description.split(" trained on ")[0]
+            + " trained on "
+            + _TRANSFER_DATA
+            + ".",
+        }
+    )
     for name, cfg in CONFIGS.items()
 }
 #: Seeds of the cameras, doses and noise the field sets are recorded with.
@@ -458,8 +480,9 @@ def field_pairs(split: str, kind: str | None = None) -> PairArrays:
         cameras,
         seed=FIELD_RECORDING_SEED[split] + (0 if kind in (None, "counting") else 1),
         short_doses=None if split == "train" else (1.0, 5.0, 20.0),
-        source=f"tem_acq.sim.fields {split} sets ({', '.join(shipped_fields.SETS)}), "
-        f"cameras {'held out' if split == 'independent' else 'DETECTORS_TRAIN'}",
+        source=f"tem_acq.sim.fields sets atomic-{split} and lowmag-{split} "
+        f"(benchmarks/shipped_fields.py), cameras "
+        f"{'DETECTORS_INDEPENDENT' if split == 'independent' else 'DETECTORS_TRAIN'}",
     )
 
 
