@@ -56,7 +56,8 @@ How the shipped packages were made (2 CPU cores, partly shared with other work):
   ``--stage transfer``, stopped at its step-2000 checkpoint and continued with ``--resume
   --steps 3000`` (``default``; 2 CPU cores, about 0.4 s per step) and ``--steps 3000``
   (``fast``). Their cards' description, dose range (0.5-50 e-/px) and data source were then
-  set to ``TRANSFER``'s (the runs' configuration still named the earlier 1-20 e-/px: card
+  set to ``TRANSFER``'s, and their pixel-size range to the recipes' 0.1-50 A/px (the data's
+  extremes were 0.104-49.3; the runs' configuration still named the earlier 1-20 e-/px: card
   metadata only, the package hash covers configuration and weights).
 
 ``models/*/training.json`` records each package's last stage (config, history, the package it

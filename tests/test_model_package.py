@@ -326,7 +326,7 @@ def test_card_pixel_sizes_in_angstrom_and_older_cards_in_nm(
         load_package(pkg)
     for shipped in ("default", "fast"):
         card = load_package(REPO / "models" / shipped).card  # re-written, still verified
-        assert card.pixel_size_A_range == (0.5, 30.0)
+        assert card.pixel_size_A_range == (0.1, 50.0)
 
 
 def test_invalid_card(fast_pkg: Path, tmp_path: Path) -> None:

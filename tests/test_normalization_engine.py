@@ -44,12 +44,19 @@ def _aware_copy(fast_pkg: Path, tmp_path: Path, models: dict | None) -> Path:
     return pkg
 
 
-def test_old_cards_read_back_byte_identical_and_ignore_the_camera(fast_pkg: Path) -> None:
-    for name in ("default", "fast"):
-        path = shipped_models_dir() / name / "card.json"
-        card = read_card(path)
-        assert not card.normalization.detector_aware and card.detector_models is None
-        assert "detector_aware" not in json.loads(path.read_text())["normalization"]
+def test_old_cards_read_back_byte_identical_and_ignore_the_camera(
+    fast_pkg: Path, tmp_path: Path
+) -> None:
+    path = fast_pkg / "card.json"  # a card of before the rule (no detector_aware written)
+    card = read_card(path)
+    assert not card.normalization.detector_aware and card.detector_models is None
+    assert "detector_aware" not in json.loads(path.read_text())["normalization"]
+    copy = tmp_path / "card-again.json"
+    write_card(card, copy)
+    assert copy.read_bytes() == path.read_bytes()
+    for name in ("default", "fast"):  # the shipped models are trained with the rule
+        shipped = read_card(shipped_models_dir() / name / "card.json")
+        assert shipped.normalization.detector_aware and shipped.detector_models is not None
     den = load_model(fast_pkg, "cpu", path="eager")
     frames = _integrating_frames()
     plain = den.denoise(frames, counts_per_electron=44.0)

@@ -1,6 +1,6 @@
 """A pixel size outside the model card's trained range gets one warning line, never a stop.
 
-The shipped ``fast`` model's card says it was trained for 0.5-30 A/px.
+The shipped ``fast`` model's card says it was trained for 0.1-50 A/px.
 """
 
 from __future__ import annotations
@@ -25,22 +25,22 @@ FRAMES = 3
 @pytest.fixture(scope="module")
 def fast_card() -> ModelCard:
     card = load_model("fast", device="cpu").card
-    assert card.pixel_size_A_range == (0.5, 30.0)
+    assert card.pixel_size_A_range == (0.1, 50.0)
     return card
 
 
 def test_the_note_names_the_pixel_size_the_range_and_the_fix(fast_card: ModelCard) -> None:
-    for inside in (0.5, 1.0, 30.0):
+    for inside in (0.1, 1.0, 50.0):
         assert pixel_size_note(fast_card, inside) is None
     assert pixel_size_note(fast_card, None) is None
-    small = pixel_size_note(fast_card, 0.2)
+    small = pixel_size_note(fast_card, 0.04)
     assert small is not None
-    assert "0.2 A/px is outside the range model 'fast' was trained for (0.5-30 A/px)" in small
+    assert "0.04 A/px is outside the range model 'fast' was trained for (0.1-50 A/px)" in small
     assert "expect worse denoising" in small and "bin by 3" in small
-    large = pixel_size_note(fast_card, 45.0)
-    assert large is not None and "45 A/px" in large and "raise the magnification" in large
+    large = pixel_size_note(fast_card, 75.0)
+    assert large is not None and "75 A/px" in large and "raise the magnification" in large
     # a card that states no range warns about nothing
-    assert pixel_size_note(fast_card.model_copy(update={"pixel_size_A_range": None}), 0.2) is None
+    assert pixel_size_note(fast_card.model_copy(update={"pixel_size_A_range": None}), 0.04) is None
 
 
 def record(store: Path, pixel_size_A: float) -> None:
@@ -60,14 +60,14 @@ def test_live_warns_once_and_logs_an_event_and_keeps_recording(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = tmp_path / "small.ome.zarr"
-    with pytest.warns(PixelSizeWarning, match="0.25 A/px is outside") as caught:
-        record(store, 0.25)
+    with pytest.warns(PixelSizeWarning, match="0.05 A/px is outside") as caught:
+        record(store, 0.05)
     assert len([w for w in caught if w.category is PixelSizeWarning]) == 1
-    assert len([r for r in caplog.records if "0.25 A/px is outside" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "0.05 A/px is outside" in r.getMessage()]) == 1
     s = open_store(store)
     assert s.complete and s.n_frames == FRAMES and s.denoised_frames == FRAMES
     (warning,) = s.warnings
-    assert "0.25 A/px is outside the range model 'fast' was trained for" in warning
+    assert "0.05 A/px is outside the range model 'fast' was trained for" in warning
     assert s.errors == []
     assert s.info()["warnings"] == [warning]
 
@@ -91,7 +91,7 @@ def test_the_denoise_command_warns_in_one_line(
     lines = [line for line in err.splitlines() if "A/px is outside" in line]
     assert lines == [
         "warning: pixel size 100 A/px is outside the range model 'fast' was trained for "
-        "(0.5-30 A/px): expect worse denoising; use a model trained for this pixel size, or "
+        "(0.1-50 A/px): expect worse denoising; use a model trained for this pixel size, or "
         "raise the magnification"
     ]
     assert np.load(out).shape == (64, 64)
