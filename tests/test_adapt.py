@@ -186,13 +186,13 @@ def test_force_writes_a_package_whose_card_records_the_adaptation_and_minutes_st
 def test_adapting_default_improves_the_held_out_estimate_and_the_true_error(
     tmp_path: Path, metadata: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Atomic fringes at 0.25 A per pixel (default was trained at 0.5 A, where it beats the
-    best Gaussian; here it is worse than it): recorded without a model, then adapted."""
+    """Atomic fringes at 0.06 A per pixel, below the 0.1-50 A/px default was trained for:
+    recorded without a model, then adapted."""
     from tem_acq.denoise import load_model, load_package, resolve_package
 
-    sim = simulated(0.25, 256)
+    sim = simulated(0.06, 256)
     store = tmp_path / "run.ome.zarr"
-    record_store(store, sim, 48, metadata, 0.25)
+    record_store(store, sim, 48, metadata, 0.06)
     out = tmp_path / "my-specimen"
     args = ["adapt", str(store), "--init", "default", "--out", str(out), "--json", "--seed", "0"]
     assert main([*args, "--max-steps", "300"]) == 0
