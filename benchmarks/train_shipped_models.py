@@ -420,13 +420,7 @@ def stage_finetune(name: str, steps: int | None, resume: bool = False) -> None:
     that an interrupted run can resume from the same start; its ``training.json`` is kept in
     the package as ``training-stage<N>.json`` (with the records of the stages before it).
     """
-    cfg = FINETUNE[name]
-    if steps is not None:
-        cfg = cfg.model_copy(update={"max_steps": steps})
-    start = CACHE / f"shipped-{name}-stage1"
-    if not resume:
-        shutil.rmtree(start, ignore_errors=True)
-        shutil.copytree(ROOT / "models" / name, start)
+    cfg, start = _from_shipped(name, FINETUNE[name], steps, resume, "stage1")
     pairs = concatenate([training_pairs(), crystal_pairs()])
     _run(name, "fine-tuning", pairs, cfg, start, resume, f"shipped-{name}-finetune.ckpt")
     _keep_stage_records(name, start)
@@ -490,16 +484,24 @@ def field_pairs(split: str, kind: str | None = None) -> PairArrays:
 def stage_transfer(name: str, steps: int | None, resume: bool = False) -> None:
     """Retrain ``models/<name>`` from its shipped weights on the live simulator's sets plus
     the field sets (see ``TRANSFER``); the earlier stages' records are kept."""
-    cfg = TRANSFER[name]
-    if steps is not None:
-        cfg = cfg.model_copy(update={"max_steps": steps})
-    start = CACHE / f"shipped-{name}-before-transfer"
-    if not resume:
-        shutil.rmtree(start, ignore_errors=True)
-        shutil.copytree(ROOT / "models" / name, start)
+    cfg, start = _from_shipped(name, TRANSFER[name], steps, resume, "before-transfer")
     pairs = concatenate([training_pairs(), crystal_pairs(), field_pairs("train")])
     _run(name, "transfer", pairs, cfg, start, resume, f"shipped-{name}-transfer.ckpt")
     _keep_stage_records(name, start)
+
+
+def _from_shipped(
+    name: str, cfg: TrainConfig, steps: int | None, resume: bool, label: str
+) -> tuple[TrainConfig, Path]:
+    """The stage's config (``steps`` overriding) and the copy of ``models/<name>`` it starts
+    from (``shipped-<name>-<label>``, made afresh unless resuming, so a resume starts alike)."""
+    if steps is not None:
+        cfg = cfg.model_copy(update={"max_steps": steps})
+    start = CACHE / f"shipped-{name}-{label}"
+    if not resume:
+        shutil.rmtree(start, ignore_errors=True)
+        shutil.copytree(ROOT / "models" / name, start)
+    return cfg, start
 
 
 def _keep_stage_records(name: str, start: Path) -> None:
