@@ -40,6 +40,7 @@ from tem_acq.pipeline import (
     FramePipeline,
     PipelineSummary,
     Policy,
+    raw_mean_electrons,
 )
 from tem_acq.schema import as_model
 from tem_acq.store import AcquisitionMetadata, AcquisitionWriter, FrameRecord
@@ -495,7 +496,7 @@ class LiveRecorder:
         if frame_id is not None:
             extra["sim_frame_id"] = int(frame_id)
         timestamp, elapsed_ms = self._clock.read(metadata)
-        raw_mean = _raw_mean(frame, self._cpe)
+        raw_mean = raw_mean_electrons(frame, self._cpe)
         record = FrameRecord(
             timestamp=timestamp,
             elapsed_ms=elapsed_ms,
@@ -676,15 +677,6 @@ def _model_folder(model: object) -> list[Path]:
     from tem_acq.denoise.package import package_folder
 
     return [package_folder(model)]
-
-
-def _raw_mean(frame: np.ndarray, counts_per_electron: float) -> float | None:
-    """The frame's mean electrons per pixel, or None when it is not a number.
-
-    A frame with NaN or infinite pixels is still recorded as it came; its dose is unknown.
-    """
-    mean = float(frame.mean()) / counts_per_electron
-    return mean if math.isfinite(mean) else None
 
 
 def _load_denoiser(

@@ -257,16 +257,21 @@ class DoseCorrection:
         return float(self.model.corrected_dose(observed_mean_e, self.binning))
 
 
-def detector_for(
-    detector_model: DetectorModel | None, detector_kind: str | None
-) -> DetectorModel | None:
-    """The detector model the corrected dose uses: the one stated, else the kind's default.
+def raw_mean_electrons(frame: np.ndarray, counts_per_electron: float) -> float | None:
+    """A raw frame's mean electrons per pixel (counts mean over the conversion factor).
 
-    ``None`` when neither is known (or the kind has no default model).
+    ``None`` for a frame with NaN or infinite pixels: it is recorded as it came, its dose is
+    unknown.
     """
-    if detector_model is not None:
-        return detector_model
-    return DEFAULT_MODELS.get(detector_kind) if detector_kind else None
+    mean = float(np.mean(frame, dtype=np.float64)) / counts_per_electron
+    return mean if math.isfinite(mean) else None
+
+
+def _detector_model(detector: DetectorModel | str | None) -> DetectorModel | None:
+    """The model the corrected dose uses: the one given, else the kind's default (or None)."""
+    if isinstance(detector, DetectorModel):
+        return detector
+    return DEFAULT_MODELS.get(detector) if detector else None
 
 
 def _accepts_detector(denoiser: FrameDenoiser | None) -> bool:
@@ -407,7 +412,7 @@ class FramePipeline:
         self._detector = detector
         self._binning = binning
         self._detector_keywords = _accepts_detector(denoiser)
-        model = detector if isinstance(detector, DetectorModel) else detector_for(None, detector)
+        model = _detector_model(detector)
         self._dose_correction = None if model is None else DoseCorrection(model, binning)
         self._last_done: DenoisedFrame | None = None  # the denoiser thread's latest frame
         self._pending_swap: _Swap | None = None  # applied by the denoiser thread, between batches
@@ -803,9 +808,9 @@ class FramePipeline:
             return record
         raw_mean = record.raw_mean_e_per_px
         if raw_mean is None:
-            raw_mean = float(np.mean(frame, dtype=np.float64)) / self._counts_per_electron
-            if not math.isfinite(raw_mean):
-                return record  # a frame with NaN or inf pixels: its dose is unknown
+            raw_mean = raw_mean_electrons(frame, self._counts_per_electron)
+            if raw_mean is None:
+                return record
         update: dict[str, float] = {"raw_mean_e_per_px": raw_mean}
         if record.corrected_dose_e_per_px is None and self._dose_correction is not None:
             update["corrected_dose_e_per_px"] = self._dose_correction(raw_mean)
