@@ -173,13 +173,18 @@ class PairArrays:
             return list(self.detector_model)
         if not self.detector:
             return None
-        unknown = sorted(set(self.detector) - set(DEFAULT_MODELS))
+        return self.detector_models_of(self.detector)
+
+    @staticmethod
+    def detector_models_of(kinds: Sequence[str]) -> list[DetectorModel]:
+        """The default model of each detector kind (:data:`tem_acq.detector.DEFAULT_MODELS`)."""
+        unknown = sorted(set(kinds) - set(DEFAULT_MODELS))
         if unknown:
             raise TemAcqError(
                 f"unknown detector kind(s) {unknown}; use {sorted(DEFAULT_MODELS)} or give "
                 "detector_model"
             )
-        return [DEFAULT_MODELS[d] for d in self.detector]
+        return [DEFAULT_MODELS[d] for d in kinds]
 
     def binnings(self) -> np.ndarray:
         """``(n,)`` int64 binning of each pair (1 where not given)."""
@@ -192,11 +197,15 @@ class PairArrays:
 
         ``counts_per_electron``, ``detector`` (its model, ``None`` when unknown), ``binning``.
         """
-        models = self.detector_models()
+        detector: DetectorModel | None = None
+        if self.detector_model is not None:
+            detector = self.detector_model[i]
+        elif self.detector:
+            detector = self.detector_models_of([self.detector[i]])[0]
         return {
             "counts_per_electron": float(self.counts_per_electron[i]),
-            "detector": None if models is None else models[i],
-            "binning": int(self.binnings()[i]),
+            "detector": detector,
+            "binning": 1 if self.binning is None else int(self.binning[i]),
         }
 
     def __len__(self) -> int:
