@@ -40,7 +40,7 @@ from tem_acq.denoise.normalization import (
 )
 from tem_acq.denoise.options import PATHS, DenoiseOptions
 from tem_acq.denoise.tiling import axis_plan, ramp, receptive_radius
-from tem_acq.detector import DetectorModel
+from tem_acq.detector import DEFAULT_MODELS, DetectorModel
 from tem_acq.errors import ConfigError, NegativeCountsWarning, TemAcqError
 
 if TYPE_CHECKING:
@@ -912,7 +912,7 @@ class Denoiser:
             raise ConfigError(f"binning must be a positive integer, got {binning!r}")
         if detector is None or isinstance(detector, DetectorModel):
             return detector, int(binning)
-        if detector not in ("counting", "integrating"):
+        if detector not in DEFAULT_MODELS:
             raise ConfigError(
                 f"unknown detector {detector!r}; give 'counting', 'integrating' or a "
                 "tem_acq.detector.DetectorModel"
