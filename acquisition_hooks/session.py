@@ -1,9 +1,10 @@
-"""Headless microscope sessions for pycro-manager's Python backend, with no microscope attached.
+"""Headless microscope sessions for both Python stacks, with no microscope attached.
 
 ``simulated_microscope`` builds a real Micro-Manager core (pymmcore-plus ``UniMMCore``) with
 Micro-Manager's own C++ demo hub and XY stage (from the ``mm-test-adapters`` wheel) and our
-simulated TEM camera beside them, attaches it to pycro-manager's Python acquisition engine and
-tears everything down on exit, so that a plain ``pycromanager.Acquisition`` acquires from it::
+simulated TEM devices beside them. With ``stack="pycromanager"`` (the default) it attaches the
+core to pycro-manager's Python acquisition engine and tears everything down on exit, so that a
+plain ``pycromanager.Acquisition`` acquires from it::
 
     from pycromanager import Acquisition
     from acquisition_hooks import simulated_microscope
@@ -12,6 +13,15 @@ tears everything down on exit, so that a plain ``pycromanager.Acquisition`` acqu
         with Acquisition(directory=None, name="t", show_display=False) as acq:
             acq.acquire([{"axes": {"time": i}, "exposure": 2.0} for i in range(8)])
         frames = acq.get_dataset().as_array()
+
+With ``stack="pymmcore-plus"`` the core is left unattached, for pymmcore-plus' own MDA engine
+(``scope.core.mda.run(useq.MDASequence(...), output=handler)``)::
+
+    import useq
+    from acquisition_hooks import simulated_microscope
+
+    with simulated_microscope(stack="pymmcore-plus") as scope:
+        scope.core.mda.run(useq.MDASequence(time_plan={"interval": 0, "loops": 8}))
 
 ``camera="democamera"`` loads Micro-Manager's demo configuration instead (its C++ DemoCamera),
 for comparing against the reference device.
@@ -23,7 +33,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from tem_acq.errors import AcquisitionError, ConfigError
 from tem_acq.schema import as_model
@@ -36,10 +46,16 @@ from .camera import SimulatedTEMCamera
 #: short acquisition (measured), a 16384x16384 one would take over 16 GB.
 MAX_SENSOR_SIZE = 4096
 
+Stack = Literal["pycromanager", "pymmcore-plus"]
+#: The Python microscope stacks a session can serve.
+STACKS: tuple[str, ...] = get_args(Stack)
+
 #: Device labels in the simulated microscope's core.
 CAMERA_LABEL = "TEMCamera"
 XY_STAGE_LABEL = "XY"
 HUB_LABEL = "DHub"
+FOCUS_LABEL = "Z"
+SHUTTER_LABEL = "Shutter"
 
 
 @dataclass
@@ -49,14 +65,18 @@ class MicroscopeSession:
     Attributes
     ----------
     core
-        The Micro-Manager core (a ``UniMMCore`` with snake_case aliases), already attached to
-        pycro-manager's Python engine.
+        The Micro-Manager core, a ``UniMMCore``: for ``stack="pycromanager"`` with snake_case
+        aliases and attached to pycro-manager's Python engine; for ``"pymmcore-plus"`` a plain
+        one, whose ``core.mda`` runs useq sequences.
     camera
         The simulated TEM camera device, or None for ``camera="democamera"``.
+    stack
+        Which stack the session serves (:data:`STACKS`).
     """
 
     core: Any
     camera: SimulatedTEMCamera | None
+    stack: Stack = "pycromanager"
 
     def recorder_settings(self) -> dict[str, Any]:
         """Instrument settings for :class:`acquisition_hooks.LiveRecorder`, from the camera."""
@@ -111,9 +131,10 @@ def simulated_microscope(
     real_time: bool = True,
     camera: Literal["tem", "democamera"] = "tem",
     buffer_size_mb: int = 512,
+    stack: Stack = "pycromanager",
     **simulation: Any,
 ) -> Iterator[MicroscopeSession]:
-    """Run a simulated TEM in a real Micro-Manager core for pycro-manager's Python backend.
+    """Run a simulated TEM in a real Micro-Manager core for either Python stack.
 
     Parameters
     ----------
@@ -138,6 +159,10 @@ def simulated_microscope(
         DemoCamera configuration (no TEM physics).
     buffer_size_mb
         Size of the core's circular buffer for sequence acquisitions.
+    stack
+        ``"pycromanager"``: the core is attached to pycro-manager's Python backend, so
+        ``pycromanager.Acquisition`` acquires from it. ``"pymmcore-plus"``: a plain
+        ``UniMMCore`` for ``core.mda.run`` (pymmcore-plus' MDA engine, useq sequences).
     **simulation
         Further :class:`tem_acq.sim.SimulationConfig` fields (e.g. ``pixel_size_A``).
 
@@ -152,8 +177,11 @@ def simulated_microscope(
         If a setting is invalid (one line naming each), or ``size`` exceeds
         :data:`MAX_SENSOR_SIZE`.
     AcquisitionError
-        If another core is already active in this process, or the demo adapters are missing.
+        If another core is already active in this process (``stack="pycromanager"``), or the
+        demo adapters are missing.
     """
+    if stack not in STACKS:
+        raise ConfigError(f"stack must be one of {', '.join(STACKS)}; got {stack!r}")
     if isinstance(size, int) and size > MAX_SENSOR_SIZE:
         raise ConfigError(
             f"invalid simulation settings: size {size} is larger than the simulated camera's "
@@ -174,13 +202,15 @@ def simulated_microscope(
 
     from pymmcore_plus.experimental.unicore import UniMMCore
 
-    core = snake_case_core_class(UniMMCore)()
+    # pycro-manager's engine calls snake_case names; pymmcore-plus' MDA engine the core's own
+    core = snake_case_core_class(UniMMCore)() if stack == "pycromanager" else UniMMCore()
     with ExitStack() as cleanup:
         cleanup.callback(core.unloadAllDevices)
         tem_camera = _load_devices(core, adapters, config, exposure_ms, real_time=real_time)
         core.setCircularBufferMemoryFootprint(buffer_size_mb)
-        cleanup.enter_context(attach_core(core))
-        yield MicroscopeSession(core=core, camera=tem_camera)
+        if stack == "pycromanager":
+            cleanup.enter_context(attach_core(core))
+        yield MicroscopeSession(core=core, camera=tem_camera, stack=stack)
 
 
 def _simulation_config(camera: str, **fields: Any) -> SimulationConfig | None:
@@ -219,14 +249,23 @@ def _load_devices(
     core.loadDevice(HUB_LABEL, "DemoCamera", "DHub")
     core.loadDevice(XY_STAGE_LABEL, "DemoCamera", "DXYStage")
     core.setParentLabel(XY_STAGE_LABEL, HUB_LABEL)
+    # placeholders for the TEM's focus and beam blanker (pymmcore-plus' MDA engine needs a
+    # shutter to run at all)
+    core.loadDevice(FOCUS_LABEL, "DemoCamera", "DStage")
+    core.setParentLabel(FOCUS_LABEL, HUB_LABEL)
+    core.loadDevice(SHUTTER_LABEL, "DemoCamera", "DShutter")
+    core.setParentLabel(SHUTTER_LABEL, HUB_LABEL)
     camera = SimulatedTEMCamera(
         config,
         stage_position_um=lambda: core.getXYPosition(XY_STAGE_LABEL),
         real_time=real_time,
     )
     core.loadPyDevice(CAMERA_LABEL, camera)
-    core.snap_tags = camera.last_frame_tags
+    if hasattr(core, "snap_tags"):  # the pycro-manager shim's snap metadata
+        core.snap_tags = camera.last_frame_tags
     core.initializeAllDevices()
+    core.setFocusDevice(FOCUS_LABEL)
+    core.setShutterDevice(SHUTTER_LABEL)
     core.setXYStageDevice(XY_STAGE_LABEL)
     core.setCameraDevice(CAMERA_LABEL)
     core.setExposure(exposure_ms)
