@@ -60,6 +60,16 @@ DETECTOR = Option(("--detector",), {"choices": ("counting", "integrating"), "def
 SPECIMEN = Option(
     ("--specimen",), {"choices": ("nanoparticles", "atomic"), "default": "nanoparticles"}
 )
+#: Which Python microscope stack runs the acquisition (``args.stack``).
+STACK = Option(
+    ("--stack",),
+    {
+        "choices": ("pycromanager", "pymmcore-plus"),
+        "default": "pycromanager",
+        "help": "the microscope stack that runs the acquisition: pycro-manager's Acquisition, "
+        "or pymmcore-plus' MDA engine with a useq sequence (default: pycromanager)",
+    },
+)
 
 
 #: Instrument options (argparse dests) and the simulation settings they set with --simulated.
