@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 from tem_acq.cli.command import (
     DEVICE,
@@ -36,12 +37,89 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     OVERWRITE.add(parser, help="replace an existing MODEL_DIR")
     PACKAGE_NAME.add(parser, help="package name (default: the folder's name)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train on N processes with DistributedDataParallel, started through torchrun: "
+        "one per GPU (NCCL), or CPU processes (gloo); the config's batch_size is split "
+        "across them (default: 1, no torchrun)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Train; returns 0, or 130 when interrupted (the best model is still written)."""
     from tem_acq.pairs import from_pairs_store
-    from tem_acq.train import TrainConfig, train
+    from tem_acq.train import train
+    from tem_acq.train.distributed import Ranks, check_nproc, device_for, launch, ranks_from_env
+
+    nproc = check_nproc(args.nproc)
+    ranks = ranks_from_env()
+    config = _config(args)
+    _check_paths(args)
+    if nproc > 1 and ranks is None:  # checked here first: a bad input is one line, not N
+        _check_pairs_stores(args.pairs)
+        device_for(Ranks(rank=0, local_rank=0, world=nproc), args.device)
+        return launch(nproc, _without_nproc(args.argv))
+    pairs = from_pairs_store(args.pairs)
+    result = train(
+        pairs,
+        config,
+        args.out,
+        init=args.init,
+        resume=args.resume,
+        device=args.device,
+        name=args.name,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+    )
+    if ranks is not None and not ranks.is_main:
+        return 130 if result.interrupted else 0  # rank 0 reports
+    psnr = (
+        "no validation fields"
+        if math.isnan(result.best_val_psnr_db)
+        else f"best validation PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}"
+    )
+    state = "interrupted at" if result.interrupted else "trained"
+    where = "" if ranks is None else f" on {ranks.world} processes"
+    print(
+        f"{state} {result.steps}/{result.total_steps} steps{where} in {result.wall_s:.0f} s; "
+        f"{psnr}\n"
+        f"wrote {result.package} ({result.card.summary()})\n"
+        f"checkpoint: {result.checkpoint_dir} (resume with --resume; delete when done)"
+    )
+    return 130 if result.interrupted else 0
+
+
+def _check_pairs_stores(paths: list[str]) -> None:
+    """Refuse a missing path or one that is not a pairs store (each process reads them)."""
+    from tem_acq.errors import TemAcqError
+    from tem_acq.store import open_pairs
+
+    for path in paths:
+        if not Path(path).exists():
+            raise TemAcqError(f"pairs store {path} does not exist")
+        open_pairs(path)  # reads its header only; says what the path is instead
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line as typed, less its ``--nproc`` (what each process runs)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The training config: the ``--config`` file (or the defaults) with the overrides."""
+    from tem_acq.train import TrainConfig
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     updates: dict[str, object] = {}
@@ -58,31 +136,7 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig.from_mapping(
             {**config.model_dump(), **updates}, source="the training config with overrides"
         )
-    _check_paths(args)
-    pairs = from_pairs_store(args.pairs)
-    result = train(
-        pairs,
-        config,
-        args.out,
-        init=args.init,
-        resume=args.resume,
-        device=args.device,
-        name=args.name,
-        overwrite=args.overwrite,
-        progress=False if args.quiet else None,
-    )
-    psnr = (
-        "no validation fields"
-        if math.isnan(result.best_val_psnr_db)
-        else f"best validation PSNR {result.best_val_psnr_db:.2f} dB at step {result.best_step}"
-    )
-    state = "interrupted at" if result.interrupted else "trained"
-    print(
-        f"{state} {result.steps}/{result.total_steps} steps in {result.wall_s:.0f} s; {psnr}\n"
-        f"wrote {result.package} ({result.card.summary()})\n"
-        f"checkpoint: {result.checkpoint_dir} (resume with --resume; delete when done)"
-    )
-    return 130 if result.interrupted else 0
+    return config
 
 
 def _check_paths(args: argparse.Namespace) -> None:

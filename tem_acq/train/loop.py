@@ -8,6 +8,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,18 @@ from tem_acq.train.checkpoint import (
 )
 from tem_acq.train.config import TrainConfig
 from tem_acq.train.data import CropSampler, Prepared, prepare, split_by_field
+from tem_acq.train.distributed import (
+    Ranks,
+    StopRequest,
+    any_rank,
+    barrier,
+    device_for,
+    per_rank_batch,
+    process_group,
+    rank_seed,
+    ranks_from_env,
+    shard,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -236,6 +249,12 @@ def train(
     The result; the package holds the best validated weights (the last ones without
     validation fields). Ctrl-C stops the run cleanly: a checkpoint is saved, the package is
     written from the best weights so far and the result says ``interrupted``.
+
+    Notes
+    -----
+    Started by torchrun (``tem-acq train --nproc N``: :mod:`tem_acq.train.distributed`), each
+    process trains its shard of the training pairs with DistributedDataParallel; rank 0 alone
+    validates, checkpoints and writes the package, and every rank returns the result.
     """
     import torch
 
@@ -243,32 +262,75 @@ def train(
 
     t_start = time.perf_counter()
     out_path = Path(out)
-    ckpt = _check_outputs(out_path, checkpoint_dir, overwrite=overwrite, resume=resume, init=init)
+    ranks = ranks_from_env()
+    if ranks is None or ranks.is_main:
+        ckpt = _check_outputs(
+            out_path, checkpoint_dir, overwrite=overwrite, resume=resume, init=init
+        )
+    else:  # rank 0 checks; by the time this rank looks, it may have written the checkpoint
+        ckpt = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(out_path)
     if not pairs.detector:
         raise TemAcqError(
             "the pairs do not say which detector recorded them; set PairArrays.detector"
         )
     check_crop(config.crop, pairs.low.shape[-2:])
-    dev = select_device(device)
+    dev = select_device(device) if ranks is None else device_for(ranks, device)
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     bf16 = _use_bf16(config.precision, dev)
 
     data = prepare(pairs, config.mode, config.registration, measure=config.measure_missing_shifts)
     train_idx, val_idx = split_by_field(data.field, config.val_fraction, config.seed)
-    run = _Run(
-        config,
-        dev,
-        bf16=bf16,
-        total=config.total_steps(len(train_idx)),
-        data_sha=pairs.sha256(),
-        ckpt=ckpt,
-        t_start=t_start,
-        init=init,
-    )
-    if resume:
-        run.resume()
-    sampler = CropSampler(data, train_idx, config.crop, config.augment, run.rng)
+    with ExitStack() as distributed:
+        if ranks is not None:
+            distributed.enter_context(process_group(dev))
+        run = _Run(
+            config,
+            dev,
+            bf16=bf16,
+            total=config.total_steps(len(train_idx)),
+            data_sha=pairs.sha256(),
+            ckpt=ckpt,
+            t_start=t_start,
+            init=init,
+            ranks=ranks,
+        )
+        if resume:
+            run.resume()
+        stop = distributed.enter_context(StopRequest()) if ranks is not None else None
+        return _optimise_and_write(
+            run,
+            data,
+            train_idx,
+            val_idx,
+            pairs,
+            out_path,
+            name=name,
+            overwrite=overwrite or resume,
+            progress=progress,
+            on_validation=on_validation,
+            should_stop=run.stop_check(stop, should_stop),
+        )
+
+
+def _optimise_and_write(
+    run: _Run,
+    data: Prepared,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    pairs: PairArrays,
+    out: Path,
+    *,
+    name: str | None,
+    overwrite: bool,
+    progress: bool | None,
+    on_validation: Callable[[dict[str, float]], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> TrainResult:
+    """Train ``run`` on this process's share of ``train_idx``; write (rank 0) the package."""
+    config = run.config
+    mine = train_idx if run.ranks is None else shard(train_idx, run.ranks)
+    sampler = CropSampler(data, mine, config.crop, config.augment, run.rng)
     validator = _Validator(
         data,
         val_idx,
@@ -277,19 +339,28 @@ def train(
         run.normalization,
         aware=config.mode == "supervised",
     )
-    show = progress if progress is not None else _stderr_is_terminal()
+    show = (progress if progress is not None else _stderr_is_terminal()) and run.is_main
     interrupted = run.optimise(
         sampler, validator, show_progress=show, on_validation=on_validation, stop=should_stop
     )
-    card = run.write_package(
-        pairs,
-        out_path,
-        name=name,
-        overwrite=overwrite or resume,
-        interrupted=interrupted,
-        split=_split_record(data.field, train_idx, val_idx),
-    )
-    return run.result(out_path, card, interrupted)
+    interrupted = interrupted or run.signalled
+    if run.is_main:
+        card = run.write_package(
+            pairs,
+            out,
+            name=name,
+            overwrite=overwrite,
+            interrupted=interrupted,
+            split=_split_record(data.field, train_idx, val_idx),
+        )
+    if run.ranks is not None:
+        barrier()  # the package is complete before any rank reports it
+    if not run.is_main:
+        from tem_acq.denoise.card import read_card
+        from tem_acq.denoise.package import CARD_FILE
+
+        card = read_card(out / CARD_FILE)
+    return run.result(out, card, interrupted)
 
 
 def check_crop(crop: int, frame_shape: tuple[int, ...]) -> None:
@@ -365,6 +436,8 @@ class _Run:
     ckpt: Path
     t_start: float
     init: InitVar[str | os.PathLike[str] | None]
+    #: This process's ranks in a distributed run (None: training alone).
+    ranks: Ranks | None = None
 
     def __post_init__(self, init: str | os.PathLike[str] | None) -> None:
         import torch
@@ -388,10 +461,19 @@ class _Run:
         if device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)  # faster CPU convolutions
         self.model = model
+        #: What the steps run: the model, or its DDP wrapper (which averages the gradients)
+        self.stepped = model if self.ranks is None else _ddp(model, device)
+        self.batch = (
+            config.batch_size
+            if self.ranks is None
+            else per_rank_batch(config.batch_size, self.ranks)
+        )
+        #: a signal asked a distributed run to stop (it then ends as interrupted)
+        self.signalled = False
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC209]))
+        self.rng = np.random.default_rng(rank_seed(config.seed, self.ranks))
         self.step = 0
         self.best_psnr, self.best_step = -math.inf, 0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -426,6 +508,36 @@ class _Run:
         self.history = list(info["history"])
         self.init_info = info.get("init")
         self.wall_before = float(info.get("wall_s_total", 0.0))
+        if self.ranks is not None and not self.ranks.is_main:
+            # the checkpoint holds rank 0's sampler state; the others start afresh, seeded
+            self.rng.bit_generator.state = np.random.default_rng(
+                rank_seed(self.config.seed, self.ranks, self.step)
+            ).bit_generator.state
+
+    @property
+    def is_main(self) -> bool:
+        """True when this process validates, checkpoints and writes (rank 0, or alone)."""
+        return self.ranks is None or self.ranks.is_main
+
+    def stop_check(
+        self, request: StopRequest | None, should_stop: Callable[[], bool] | None
+    ) -> Callable[[], bool] | None:
+        """The per-step stop question; in a distributed run, asked of all ranks together.
+
+        A signal to any rank, or ``should_stop`` on any rank, stops every rank after the same
+        step (a signal also marks the run ``signalled``: it ends as interrupted).
+        """
+        if self.ranks is None:
+            return should_stop
+
+        def check() -> bool:
+            asked = should_stop is not None and should_stop()
+            signalled = request is not None and request.requested
+            if any_rank(signalled, self.device):
+                self.signalled = True
+            return any_rank(asked, self.device) or self.signalled
+
+        return check
 
     def optimise(
         self,
@@ -449,9 +561,9 @@ class _Run:
                     lv = self.train_step(sampler)
                     running = lv if math.isnan(running) else 0.95 * running + 0.05 * lv
                     last = self.step == self.total or (stop is not None and stop())
-                    if self.step % config.val_every == 0 or last:
+                    if (self.step % config.val_every == 0 or last) and self.is_main:
                         self.validate(validator, running, on_validation)
-                    if self.step % config.checkpoint_every == 0 or last:
+                    if (self.step % config.checkpoint_every == 0 or last) and self.is_main:
                         self.save_checkpoint()
                     bar.update(self.step, running, self.best_psnr)
                     if last:
@@ -473,13 +585,13 @@ class _Run:
         lr = config.lr_at(self.step, self.total)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        xs, ts, picks = sampler.batch_with_pairs(config.batch_size)
+        xs, ts, picks = sampler.batch_with_pairs(self.batch)
         x = torch.from_numpy(xs).unsqueeze(1).to(dev)
         t = torch.from_numpy(ts).unsqueeze(1).to(dev)
         if dev.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            y = self.model(x)
+            y = self.stepped(x)
         # Train as the engine runs: its output is shifted by the card's mean rule.
         aware = config.mode == "supervised"
         cameras = [sampler.data.camera(int(i)) if aware else (None, 1) for i in picks]
@@ -594,6 +706,7 @@ class _Run:
             "wall_s_total": self.wall_total(),
             "device": str(self.device),
             "precision": "bf16" if self.bf16 else "fp32",
+            "processes": 1 if self.ranks is None else self.ranks.world,
         }
 
     def result(self, package: Path, card: ModelCard, interrupted: bool) -> TrainResult:
@@ -610,6 +723,15 @@ class _Run:
             history=self.history,
             checkpoint_dir=self.ckpt,
         )
+
+
+def _ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` wrapped for DistributedDataParallel (rank 0's weights broadcast to all)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    # smp encoders keep layers a shallow U-Net never calls (the fast model's deepest stages)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
 
 def _split_record(field: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> dict[str, int]:

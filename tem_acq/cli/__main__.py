@@ -1,0 +1,7 @@
+"""``python -m tem_acq.cli``: the ``tem-acq`` command (what torchrun starts for ``--nproc``)."""
+
+import sys
+
+from tem_acq.cli import main
+
+sys.exit(main())
