@@ -147,6 +147,9 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
         _a_file("a frame file"),
         taken="{path} already exists; choose another --out or pass --overwrite",
     ),
+    "bioimage.io package": OutputKind(
+        ModelPackageError, _a_file("a bioimage.io package (.zip)", (".zip",))
+    ),
     # commands without --overwrite that replace their own earlier output (overwrite=True)
     "report": OutputKind(TemAcqError, _a_file("an HTML report", (".html", ".htm"), flag="")),
     "figure": OutputKind(TemAcqError, _a_file("a figure", flag="")),

@@ -458,6 +458,11 @@ class Denoiser:
         def cl_copy(dtype: Any = torch.float32) -> Any:
             return copy.deepcopy(model).to(dtype=dtype, memory_format=torch.channels_last)
 
+        if req == "onnxruntime" and self.device.type == "cpu":
+            from tem_acq.denoise.onnx import OnnxNetwork
+
+            onnx = OnnxNetwork(model, self.multiple)
+            cands.append(_Runner("onnxruntime", onnx, torch.float32, False, nullcontext))
         if self.device.type == "cpu":
             if req in ("auto", "channels_last"):
                 cands.append(_Runner("channels_last", cl_copy(), torch.float32, True, nullcontext))

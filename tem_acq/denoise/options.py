@@ -15,7 +15,7 @@ from pydantic import ConfigDict
 from tem_acq.errors import ConfigError
 from tem_acq.schema import StrictModel, as_model
 
-PathName = Literal["auto", "eager", "channels_last", "bf16", "fp16"]
+PathName = Literal["auto", "eager", "channels_last", "bf16", "fp16", "onnxruntime"]
 #: The execution paths a denoiser can be asked for.
 PATHS: tuple[str, ...] = get_args(PathName)
 
@@ -35,8 +35,8 @@ class DenoiseOptions(StrictModel):
     path
         Execution path: ``"auto"`` picks the fastest one that matches eager float32 within
         :data:`~tem_acq.denoise.engine.FAST_PATH_TOLERANCE` on the loaded weights; or
-        ``"eager"``, ``"channels_last"``, ``"bf16"`` (CPU), ``"fp16"`` (CUDA), still checked,
-        falling back to eager.
+        ``"eager"``, ``"channels_last"``, ``"bf16"`` (CPU), ``"fp16"`` (CUDA), ``"onnxruntime"``
+        (CPU, ONNX Runtime: :mod:`tem_acq.denoise.onnx`), still checked, falling back to eager.
     compile
         Also try ``torch.compile`` (5-40 s per input shape at warm-up; worth it for live use).
     batch_size
