@@ -3,8 +3,10 @@
 Measuring (stage drift between a short and a long exposure): correlation in Fourier space with
 sub-pixel refinement. The cross-power spectrum of the two images (optionally whitened, which
 is classic phase correlation) has an inverse Fourier transform that peaks at their relative
-shift; evaluating that transform on a finer grid around the peak gives the fraction of a
-pixel. A Gaussian low-pass keeps the shot noise of a 5 e-/px frame from dominating.
+shift; scikit-image's ``phase_cross_correlation`` finds that peak and evaluates the transform on
+a finer grid around it for the fraction of a pixel. This module adds what scikit-image does not:
+the tapered window, the Gaussian low-pass that keeps the shot noise of a 5 e-/px frame from
+dominating, the band limit, a search limited to small shifts, and the peak's significance.
 
 Applying: :func:`shift_image` translates an image (Fourier or whole pixels),
 :func:`align_to_low` moves a long exposure onto its short frame's pixels given the shift
@@ -138,17 +140,44 @@ def register(
         kx = np.fft.fftfreq(a.shape[1])[None, :]
         cross *= ky**2 + kx**2 <= max_frequency**2
     corr = np.fft.ifft2(cross).real
-    search = (
-        corr if max_shift_px is None else np.where(_within(corr.shape, max_shift_px), corr, -np.inf)
+    if max_shift_px is None:
+        peak = _library_peak(cross, upsample)
+    else:
+        peak = _peak_near_zero(cross, corr, max_shift_px, upsample)
+    coarse = (round(peak[0]) % corr.shape[0], round(peak[1]) % corr.shape[1])
+    return Registration(
+        dy=float(peak[0]), dx=float(peak[1]), significance=_peak_significance(corr, coarse)
     )
+
+
+def _library_peak(cross: np.ndarray, upsample: int) -> tuple[float, float]:
+    """The correlation peak of the filtered cross-power spectrum, by scikit-image.
+
+    ``phase_cross_correlation`` in Fourier space (no normalisation: the spectrum is already
+    filtered and whitened as asked) finds the coarse peak and refines it by the matrix-multiply
+    DFT of Guizar-Sicairos et al. (2008) to ``1 / upsample`` px.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    shift, _, _ = phase_cross_correlation(
+        cross, np.ones_like(cross), space="fourier", upsample_factor=upsample, normalization=None
+    )
+    return (float(shift[0]), float(shift[1]))
+
+
+def _peak_near_zero(
+    cross: np.ndarray, corr: np.ndarray, radius: float, upsample: int
+) -> tuple[float, float]:
+    """The highest correlation within ``radius`` px of no shift, refined to ``1 / upsample``.
+
+    scikit-image searches every shift; this search is limited (at very low dose a noise peak
+    elsewhere can outgrow the true one). The same DFT refinement, in two steps: tenths of a
+    pixel over +-1.5 px, then ``1 / upsample`` around the best tenth.
+    """
+    search = np.where(_within(corr.shape, radius), corr, -np.inf)
     coarse = np.unravel_index(int(np.argmax(search)), corr.shape)
     # unwrap: peaks past the middle are negative shifts
     centre = [float(c - n if c > n // 2 else c) for c, n in zip(coarse, corr.shape, strict=True)]
-    # Refine by evaluating the inverse DFT on a fine grid around the coarse peak (the
-    # matrix-multiply DFT of Guizar-Sicairos et al., 2008): exact for any sub-pixel shift,
-    # where a parabola through three samples is biased by the peak's shape. In two steps, tenths
-    # of a pixel over +-1.5 px, then 1/upsample around the best tenth: the same peak for a
-    # fraction of the cost of the fine grid over the whole range.
     peak = (centre[0], centre[1])
     step, reach = 0.1, 1.5
     while True:
@@ -156,11 +185,7 @@ def register(
         if step <= 1.0 / upsample + 1e-12:
             break
         step, reach = 1.0 / upsample, step
-    return Registration(
-        dy=float(peak[0]),
-        dx=float(peak[1]),
-        significance=_peak_significance(corr, (int(coarse[0]), int(coarse[1]))),
-    )
+    return peak
 
 
 def _refine(

@@ -51,12 +51,10 @@ def test_ssim_identity_noise_and_scale() -> None:
 def test_gaussian_filter_keeps_constants_and_mean() -> None:
     flat = np.full((40, 50), 7.0)
     np.testing.assert_allclose(M.gaussian_filter(flat, 3.0), flat)
-    k = M.gaussian_kernel(2.0)
-    assert k.sum() == pytest.approx(1.0)
     rng = np.random.default_rng(1)
     img = rng.poisson(5.0, (64, 64)).astype(float)
     assert M.gaussian_filter(img, 2.0).mean() == pytest.approx(img.mean(), rel=2e-2)
-    # a kernel wider than the image still works (wraps instead of mirroring)
+    # a kernel wider than the image still works (scipy mirrors it again and again)
     assert np.isfinite(M.gaussian_filter(img[:8, :8], 5.0)).all()
 
 

@@ -172,10 +172,11 @@ def vacuum_from_truth(truth: np.ndarray) -> np.ndarray:
     flat pixels' local means. A frame with no flat region gets an empty mask; on a frame
     without vacuum the brightest flat film is taken instead, which must stay flat all the same.
     """
+    from scipy import ndimage
+
     t = np.asarray(truth, dtype=np.float64)
-    k = np.ones(7) / 7.0
-    mean = M._convolve_axis(M._convolve_axis(t, k, 0), k, 1)
-    sq = M._convolve_axis(M._convolve_axis(t * t, k, 0), k, 1)
+    mean = ndimage.uniform_filter(t, 7, mode="reflect")
+    sq = ndimage.uniform_filter(t * t, 7, mode="reflect")
     std = np.sqrt(np.maximum(sq - mean**2, 0.0))
     scale = max(float(np.abs(t).max()), 1e-12)
     flat = std < 0.005 * np.maximum(np.abs(mean), 1e-3 * scale)
