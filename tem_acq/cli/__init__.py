@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
 
-from tem_acq.cli.command import Command, Option
+from tem_acq.cli.command import Command, HelpFormatter, Option
 from tem_acq.errors import TemAcqError
 
 #: The entry-point group that contributes ``tem-acq`` commands.
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tem-acq",
         description="Live low-dose TEM denoising, paired-data collection and OME-Zarr recording.",
+        formatter_class=HelpFormatter,
     )
     from tem_acq import __version__
 

@@ -10,6 +10,7 @@ it, changing only what differs for it (its help text, default or whether it is r
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,46 @@ from tem_acq.errors import ConfigError
 
 #: What argparse hands a command to add its parser to.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` as a user reads it: every option's default shown, no reST markup.
+
+    An option with a default (other than None or a flag's False) whose help does not already
+    say it gets ``(default: X)``; the double backticks of docstring-style text print as quotes.
+    """
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and _has_default(action):  # argparse prints no help line otherwise
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = _plain(action.help or "")
+        if _has_default(action) and "default" not in text.lower():
+            text = f"{text} (default: %(default)s)"
+        return text
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(_plain(text))
+
+
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """:class:`HelpFormatter` that keeps the description's line breaks."""
+
+
+def _has_default(action: argparse.Action) -> bool:
+    """Whether an option has a default worth printing (not None, a flag's False, SUPPRESS)."""
+    default = action.default
+    return bool(action.option_strings) and not (
+        default is None or default is False or default == argparse.SUPPRESS
+    )
+
+
+def _plain(text: str) -> str:
+    """Docstring markup (double backticks) as plain quotes; ``%`` stays literal for argparse."""
+    return text.replace("``", "'")
 
 
 @dataclass(frozen=True)
@@ -66,11 +107,11 @@ class Command:
 
     def register(self, subparsers: Subparsers) -> argparse.ArgumentParser:
         """Add this command's parser, with its arguments and subcommands, to ``subparsers``."""
-        layout: dict[str, Any] = (
-            {"formatter_class": argparse.RawDescriptionHelpFormatter}
-            if self.raw_description
-            else {}
-        )
+        layout: dict[str, Any] = {
+            "formatter_class": (
+                RawDescriptionHelpFormatter if self.raw_description else HelpFormatter
+            )
+        }
         parser = subparsers.add_parser(
             self.name, help=self.help, description=self.description, **layout
         )
