@@ -89,8 +89,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.store and (args.blocks is not None or args.block_s is not None):
         raise TemAcqError("--blocks and --block-s apply to --store only")
     if args.frame_pair or args.store:
-        if args.write_card or args.figure:
-            raise TemAcqError("--write-card and --figure need --pairs (with long exposures)")
+        if args.write_card:
+            raise TemAcqError("--write-card needs --pairs (with long exposures)")
+        if args.store and args.figure:
+            raise TemAcqError(
+                "--figure applies to --pairs and --frame-pair; a store's estimate has no figure"
+            )
+        if args.figure:
+            _check_figure_path(args)
         if args.reference != "auto":
             raise TemAcqError("--reference applies to --pairs only (these frames have none)")
         return _frame_pair(args) if args.frame_pair else _store(args)
@@ -154,7 +160,7 @@ def _check_figure_path(args: argparse.Namespace) -> None:
             f"--figure {path}: the format comes from the extension, one of "
             f"{', '.join('.' + f for f in sorted(formats))} (e.g. eval.png)"
         )
-    inputs = [*args.pairs, package_folder(args.model)]
+    inputs = [*(args.pairs or []), *(args.frame_pair or []), package_folder(args.model)]
     claim_output(path, overwrite=True, kind="figure", parent_must_exist=True, inputs=inputs)
 
 
@@ -180,8 +186,12 @@ def _frame_pair(args: argparse.Namespace) -> int:
             raise TemAcqError(f"{path} holds {data.shape} frames; pass single-frame files")
         frames.append(data)
     den = load_model(args.model, args.device)
-    report = evaluate_frame_pair(den, frames[0], frames[1], float(cpe), tta=args.tta)
+    report = evaluate_frame_pair(
+        den, frames[0], frames[1], float(cpe), tta=args.tta, figure=args.figure
+    )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
+    if args.figure and not args.json:
+        print(f"figure: {args.figure}")
     return 0
 
 

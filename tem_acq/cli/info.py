@@ -56,6 +56,8 @@ def format_pairs_info(info: dict[str, Any]) -> str:
         ("status", _pairs_status(info)),
         ("pairs", f"{info['pairs']} from {info['fields']} fields, {info['n_short']} per field"),
         ("frames", " x ".join(str(n) for n in info["shape"]) + f" {info['dtype']}"),
+        ("camera", f"{info['camera']}, {info['counts_per_electron']:.4g} counts/e-"),
+        ("detector", _detector(info)),
         (
             "exposures",
             f"{info['exposure_ms']:g} ms short, {info['long_exposure_ms']:g} ms long "

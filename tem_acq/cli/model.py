@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +41,9 @@ def info_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``model info`` arguments."""
     parser.add_argument("package", help="package name or folder")
     JSON.add(parser, help="print the card as JSON")
+    parser.add_argument(
+        "--full", action="store_true", help="print every quality row of the card (a summary else)"
+    )
 
 
 def rehash_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,12 +181,45 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"  package hash {card.package_hash}")
     if card.training_data is not None:
         print(f"  trained on: {card.training_data.description} ({card.training_data.sha256})")
-    for row in card.quality:
-        print(
-            f"  {row.image_kind}, {row.detector}, {row.dose_e_per_px:g} e-/px: "
-            f"{row.metric} {row.value:.4g} (raw {row.raw}, gaussian {row.gaussian})"
-        )
+    if args.full:
+        for row in card.quality:
+            print(
+                f"  {row.image_kind}, {row.detector}, {row.dose_e_per_px:g} e-/px: "
+                f"{row.metric} {row.value:.4g} (raw {row.raw}, gaussian {row.gaussian})"
+            )
+        return 0
+    for line in _quality_summary(card.quality):
+        print(line)
+    if card.quality:
+        print(f"  ({len(card.quality)} quality rows in the card: --full prints them all)")
     return 0
+
+
+#: The dose the short summary of a card's quality reports (e-/px, the paper's).
+SUMMARY_DOSE = 5.0
+
+
+def _quality_summary(rows: list[Any]) -> list[str]:
+    """PSNR at the dose nearest :data:`SUMMARY_DOSE` for each image kind and detector."""
+    best: dict[tuple[str, str], Any] = {}
+    for row in rows:
+        if row.metric != "psnr_db":
+            continue
+        key = (row.image_kind, row.detector)
+        distance = abs(math.log(row.dose_e_per_px / SUMMARY_DOSE))
+        if key not in best or distance < abs(math.log(best[key].dose_e_per_px / SUMMARY_DOSE)):
+            best[key] = row
+    if not best:
+        return []
+    lines = ["  PSNR (dB): model / best Gaussian / raw"]
+    for (kind, detector), row in sorted(best.items()):
+        gaussian = "-" if row.gaussian is None else f"{row.gaussian:.1f}"
+        raw = "-" if row.raw is None else f"{row.raw:.1f}"
+        lines.append(
+            f"    {kind}, {detector}, {row.dose_e_per_px:g} e-/px: "
+            f"{row.value:.1f} / {gaussian} / {raw}"
+        )
+    return lines
 
 
 def run_rehash(args: argparse.Namespace) -> int:

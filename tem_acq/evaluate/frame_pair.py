@@ -9,6 +9,7 @@ input (:func:`tem_acq.metrics.frame_pair_check`).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,7 @@ def evaluate_frame_pair(
     *,
     device: str = "auto",
     tta: bool = False,
+    figure: str | os.PathLike[str] | None = None,
 ) -> FramePairReport:
     """Check a model on two real frames of one field (e.g. the OneView frames).
 
@@ -101,6 +103,9 @@ def evaluate_frame_pair(
     tta
         Also estimate the model averaged over the 8 flips and rotations (row ``tta``); the
         check and the timing then use it.
+    figure
+        Also save raw | model | raw - model for both frames here
+        (:func:`~tem_acq.evaluate.figures.frame_pair_figure`).
 
     Returns
     -------
@@ -122,6 +127,12 @@ def evaluate_frame_pair(
     b_out = denoise_outputs(den, b_arr, counts_per_electron, tta=tta)
     shown = "tta" if tta else "model"
     check = M.frame_pair_check(a_e, b_e, a_out[shown], b_out[shown])
+    if figure is not None:
+        from tem_acq.evaluate.figures import frame_pair_figure
+
+        frame_pair_figure(
+            (a_e, b_e), (a_out[shown], b_out[shown]), figure, title=f"{den.card.name}: frame pair"
+        )
     with tta_mode(den, tta):
         ms = time_ms(den, a_arr, counts_per_electron, repeats=3)
     return FramePairReport(

@@ -626,6 +626,14 @@ class PairsStore:
             "pixel_size_A": md.instrument.pixel_size_A,
             "counts_per_electron": md.camera.counts_per_electron,
             "detector": md.camera.detector_kind,
+            "camera": md.camera.name,
+            "detector_kind": md.camera.detector_kind,
+            "detector_model": (
+                None
+                if md.camera.detector_model is None
+                else md.camera.detector_model.model_dump(mode="json")
+            ),
+            "binning": md.camera.binning,
             "shift_px_median": float(np.median(shifts)) if shifts else None,
             "shift_px_max": float(np.max(shifts)) if shifts else None,
             "flags": flags,

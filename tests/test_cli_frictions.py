@@ -1,0 +1,56 @@
+"""What a newcomer tripped over (issue 17), each checked where a test can check it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tem_acq.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_model_info_is_short_and_full_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model", "info", "default"]) == 0
+    short = capsys.readouterr().out.splitlines()
+    assert len(short) < 40 and any("PSNR (dB): model / best Gaussian / raw" in s for s in short)
+    assert "--full prints them all" in short[-1]
+    assert main(["model", "info", "default", "--full"]) == 0
+    full = capsys.readouterr().out.splitlines()
+    assert len(full) > 200
+
+
+def test_info_on_a_pairs_store_shows_the_camera(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.ome.zarr"
+    assert main(["collect-pairs", "--simulated", "--out", str(out), "--fields", "1", "--size",
+                 "64", "--detector", "integrating", "--long-exposure-ms", "40"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "44 counts/e-" in text
+    assert "detector      integrating, binning 1, model stated: read noise" in text
+
+
+def test_frame_pair_figure_is_drawn(
+    oneview_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figure = tmp_path / "pair.png"
+    frames = [str(oneview_dir / "val-0001.tif"), str(oneview_dir / "val-0002.tif")]
+    assert main(["evaluate", "--model", "fast", "--frame-pair", *frames, "--figure",
+                 str(figure)]) == 0  # fmt: skip
+    assert f"figure: {figure}" in capsys.readouterr().out
+    assert figure.stat().st_size > 10_000
+    assert main(["evaluate", "--model", "fast", "--frame-pair", *frames, "--write-card"]) == 2
+    assert "--write-card needs --pairs" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="no git")
+def test_demo_outputs_are_ignored_by_git() -> None:
+    for path in ("demo-run/demo.png", "tem-acq-demo/demo.ome.zarr/zarr.json"):
+        done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", path])
+        assert done.returncode == 0, f"{path} would show in git status"
