@@ -184,6 +184,11 @@ class SimulatedFocus(StageDevice):
         with self._state:
             self._offset_um = self._lens_um - float(newZUm)
 
+    @property
+    def sequence(self) -> tuple[float, ...]:
+        """The loaded Z sequence (um), empty when none was loaded."""
+        return self._sequence
+
     def get_sequence_max_length(self) -> int:
         """:attr:`SEQUENCE_MAX_LENGTH` with ``UseSequences=Yes``, else 0 (not sequenceable)."""
         return self.SEQUENCE_MAX_LENGTH if self._use_sequences else 0
@@ -400,15 +405,24 @@ class SimulatedTEMCamera(CameraDevice):
     ) -> Iterator[Mapping]:
         """Render ``n`` frames (or until stopped), paced at the exposure time when real-time.
 
+        The camera counts as acquiring from this call on (image format changes are refused).
         Each frame triggers the focus (a running Z sequence moves on); with auto-shutter the
         beam opens for the sequence and closes after its last frame.
         """
-        shape, dtype = self.shape(), self.dtype()
         auto = self._auto_shutter
         auto_beam = self._beam is not None and auto is not None and bool(auto())
         self._readout.capturing = True
         if auto_beam:
             self._set_beam(True)
+        return self._frames(n, get_buffer, auto_beam)
+
+    def _frames(
+        self,
+        n: int | None,
+        get_buffer: Callable[[Sequence[int], Any], np.ndarray],
+        auto_beam: bool,
+    ) -> Iterator[Mapping]:
+        shape, dtype = self.shape(), self.dtype()
 
         def finish() -> None:
             self._readout.capturing = False
