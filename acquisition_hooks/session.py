@@ -2,7 +2,9 @@
 
 ``simulated_microscope`` builds a real Micro-Manager core (pymmcore-plus ``UniMMCore``) with
 Micro-Manager's own C++ demo hub and XY stage (from the ``mm-test-adapters`` wheel) and our
-simulated TEM devices beside them. With ``stack="pycromanager"`` (the default) it attaches the
+simulated TEM devices beside them (:mod:`acquisition_hooks.camera`): the camera ``TEMCamera``,
+the focus ``Z`` (the core's focus device: Z adds to the defocus) and the beam blanker
+``Shutter`` (the core's shutter). With ``stack="pycromanager"`` (the default) it attaches the
 core to pycro-manager's Python acquisition engine and tears everything down on exit, so that a
 plain ``pycromanager.Acquisition`` acquires from it::
 
