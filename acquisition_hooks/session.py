@@ -2,7 +2,9 @@
 
 ``simulated_microscope`` builds a real Micro-Manager core (pymmcore-plus ``UniMMCore``) with
 Micro-Manager's own C++ demo hub and XY stage (from the ``mm-test-adapters`` wheel) and our
-simulated TEM devices beside them. With ``stack="pycromanager"`` (the default) it attaches the
+simulated TEM devices beside them (:mod:`acquisition_hooks.camera`): the camera ``TEMCamera``,
+the focus ``Z`` (the core's focus device: Z adds to the defocus) and the beam blanker
+``Shutter`` (the core's shutter). With ``stack="pycromanager"`` (the default) it attaches the
 core to pycro-manager's Python acquisition engine and tears everything down on exit, so that a
 plain ``pycromanager.Acquisition`` acquires from it::
 
@@ -40,11 +42,9 @@ from tem_acq.schema import as_model
 from tem_acq.sim import SimulationConfig
 
 from ._engine import attach_core, snake_case_core_class
-from .camera import SimulatedTEMCamera
+from .camera import MAX_SENSOR_SIZE, BeamBlanker, SimulatedFocus, SimulatedTEMCamera
 
-#: The largest simulated sensor (pixels per side): a 4096x4096 camera takes about 1.1 GB in a
-#: short acquisition (measured), a 16384x16384 one would take over 16 GB.
-MAX_SENSOR_SIZE = 4096
+__all__ = ["MAX_SENSOR_SIZE", "STACKS", "MicroscopeSession", "simulated_microscope"]
 
 Stack = Literal["pycromanager", "pymmcore-plus"]
 #: The Python microscope stacks a session can serve.
@@ -70,6 +70,9 @@ class MicroscopeSession:
         one, whose ``core.mda`` runs useq sequences.
     camera
         The simulated TEM camera device, or None for ``camera="democamera"``.
+    focus, beam
+        The simulated TEM's focus (label ``"Z"``, the core's focus device) and beam blanker
+        (label ``"Shutter"``, the core's shutter), or None for ``camera="democamera"``.
     stack
         Which stack the session serves (:data:`STACKS`).
     """
@@ -77,6 +80,8 @@ class MicroscopeSession:
     core: Any
     camera: SimulatedTEMCamera | None
     stack: Stack = "pycromanager"
+    focus: SimulatedFocus | None = None
+    beam: BeamBlanker | None = None
 
     def recorder_settings(self) -> dict[str, Any]:
         """Instrument settings for :class:`acquisition_hooks.LiveRecorder`, from the camera."""
@@ -88,7 +93,7 @@ class MicroscopeSession:
         cam = self.camera
         return {
             "pixel_size_A": cam.simulator.pixel_size_A * cam.get_binning(),
-            "counts_per_electron": float(cam.simulator.counts_per_electron),
+            "counts_per_electron": cam.counts_per_electron(),
             "voltage_kV": cam.config.voltage_kv,
             "camera": f"simulated TEM camera ({cam.config.detector})",
             "detector": cam.config.detector,
@@ -206,11 +211,12 @@ def simulated_microscope(
     core = snake_case_core_class(UniMMCore)() if stack == "pycromanager" else UniMMCore()
     with ExitStack() as cleanup:
         cleanup.callback(core.unloadAllDevices)
-        tem_camera = _load_devices(core, adapters, config, exposure_ms, real_time=real_time)
+        session = _load_devices(core, adapters, config, exposure_ms, real_time=real_time)
+        session.stack = stack
         core.setCircularBufferMemoryFootprint(buffer_size_mb)
         if stack == "pycromanager":
             cleanup.enter_context(attach_core(core))
-        yield MicroscopeSession(core=core, camera=tem_camera, stack=stack)
+        yield session
 
 
 def _simulation_config(camera: str, **fields: Any) -> SimulationConfig | None:
@@ -235,31 +241,33 @@ def _load_devices(
     exposure_ms: float,
     *,
     real_time: bool,
-) -> SimulatedTEMCamera | None:
-    """Load the simulated microscope's devices into ``core``; return its TEM camera.
+) -> MicroscopeSession:
+    """Load the simulated microscope's devices into ``core``.
 
-    Our TEM camera goes beside Micro-Manager's demo hub and XY stage (the stage at the origin);
-    with no ``config``, Micro-Manager's demo configuration is loaded instead (no TEM camera).
+    Our TEM camera, focus and beam blanker (Python devices) go beside Micro-Manager's demo hub
+    and XY stage (the stage at the origin); with no ``config``, Micro-Manager's demo
+    configuration is loaded instead (no TEM devices).
     """
     core.setDeviceAdapterSearchPaths([adapters])
     if config is None:
         core.loadSystemConfiguration(os.path.join(adapters, "MMConfig_demo.cfg"))
         core.setExposure(exposure_ms)
-        return None
+        return MicroscopeSession(core=core, camera=None)
     core.loadDevice(HUB_LABEL, "DemoCamera", "DHub")
     core.loadDevice(XY_STAGE_LABEL, "DemoCamera", "DXYStage")
     core.setParentLabel(XY_STAGE_LABEL, HUB_LABEL)
-    # placeholders for the TEM's focus and beam blanker (pymmcore-plus' MDA engine needs a
-    # shutter to run at all)
-    core.loadDevice(FOCUS_LABEL, "DemoCamera", "DStage")
-    core.setParentLabel(FOCUS_LABEL, HUB_LABEL)
-    core.loadDevice(SHUTTER_LABEL, "DemoCamera", "DShutter")
-    core.setParentLabel(SHUTTER_LABEL, HUB_LABEL)
+    focus, beam = SimulatedFocus(), BeamBlanker()
     camera = SimulatedTEMCamera(
         config,
         stage_position_um=lambda: core.getXYPosition(XY_STAGE_LABEL),
+        focus=focus,
+        beam=beam,
+        # a UniMMCore leaves auto-shutter to Python cameras: ours drives the beam blanker
+        auto_shutter=lambda: core.getAutoShutter() and core.getShutterDevice() == SHUTTER_LABEL,
         real_time=real_time,
     )
+    core.loadPyDevice(FOCUS_LABEL, focus)
+    core.loadPyDevice(SHUTTER_LABEL, beam)
     core.loadPyDevice(CAMERA_LABEL, camera)
     if hasattr(core, "snap_tags"):  # the pycro-manager shim's snap metadata
         core.snap_tags = camera.last_frame_tags
@@ -271,4 +279,4 @@ def _load_devices(
     core.setExposure(exposure_ms)
     core.setXYPosition(XY_STAGE_LABEL, 0.0, 0.0)
     core.waitForDevice(XY_STAGE_LABEL)
-    return camera
+    return MicroscopeSession(core=core, camera=camera, focus=focus, beam=beam)

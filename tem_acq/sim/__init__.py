@@ -24,17 +24,27 @@ from tem_acq.sim.config import (
     electron_wavelength_A,
     scherzer_defocus_nm,
 )
-from tem_acq.sim.detector import SATURATION, CountingDetector, IntegratingDetector
-from tem_acq.sim.simulator import SimulationError, TEMSimulator
+from tem_acq.sim.detector import (
+    SATURATION,
+    SATURATION_8BIT,
+    CountingDetector,
+    IntegratingDetector,
+    to_uint8,
+)
+from tem_acq.sim.dose import FieldDose
+from tem_acq.sim.simulator import Region, SimulationError, TEMSimulator
 
 __all__ = [
     "BINNINGS",
     "DETECTOR_KINDS",
     "SATURATION",
+    "SATURATION_8BIT",
     "SPECIMEN_KINDS",
     "CountingDetector",
+    "FieldDose",
     "IntegratingDetector",
     "PairNoiseStats",
+    "Region",
     "SimulationConfig",
     "SimulationError",
     "TEMSimulator",
@@ -43,4 +53,5 @@ __all__ = [
     "pair_noise_stats",
     "power_spectrum",
     "scherzer_defocus_nm",
+    "to_uint8",
 ]

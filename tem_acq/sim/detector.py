@@ -32,6 +32,8 @@ U16 = NDArray[np.uint16]
 
 #: largest value a uint16 camera reports; brighter pixels saturate here
 SATURATION = 65535
+#: largest value an 8-bit camera reports
+SATURATION_8BIT = 255
 
 
 def detector_from_model(
@@ -48,6 +50,20 @@ def _to_uint16(counts: F32) -> U16:
     np.clip(counts, 0.0, float(SATURATION), out=counts)
     counts += 0.5
     return counts.astype(np.uint16)
+
+
+def to_uint8(counts: U16, scale: float) -> NDArray[np.uint8]:
+    """A camera's 8-bit readout of 16-bit counts: ``round(counts * scale)``, saturating at 255.
+
+    The 8-bit frame's counts per electron are the detector's times ``scale``.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"the 8-bit scale must be a positive number, got {scale!r}")
+    out = counts.astype(np.float32)
+    out *= np.float32(scale)
+    out += np.float32(0.5)
+    np.minimum(out, np.float32(SATURATION_8BIT), out=out)
+    return out.astype(np.uint8)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,16 +18,21 @@ from tem_acq.sim.config import (
     electron_wavelength_A,
 )
 from tem_acq.sim.detector import CountingDetector, IntegratingDetector, detector_from_model
+from tem_acq.sim.dose import FieldDose
 from tem_acq.sim.specimen import SpecimenMap, make_specimen
 
 F32 = NDArray[np.float32]
 U16 = NDArray[np.uint16]
+#: A frame's part of the sensor: ``(x, y, width, height)`` in unbinned sensor pixels.
+Region = tuple[int, int, int, int]
 
 #: drift during one exposure above this (px) is integrated over sub-steps (motion blur)
 _MOTION_STEP_PX = 0.25
 _MAX_MOTION_STEPS = 32
 #: noise stream key (kept apart from the specimen's streams)
 _NOISE_STREAM = 0x6E6F697365
+#: simulators kept per specimen at other defocus values (:meth:`TEMSimulator.at_defocus`)
+_MAX_FOCUS_SIBLINGS = 16
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,17 @@ class _Geometry:
     origins: tuple[tuple[float, float], ...]  # top-left (x, y) of each motion sub-step
     change: float  # fraction of particle mass lost at mid-exposure
     binning: int
+    region: Region
+
+
+@dataclass
+class _Shared:
+    """What the simulators of one specimen at several defocus values share."""
+
+    lock: threading.RLock
+    rng: np.random.Generator
+    dose: FieldDose
+    by_defocus: OrderedDict[float, TEMSimulator]
 
 
 class TEMSimulator:
@@ -58,13 +75,34 @@ class TEMSimulator:
     drift * t``, so features move by ``-drift * t`` in the image. An exposure ``[t, t +
     exposure]`` integrates over that motion; the specimen change is taken at mid-exposure.
 
+    Regions: every frame method takes an optional ``region`` ``(x, y, width, height)`` in
+    unbinned sensor pixels (multiples of the binning), the part of the ``size x size`` sensor
+    to read out; its noise-free image equals the matching crop of the full frame's.
+
+    Focus: the defocus is part of the optics the specimen map is rendered with;
+    :meth:`at_defocus` gives the simulator of the same specimen at another defocus (cached),
+    sharing this one's noise generator, lock and dose record, so a through-focus series draws
+    fresh noise per plane and its fields add up one dose.
+
+    Dose: :meth:`expose` takes a frame as a camera behind a beam blanker does and adds the
+    exposure's dose to the field under the stage (:attr:`dose`, a
+    :class:`~tem_acq.sim.dose.FieldDose`); :meth:`render` only draws frames.
+
     Thread safety: the public methods hold an internal lock, so a camera thread and a training
     loop may share one simulator (they then share its noise sequence).
     """
 
-    def __init__(self, config: SimulationConfig, *, tile_cache: int | None = None) -> None:
+    def __init__(
+        self,
+        config: SimulationConfig,
+        *,
+        tile_cache: int | None = None,
+        dose: FieldDose | None = None,
+    ) -> None:
+        """Build the simulator; ``dose`` carries over another simulator's dose record."""
         self.config = config
         self.size = config.size
+        self._tile_cache = tile_cache
         px = config.effective_pixel_size_A
         tiles_across = math.ceil(config.size / SpecimenMap.TILE) + 2
         cache = tile_cache if tile_cache is not None else max(64, 2 * tiles_across**2)
@@ -80,10 +118,29 @@ class TEMSimulator:
         self.detector: CountingDetector | IntegratingDetector = detector_from_model(
             config.detector_model, config.effective_counts_per_electron
         )
-        self._lock = threading.RLock()
         self._cache_key: _Geometry | None = None
         self._cache_value: F32 | None = None
-        self.reset_noise()
+        self._shared = _Shared(
+            lock=threading.RLock(),
+            rng=self._seeded_rng(),
+            dose=dose if dose is not None else FieldDose(config.size),
+            by_defocus=OrderedDict(),
+        )
+        self._shared.by_defocus[round(self.defocus_nm, 3)] = self
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._shared.lock
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The noise generator (shared with the :meth:`at_defocus` simulators)."""
+        return self._shared.rng
+
+    @property
+    def dose(self) -> FieldDose:
+        """The dose each field has taken through :meth:`expose` (e-/A^2)."""
+        return self._shared.dose
 
     # ---- effective values ----------------------------------------------------------------
 
@@ -111,11 +168,50 @@ class TEMSimulator:
         """Electrons per output pixel through vacuum for one exposure."""
         return self.config.dose_rate * exposure_s * binning * binning
 
+    @property
+    def defocus_nm(self) -> float:
+        """The defocus this simulator images at (nm, negative = underfocus)."""
+        return self.config.effective_defocus_nm
+
     def reset_noise(self) -> None:
         """Restart the noise sequence, as if the simulator had just been created."""
-        ss = np.random.SeedSequence(entropy=self.config.seed, spawn_key=(_NOISE_STREAM,))
         with self._lock:
-            self.rng = np.random.Generator(np.random.PCG64(ss))  # only the noise draws from it
+            self._shared.rng = self._seeded_rng()  # only the noise draws from it
+
+    def _seeded_rng(self) -> np.random.Generator:
+        ss = np.random.SeedSequence(entropy=self.config.seed, spawn_key=(_NOISE_STREAM,))
+        return np.random.Generator(np.random.PCG64(ss))
+
+    def at_defocus(self, defocus_nm: float) -> TEMSimulator:
+        """The same specimen and microscope at another defocus (nm), sharing noise and dose.
+
+        The simulators are cached per defocus (to 0.001 nm; the last 16), so moving back and
+        forth through focus renders each plane's specimen tiles once. They share this
+        simulator's noise generator (no two planes repeat the same noise), lock and dose record.
+
+        Raises
+        ------
+        SimulationError
+            If the defocus is not finite or outside +-1e6 nm.
+        """
+        key = round(float(defocus_nm), 3)
+        if not (math.isfinite(key) and abs(key) <= 1e6):
+            raise SimulationError(f"defocus must be finite, within +-1e6 nm; got {defocus_nm!r}")
+        if key == round(self.defocus_nm, 3):
+            return self
+        with self._lock:
+            siblings = self._shared.by_defocus
+            sim = siblings.get(key)
+            if sim is None:
+                config = self.config.model_validate({**self.config.model_dump(), "defocus_nm": key})
+                sim = TEMSimulator(config, tile_cache=self._tile_cache)
+                sim._shared = self._shared
+                siblings[key] = sim
+                while len(siblings) > _MAX_FOCUS_SIBLINGS:
+                    siblings.popitem(last=False)
+            else:
+                siblings.move_to_end(key)
+            return sim
 
     # ---- specimen ------------------------------------------------------------------------
 
@@ -195,6 +291,7 @@ class TEMSimulator:
         stage_xy_px: Sequence[float] = (0.0, 0.0),
         t: float = 0.0,
         binning: int = 1,
+        region: Region | None = None,
     ) -> F32:
         """Noise-free expected electrons per output pixel of one exposure (the ground truth).
 
@@ -208,14 +305,17 @@ class TEMSimulator:
             Start of the exposure, seconds since the simulator's start (the drift clock).
         binning
             Camera binning, one of 1, 2, 4, 8; must divide ``size``.
+        region
+            The part of the sensor read out, ``(x, y, width, height)`` in unbinned pixels,
+            each a multiple of ``binning``; ``None`` for the full ``size x size`` sensor.
 
         Returns
         -------
         numpy.ndarray
-            float32 ``(size / binning, size / binning)``; a fresh copy.
+            float32 ``(height / binning, width / binning)``; a fresh copy.
         """
         with self._lock:
-            return self._electrons(exposure_s, stage_xy_px, t, binning).copy()
+            return self._electrons(exposure_s, stage_xy_px, t, binning, region).copy()
 
     def render(
         self,
@@ -223,14 +323,15 @@ class TEMSimulator:
         stage_xy_px: Sequence[float] = (0.0, 0.0),
         t: float = 0.0,
         binning: int = 1,
+        region: Region | None = None,
     ) -> U16:
-        """One camera frame: uint16 counts ``(size / binning, size / binning)``.
+        """One camera frame: uint16 counts ``(height / binning, width / binning)``.
 
         Parameters are those of :meth:`expected_electrons`; each call draws fresh noise from the
         simulator's noise generator.
         """
         with self._lock:
-            lam = self._electrons(exposure_s, stage_xy_px, t, binning)
+            lam = self._electrons(exposure_s, stage_xy_px, t, binning, region)
             return self.detector.sample(lam, self.rng, binning)
 
     def render_with_truth(
@@ -239,38 +340,106 @@ class TEMSimulator:
         stage_xy_px: Sequence[float] = (0.0, 0.0),
         t: float = 0.0,
         binning: int = 1,
+        region: Region | None = None,
     ) -> tuple[U16, F32]:
         """:meth:`render` and :meth:`expected_electrons` of the same exposure in one call."""
         with self._lock:
-            lam = self._electrons(exposure_s, stage_xy_px, t, binning)
+            lam = self._electrons(exposure_s, stage_xy_px, t, binning, region)
             return self.detector.sample(lam, self.rng, binning), lam.copy()
+
+    def dark_frame(self, binning: int = 1, region: Region | None = None) -> U16:
+        """A frame with the beam blanked: the detector sampled at zero electrons.
+
+        Offset and read noise (clipped at 0) for the integrating detector, zeros for counting.
+        """
+        with self._lock:
+            _, _, width, height = self._region(binning, region)
+            zero = np.zeros((height // binning, width // binning), np.float32)
+            return self.detector.sample(zero, self.rng, binning)
+
+    def expose(
+        self,
+        exposure_s: float,
+        stage_xy_px: Sequence[float] = (0.0, 0.0),
+        t: float = 0.0,
+        binning: int = 1,
+        region: Region | None = None,
+        *,
+        beam_open: bool = True,
+    ) -> tuple[U16, float]:
+        """One exposure as a camera behind a beam blanker takes it, with the specimen's dose.
+
+        With the beam open: :meth:`render`'s frame, and the field under the stage takes
+        ``dose_rate_e_per_A2_s * exposure_s``. Blanked: :meth:`dark_frame`, and no dose.
+
+        Returns
+        -------
+        tuple
+            The frame and the field's accumulated dose after it (e-/A^2, :attr:`dose`).
+        """
+        with self._lock:
+            if not beam_open:
+                _check_position("stage_xy_px", stage_xy_px)
+                return self.dark_frame(binning, region), self.dose.dose(stage_xy_px)
+            frame = self.render(exposure_s, stage_xy_px, t, binning, region)
+            return frame, self.dose.add(stage_xy_px, self.dose_rate_e_per_A2_s * exposure_s)
 
     # ---- internals -----------------------------------------------------------------------
 
     def _electrons(
-        self, exposure_s: float, stage_xy_px: Sequence[float], t: float, binning: int
+        self,
+        exposure_s: float,
+        stage_xy_px: Sequence[float],
+        t: float,
+        binning: int,
+        region: Region | None,
     ) -> F32:
         if not (math.isfinite(exposure_s) and exposure_s >= 0):
             raise SimulationError(f"exposure_s must be finite and >= 0, got {exposure_s!r}")
         if not math.isfinite(t):
             raise SimulationError(f"t must be finite, got {t!r}")
-        if binning not in BINNINGS:
-            raise SimulationError(f"binning must be one of {BINNINGS}, got {binning!r}")
-        if self.size % binning:
-            raise SimulationError(f"binning {binning} does not divide the sensor size {self.size}")
+        box = self._region(binning, region)
         dose = self.dose_per_pixel(exposure_s, binning)
         if dose > 1e12:
             raise SimulationError(
                 f"{dose:.3g} electrons per pixel is beyond any camera; shorten the exposure"
             )
-        geometry = self._geometry(exposure_s, stage_xy_px, t, binning)
+        geometry = self._geometry(exposure_s, stage_xy_px, t, binning, box)
         if geometry != self._cache_key or self._cache_value is None:
             self._cache_value = self._binned_transmission(geometry)
             self._cache_key = geometry
         return self._cache_value * np.float32(self.config.dose_rate * exposure_s)
 
+    def _region(self, binning: int, region: Region | None) -> Region:
+        """The checked readout region (the full sensor for ``None``)."""
+        if binning not in BINNINGS:
+            raise SimulationError(f"binning must be one of {BINNINGS}, got {binning!r}")
+        if self.size % binning:
+            raise SimulationError(f"binning {binning} does not divide the sensor size {self.size}")
+        if region is None:
+            return (0, 0, self.size, self.size)
+        try:
+            x, y, width, height = (int(v) for v in region)
+        except (TypeError, ValueError):
+            raise SimulationError(
+                f"region must be (x, y, width, height) integers, got {region!r}"
+            ) from None
+        inside = min(x, y) >= 0 and min(width, height) > 0
+        if not (inside and x + width <= self.size and y + height <= self.size):
+            raise SimulationError(
+                f"region {region!r} is not inside the {self.size}x{self.size} sensor"
+            )
+        if any(v % binning for v in (x, y, width, height)):
+            raise SimulationError(f"region {region!r} is not on the binning-{binning} pixel grid")
+        return (x, y, width, height)
+
     def _geometry(
-        self, exposure_s: float, stage_xy_px: Sequence[float], t: float, binning: int
+        self,
+        exposure_s: float,
+        stage_xy_px: Sequence[float],
+        t: float,
+        binning: int,
+        region: Region,
     ) -> _Geometry:
         cfg = self.config
         travel = cfg.drift_speed_px_per_s * exposure_s
@@ -281,12 +450,13 @@ class TEMSimulator:
             self.field_origin(stage_xy_px, t + (k + 0.5) * exposure_s / steps) for k in range(steps)
         )
         change = min(cfg.specimen_change_per_s * (t + 0.5 * exposure_s), 1.0)
-        return _Geometry(origins, change, binning)
+        return _Geometry(origins, change, binning, region)
 
     def _binned_transmission(self, g: _Geometry) -> F32:
         acc: F32 | None = None
+        rx, ry, width, height = g.region
         for x, y in g.origins:
-            sample = self._sample(x, y, self.size, self.size, g.change)
+            sample = self._sample(x + rx, y + ry, height, width, g.change)
             acc = sample if acc is None else acc + sample
         assert acc is not None
         if len(g.origins) > 1:
