@@ -135,6 +135,7 @@ def test_core_code_names_no_upper_layer_in_strings() -> None:
 #: ``__version__``; the CLI may import every part.
 MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
+    "progress": set(),  # a bar on a terminal, plain lines otherwise: any long command's
     "schema": {"errors"},
     "outputs": {"errors", "store"},  # the kind of a store it may replace (store_kind, lazily)
     "registration": {"errors"},
@@ -156,6 +157,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "registration",
         "pairs",
         "denoise",
+        "progress",
     },
     "viewer": {"errors", "store"},
     "report": {"errors", "outputs", "store", "viewer"},

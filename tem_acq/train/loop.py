@@ -18,6 +18,7 @@ import numpy as np
 from tem_acq.errors import ConfigError, TemAcqError
 from tem_acq.outputs import check_not_an_input, claim_output
 from tem_acq.pairs import PairArrays
+from tem_acq.progress import Progress
 from tem_acq.train.checkpoint import (
     load_checkpoint,
     prefixed,
@@ -236,7 +237,8 @@ def train(
     overwrite
         Replace an existing package folder at ``out``.
     progress
-        Show a progress bar; ``None``: only when stderr is a terminal.
+        Report progress (``None`` or ``True``: a bar on a terminal, a plain line every 10 s
+        otherwise); ``False``: nothing.
     on_validation
         Called with each validation record (step, lr, loss, val_loss, val_psnr_db).
     should_stop
@@ -339,7 +341,8 @@ def _optimise_and_write(
         run.normalization,
         aware=config.mode == "supervised",
     )
-    show = (progress if progress is not None else _stderr_is_terminal()) and run.is_main
+    # a bar on a terminal, plain lines otherwise; nothing with progress=False or off rank 0
+    show = (progress is not False) and run.is_main
     interrupted = run.optimise(
         sampler, validator, show_progress=show, on_validation=on_validation, stop=should_stop
     )
@@ -556,7 +559,9 @@ class _Run:
         config = self.config
         running = math.nan
         try:
-            with _Progress(show_progress, self.total, self.step) as bar:
+            with Progress(
+                "training", self.total, unit="steps", show=show_progress, start=self.step
+            ) as bar:
                 while self.step < self.total:
                     lv = self.train_step(sampler)
                     running = lv if math.isnan(running) else 0.95 * running + 0.05 * lv
@@ -565,7 +570,12 @@ class _Run:
                         self.validate(validator, running, on_validation)
                     if (self.step % config.checkpoint_every == 0 or last) and self.is_main:
                         self.save_checkpoint()
-                    bar.update(self.step, running, self.best_psnr)
+                    best = self.best_psnr
+                    bar.update(
+                        self.step,
+                        loss=running,
+                        best_val_psnr=f"{best:.2f} dB" if math.isfinite(best) else "-",
+                    )
                     if last:
                         break
         except KeyboardInterrupt:
@@ -827,60 +837,3 @@ def _write_package(
     }
     (out / TRAINING_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return card
-
-
-def _stderr_is_terminal() -> bool:
-    import sys
-
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
-class _Progress:
-    """A rich progress bar with loss and best validation PSNR (or nothing when hidden)."""
-
-    def __init__(self, show: bool, total: int, start: int) -> None:
-        self.show = show
-        self.total = total
-        self.start = start
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.show:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("training"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}  val PSNR {task.fields[psnr]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(
-                "train", total=self.total, completed=self.start, loss="-", psnr="-"
-            )
-        return self
-
-    def update(self, step: int, loss: float, best_psnr: float) -> None:
-        if self._progress is not None:
-            self._progress.update(
-                self._task,
-                completed=step,
-                loss=f"{loss:.4f}",
-                psnr="-" if not math.isfinite(best_psnr) else f"{best_psnr:.2f} dB",
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
