@@ -54,3 +54,23 @@ def test_demo_outputs_are_ignored_by_git() -> None:
     for path in ("demo-run/demo.png", "tem-acq-demo/demo.ome.zarr/zarr.json"):
         done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", path])
         assert done.returncode == 0, f"{path} would show in git status"
+
+
+def test_a_card_states_where_it_is_measured_to_help() -> None:
+    from tem_acq.denoise import load_package
+    from tem_acq.denoise.card import QualityRow
+
+    card = load_package(Path(__file__).resolve().parents[1] / "models" / "fast").card
+    rows = [
+        QualityRow(image_kind="low magnification", detector="integrating", dose_e_per_px=d,
+                   metric="psnr_db", value=v, gaussian=g)
+        for d, v, g in [(1.0, 20.0, 21.0), (5.0, 25.0, 23.0), (20.0, 30.0, 27.0)]
+    ] + [
+        QualityRow(image_kind="low magnification", detector="integrating", dose_e_per_px=20.0,
+                   metric="mean_error_pct", value=2.5),  # helps the PSNR, but biased
+        QualityRow(image_kind="atomic (independent fields)", detector="integrating",
+                   dose_e_per_px=5.0, metric="psnr_db", value=19.0, gaussian=20.0),
+    ]  # fmt: skip
+    card = card.model_copy(update={"quality": rows})
+    assert card.measured_help() == {"integrating": [5.0]}
+    assert card.measured_help(independent=True) == {"integrating": []}

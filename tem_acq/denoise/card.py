@@ -280,6 +280,33 @@ class ModelCard(StrictModel):
         )
         return f"{head}, detector-aware mean, correcting for {models}"
 
+    def measured_help(self, *, independent: bool = False) -> dict[str, list[float]]:
+        """Per detector, the doses (e-/px) where the card's quality rows show the model helps.
+
+        A dose counts when, on every image set of that detector measured at it (the
+        in-distribution sets, or with ``independent`` the independent ones), the model's PSNR
+        is above the best Gaussian's and its mean error is within 1 %: the range a user can
+        rely on, rather than the range it was trained for (:attr:`dose_range_e_per_px`).
+        """
+        verdict: dict[tuple[str, float], bool] = {}
+        for row in self.quality:
+            if ("independent" in row.image_kind) != independent:
+                continue
+            key = (row.detector, row.dose_e_per_px)
+            if row.metric == "psnr_db" and row.gaussian is not None:
+                ok = row.value > row.gaussian
+            elif row.metric == "mean_error_pct":
+                ok = abs(row.value) <= 1.0
+            else:
+                continue
+            verdict[key] = verdict.get(key, True) and ok
+        helped: dict[str, list[float]] = {}
+        for (detector, dose), ok in sorted(verdict.items()):
+            helped.setdefault(detector, [])
+            if ok:
+                helped[detector].append(dose)
+        return helped
+
     def summary(self) -> str:
         """One line for listings: encoder, training state, dose range, short hash."""
         lo, hi = self.dose_range_e_per_px
