@@ -14,8 +14,8 @@ and ``bioimageio.core`` run and that reproduces tem-acq's output:
 
 Before anything is written the package is tested with ``bioimageio.core``'s model test (every
 weight format must reproduce tem-acq's output on the test frame); a package that fails is never
-written. ``tem-acq model import`` turns such a package back into a tem-acq package (its card
-travels in the package's ``config``).
+written. ``tem-acq model import`` restores the tem-acq package it was made from (the package's own
+files travel as attachments; nothing is unpickled).
 
 The exported rule is the linear one (counting detectors, and cards that are not detector-aware):
 the detector-aware shift for integrating cameras solves a per-frame equation that the spec's
@@ -26,7 +26,6 @@ processing cannot express, so for those frames tem-acq's own output differs slig
 from __future__ import annotations
 
 import inspect
-import io
 import json
 import os
 import shutil
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tem_acq import __version__
 from tem_acq.errors import ConfigError, ModelPackageError
 from tem_acq.outputs import claim_output
 
@@ -56,6 +56,8 @@ ARCHITECTURE_CALLABLE = "DoseNormalizedUNet"
 CONFIG_KEY = "tem_acq"
 #: Largest relative difference allowed between the package's prediction and tem-acq's.
 PREDICTION_TOLERANCE = 1e-3
+#: Prefix of the tem-acq package's own files inside an export (``import`` restores them).
+ATTACHED_PREFIX = "tem_acq_"
 #: The ONNX opset of the exported network.
 ONNX_OPSET = 17
 
@@ -275,17 +277,39 @@ def _describe(
         license=spec.LicenseId("MIT"),
         documentation=spec.FileDescr(source=work / "README.md"),
         covers=[spec.FileDescr(source=work / "cover.png")],
-        attachments=[spec.FileDescr(source=work / "LICENSE")],
+        attachments=[spec.FileDescr(source=work / "LICENSE"), *_package_files(pkg, work)],
         tags=["denoising", "electron-microscopy", "tem", "low-dose", "unet", "tem-acq"],
         inputs=[inputs],
         outputs=[outputs],
         weights=weights,
         version=spec.Version("1.0.0"),
-        # the card as a JSON string: its mappings with source and sha256 keys are no files
+        # what a reader needs to know; the package files themselves are attachments
         config=spec.Config.model_validate(
-            {CONFIG_KEY: {"card": card.model_dump_json(), "counts_per_electron": cpe}}
+            {
+                CONFIG_KEY: {
+                    "model": card.name,
+                    "package_hash": card.package_hash,
+                    "tem_acq_version": __version__,
+                    "counts_per_electron": cpe,
+                    "mean_rule": "linear",
+                }
+            }
         ),
     )
+
+
+def _package_files(pkg: LoadedPackage, work: Path) -> list[Any]:
+    """The tem-acq package's own files, attached as they are (what ``import`` restores)."""
+    from bioimageio.spec.model import v0_5 as spec
+
+    from tem_acq.outputs import MODEL_PACKAGE_FILES
+
+    attached = []
+    for name in MODEL_PACKAGE_FILES:
+        copy = work / f"{ATTACHED_PREFIX}{name}"
+        shutil.copyfile(pkg.path / name, copy)
+        attached.append(spec.FileDescr(source=copy))
+    return attached
 
 
 def _write_weights(
@@ -386,54 +410,41 @@ def _predicted_error(package: Path, frame: np.ndarray, expected: np.ndarray) -> 
 def import_bioimageio(
     package: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
 ) -> ModelCard:
-    """Turn a bioimage.io package that tem-acq exported back into a tem-acq model package.
+    """Turn a bioimage.io package that tem-acq exported back into the tem-acq model package.
+
+    The export carries the package's own files (config, safetensors weights, card); they are
+    restored as they were and the package is loaded, every check included (its hash must
+    match), before it replaces anything. Nothing is unpickled.
 
     Raises
     ------
     ModelPackageError
-        If the package was not exported by tem-acq (its ``config`` holds no tem-acq card), or
-        its weights do not load.
+        If the package was not exported by tem-acq, or what it carries is not a valid package.
     """
-    import torch
-
-    from tem_acq.denoise import build_model
-    from tem_acq.denoise.card import ModelCard
-    from tem_acq.denoise.package import save_package
+    from tem_acq.denoise.package import _new_folder, load_package
+    from tem_acq.outputs import MODEL_PACKAGE_FILES
 
     source = Path(package)
     dest = Path(out)
     claim_output(dest, overwrite=overwrite, kind="model package", inputs=[source])
-    card_fields, files = _read_package(source)
-    card = ModelCard.model_validate(card_fields)
-    model = build_model(dict(files["kwargs"]["unet"]))
-    state = torch.load(io.BytesIO(files["weights"]), map_location="cpu", weights_only=True)
-    prefix = "net."
-    try:
-        model.load_state_dict({k[len(prefix) :]: v for k, v in state.items()})
-    except RuntimeError as exc:
-        raise ModelPackageError(
-            f"{source}: the weights do not fit the architecture: {exc}"
-        ) from None
-    return save_package(
-        model,
-        dest,
-        name=card.name,
-        weights_dtype=card.weights_dtype,
-        overwrite=overwrite,
-        trained=card.trained,
-        description=card.description,
-        dose_range_e_per_px=card.dose_range_e_per_px,
-        detectors=list(card.detectors),
-        detector_models=card.detector_models,
-        pixel_size_A_range=card.pixel_size_A_range,
-        normalization=card.normalization,
-        training_data=card.training_data,
-        quality=card.quality,
-    )
+    _check_tem_acq_export(source)
+    with zipfile.ZipFile(source) as archive:
+        names = set(archive.namelist())
+        missing = [n for n in MODEL_PACKAGE_FILES if ATTACHED_PREFIX + n not in names]
+        if missing:
+            raise ModelPackageError(
+                f"{source} lacks the tem-acq package files it should carry "
+                f"({', '.join(ATTACHED_PREFIX + n for n in missing)}); export it again"
+            )
+        with _new_folder(dest) as folder:
+            for name in MODEL_PACKAGE_FILES:
+                (folder / name).write_bytes(archive.read(ATTACHED_PREFIX + name))
+            card = load_package(folder).card  # every check, the hash included
+    return card
 
 
-def _read_package(source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The tem-acq card, the state-dict weights (bytes) and architecture of an export."""
+def _check_tem_acq_export(source: Path) -> None:
+    """Refuse what is not a bioimage.io package exported by tem-acq, in one line."""
     from bioimageio.spec import load_model_description
 
     if not source.is_file():
@@ -446,19 +457,12 @@ def _read_package(source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ModelPackageError(
             f"{source} is not a readable bioimage.io model package: {_one_line(str(exc))[:200]}"
         ) from None
-    if not hasattr(descr, "config"):
-        raise ModelPackageError(f"{source} is not a bioimage.io model package")
-    config = dict(getattr(descr.config, "model_extra", None) or {})
-    ours = config.get(CONFIG_KEY)
-    weights = getattr(descr.weights, "pytorch_state_dict", None)
-    if not isinstance(ours, dict) or not isinstance(ours.get("card"), str) or weights is None:
+    config = dict(getattr(getattr(descr, "config", None), "model_extra", None) or {})
+    if not isinstance(config.get(CONFIG_KEY), dict):
         raise ModelPackageError(
-            f"{source} was not exported by tem-acq (no tem-acq card in its config, or no "
-            "PyTorch state-dict weights); tem-acq imports only its own exports"
+            f"{source} was not exported by tem-acq (no tem-acq section in its config); "
+            "tem-acq imports only its own exports"
         )
-    with zipfile.ZipFile(source) as archive:
-        state = archive.read(Path(str(weights.source)).name)
-    return json.loads(ours["card"]), {"weights": state, "kwargs": weights.architecture.kwargs}
 
 
 def _cover(raw_e: np.ndarray, denoised: np.ndarray, path: Path) -> None:
