@@ -240,7 +240,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (("--store", "{one}"), "holds 1 frame; the estimate needs two or more"),
         (("--store", "{missing}"), "does not exist"),
         (("--store", "{run}", "--counts-per-electron", "44"), "a store records it"),
-        (("--store", "{run}", "--figure", "f.png"), "a store.s estimate has no figure"),
+        (("--store", "{run}", "--figure", "f.png"), "estimate has no figure"),
         (("--store", "{run}", "--reference", "truth"), "--reference applies to --pairs only"),
         (("--store", "{run}", "--blocks", "0"), "--blocks must be >= 1"),
         (("--store", "{run}", "--block-s", "-1"), "--block-s must be > 0"),
