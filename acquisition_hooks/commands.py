@@ -210,6 +210,7 @@ def collect_pairs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-shift-px", type=float, default=2.0, help="flag pairs drifting more")
     OVERWRITE.add(parser)
     RESUME.add(parser, help="continue an interrupted collection")
+    STACK.add(parser)
     add_simulation_arguments(parser)
 
 
@@ -265,7 +266,7 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
     with (
         ctrl_c_stops() as stop,
         simulated_microscope(
-            **simulation_settings(args), exposure_ms=args.short_exposure_ms
+            **simulation_settings(args), exposure_ms=args.short_exposure_ms, stack=args.stack
         ) as scope,
         _field_progress(args.fields) as on_field,
     ):
@@ -632,7 +633,7 @@ COLLECT_PAIRS = Command(
     help="collect short/long exposure pairs over many fields for training",
     description=(
         "For each field: K short exposures and one long exposure (or the sum of M short "
-        "frames), through real pycro-manager events, written to a pairs store with "
+        "frames), through real pycro-manager events or pymmcore-plus useq events (--stack), written to a pairs store with "
         "registration shifts and quality flags. Resumable with --resume."
     ),
     arguments=collect_pairs_arguments,
