@@ -633,8 +633,9 @@ COLLECT_PAIRS = Command(
     help="collect short/long exposure pairs over many fields for training",
     description=(
         "For each field: K short exposures and one long exposure (or the sum of M short "
-        "frames), through real pycro-manager events or pymmcore-plus useq events (--stack), written to a pairs store with "
-        "registration shifts and quality flags. Resumable with --resume."
+        "frames), through real pycro-manager events or pymmcore-plus useq events (--stack), "
+        "written to a pairs store with registration shifts and quality flags."
+        " Resumable with --resume."
     ),
     arguments=collect_pairs_arguments,
     run=run_collect_pairs,
