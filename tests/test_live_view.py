@@ -11,6 +11,7 @@ import pytest
 
 from acquisition_hooks import LiveRecorder, simulated_microscope
 from acquisition_hooks.live_view import live_view
+from tem_acq.cli import main as cli
 from tem_acq.store import open_store
 
 STACKS = ("pycromanager", "pymmcore-plus")
@@ -60,3 +61,17 @@ def test_live_view_without_recording_denoises_the_newest_frame(
     assert all(f.shape == (64, 64) and f.dtype == np.float32 for _, f in got)
     assert [i for i, _ in got] == sorted(i for i, _ in got)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_live_command_records_and_reports(
+    tmp_path: Path, fast_pkg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "l.ome.zarr"
+    args = ["live", "--simulated", "--stack", "pymmcore-plus", "--seconds", "1", "--size", "64"]
+    code = cli([*args, "--exposure-ms", "10", "--model", str(fast_pkg), "--out", str(out)])
+    assert code == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "frames seen" in line and "recorded" in line and "fps" in line
+    seen = int(line.split(": ")[1].split(" frames seen")[0])
+    with open_store(out) as opened:
+        assert opened.n_frames == seen > 20
