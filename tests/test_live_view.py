@@ -11,14 +11,15 @@ import pytest
 
 from acquisition_hooks import LiveRecorder, simulated_microscope
 from acquisition_hooks.live_view import live_view
+from acquisition_hooks.session import Stack
 from tem_acq.cli import main as cli
 from tem_acq.store import open_store
 
-STACKS = ("pycromanager", "pymmcore-plus")
+STACKS: tuple[Stack, ...] = ("pycromanager", "pymmcore-plus")
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_live_view_records_every_frame_the_camera_took(stack: str, tmp_path: Path) -> None:
+def test_live_view_records_every_frame_the_camera_took(stack: Stack, tmp_path: Path) -> None:
     store = tmp_path / "live.ome.zarr"
     with simulated_microscope(stack=stack, size=64, exposure_ms=5.0) as scope:
         with LiveRecorder(store, exposure_ms=5.0, **scope.recorder_settings()) as rec:
@@ -39,7 +40,7 @@ def test_live_view_records_every_frame_the_camera_took(stack: str, tmp_path: Pat
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_live_view_without_recording_denoises_the_newest_frame(
-    stack: str, tmp_path: Path, fast_pkg: Path
+    stack: Stack, tmp_path: Path, fast_pkg: Path
 ) -> None:
     got: list[tuple[int, np.ndarray]] = []
     lock = threading.Lock()

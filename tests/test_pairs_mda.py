@@ -50,8 +50,13 @@ def test_pymmcore_plus_collection_resumes_where_it_stopped(tmp_path: Path) -> No
     out = tmp_path / "r.ome.zarr"
     plan = PairPlan(fields=4, n_short=1, short_exposure_ms=2.0, long_exposure_ms=20.0)
     stop = threading.Event()
+
+    def stop_after_field_1(field: int) -> None:
+        if field == 1:
+            stop.set()  # as Ctrl-C does
+
     with simulated_microscope(size=64, seed=7, stack="pymmcore-plus") as scope:
-        collect_pairs(scope, plan, out, on_field=lambda f: f == 1 and stop.set(), stop=stop)
+        collect_pairs(scope, plan, out, on_field=stop_after_field_1, stop=stop)
     first = open_pairs(out)
     assert first.complete is False
     done = sorted({r.field for r in first.pairs})
