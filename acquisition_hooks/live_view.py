@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -174,7 +175,7 @@ def _denoiser(
     """A function from a raw frame to its denoised electrons."""
     from tem_acq.denoise import load_model
 
-    denoiser = load_model(model, device=device) if isinstance(model, str) else model
+    denoiser = load_model(model, device=device) if isinstance(model, str | PathLike) else model
     settings: dict[str, Any] = {}
     if hasattr(scope, "recorder_settings") and getattr(scope, "camera", None) is not None:
         s = scope.recorder_settings()
