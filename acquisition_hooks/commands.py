@@ -210,6 +210,7 @@ def collect_pairs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-shift-px", type=float, default=2.0, help="flag pairs drifting more")
     OVERWRITE.add(parser)
     RESUME.add(parser, help="continue an interrupted collection")
+    STACK.add(parser)
     add_simulation_arguments(parser)
 
 
@@ -265,7 +266,7 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
     with (
         ctrl_c_stops() as stop,
         simulated_microscope(
-            **simulation_settings(args), exposure_ms=args.short_exposure_ms
+            **simulation_settings(args), exposure_ms=args.short_exposure_ms, stack=args.stack
         ) as scope,
         _field_progress(args.fields) as on_field,
     ):
@@ -613,6 +614,110 @@ def _describe_adaptation(adaptation: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def live_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``live`` arguments."""
+    SIMULATED.add(parser)
+    STACK.add(parser)
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="how long the live view runs (default 10)"
+    )
+    parser.add_argument("--exposure-ms", type=float, default=20.0, help="exposure per frame (ms)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="record every frame to this new store (*.ome.zarr); without it nothing is written",
+    )
+    MODEL.add(parser, default="none", help="model package name or path, or 'none'")
+    DEVICE.add(parser, help="auto, cpu or cuda (for --model)")
+    OVERWRITE.add(parser)
+    add_simulation_arguments(parser)
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """Run the denoised live view as ``args`` say; returns the exit code."""
+    from acquisition_hooks.live_view import live_view
+    from acquisition_hooks.recorder import LiveRecorder
+    from acquisition_hooks.session import simulated_microscope
+    from tem_acq.denoise import load_model
+
+    if not args.simulated:
+        raise AcquisitionError(
+            "tem-acq live runs on the simulated TEM (--simulated); on a real microscope call "
+            "acquisition_hooks.live_view.live_view(core, ...) from your script (see the README)"
+        )
+    require_finite(args, "seconds", "exposure_ms")
+    if not (args.seconds > 0 and args.exposure_ms > 0):
+        raise ConfigError("--seconds and --exposure-ms must be > 0")
+    model = None if args.model.lower() == "none" else args.model
+    if args.out is not None:
+        claim_output(args.out, overwrite=args.overwrite, parent_must_exist=True)
+    denoiser = None if model is None else load_model(model, device=args.device)
+    with (
+        ctrl_c_stops() as stop,
+        simulated_microscope(
+            **simulation_settings(args), exposure_ms=args.exposure_ms, stack=args.stack
+        ) as scope,
+    ):
+        recorder = None
+        if args.out is not None:
+            recorder = LiveRecorder(
+                args.out,
+                exposure_ms=args.exposure_ms,
+                model=denoiser,
+                device=args.device,
+                overwrite=args.overwrite,
+                quality_every_s=None,
+                **scope.recorder_settings(),
+            )
+        with (
+            recorder if recorder is not None else nullcontext(),
+            live_view(scope, recorder=recorder, model=denoiser, device=args.device) as view,
+        ):
+            _watch_live(view, recorder, args.seconds, stop)
+    s = view.stats
+    denoised = recorder.summary.denoised if recorder is not None else s.denoised
+    print(
+        f"live view {s.elapsed_s:.1f} s on {args.stack}: {s.seen} frames seen, {denoised} "
+        f"denoised, {s.recorded} recorded ({s.fps:.1f} fps)"
+        + (f" into {args.out}" if args.out is not None else "")
+    )
+    return INTERRUPTED if stop.is_set() else 0
+
+
+def _watch_live(view: Any, recorder: Any, seconds: float, stop: threading.Event) -> None:
+    """Report the live view's counts while it runs ``seconds`` (or until ``stop``)."""
+    from tem_acq.progress import Progress
+
+    t0 = time.perf_counter()
+    with Progress("live view", max(1, round(seconds)), unit="s") as progress:
+        while not stop.wait(0.2) and (elapsed := time.perf_counter() - t0) < seconds:
+            s = view.stats
+            denoised = recorder.summary.denoised if recorder is not None else s.denoised
+            progress.update(
+                int(elapsed),
+                seen=s.seen,
+                denoised=denoised,
+                recorded=s.recorded,
+                fps=f"{s.seen / elapsed:.1f}" if elapsed > 0 else "0",
+            )
+        progress.update(progress.total, seen=view.stats.seen, recorded=view.stats.recorded)
+
+
+LIVE = Command(
+    "live",
+    help="the live view (continuous acquisition) denoised, recording or not",
+    description=(
+        "Run the camera's live view (Micro-Manager's continuous sequence acquisition) on "
+        "either stack and denoise it: without --out only the newest frame is denoised and "
+        "nothing is written; with --out every frame is recorded (and denoised by the "
+        "recorder). Prints frames seen, denoised, recorded and the frame rate."
+    ),
+    arguments=live_arguments,
+    run=run_live,
+    rank=115,
+)
+
 ACQUIRE = Command(
     "acquire",
     help="run a pycro-manager acquisition and record raw (+ denoised) frames to OME-Zarr",
@@ -632,8 +737,9 @@ COLLECT_PAIRS = Command(
     help="collect short/long exposure pairs over many fields for training",
     description=(
         "For each field: K short exposures and one long exposure (or the sum of M short "
-        "frames), through real pycro-manager events, written to a pairs store with "
-        "registration shifts and quality flags. Resumable with --resume."
+        "frames), through real pycro-manager events or pymmcore-plus useq events (--stack), "
+        "written to a pairs store with registration shifts and quality flags."
+        " Resumable with --resume."
     ),
     arguments=collect_pairs_arguments,
     run=run_collect_pairs,

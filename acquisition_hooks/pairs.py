@@ -1,9 +1,14 @@
-"""Automated paired-data collection through real pycro-manager events.
+"""Automated paired-data collection on both Python microscope stacks.
 
 For each field (a stage position), K short exposures and one long exposure (or M short frames
-to be summed), with ``exposure`` set per event; the long one before or after the shorts. The
-image processor only files each frame under its field (the shorts arrive as a hardware
-sequence: the processor must stay thin); a worker thread assembles a complete field into pairs
+to be summed), with the exposure set per event; the long one before or after the shorts. On
+pycro-manager they are events of one ``Acquisition``; on pymmcore-plus ``useq.MDAEvent``s that
+``core.mda.run`` executes (it runs the equal short exposures as one hardware sequence). One
+:class:`PairCollector` serves both: its pycro-manager image processor
+(:meth:`PairCollector.process`) and its pymmcore-plus handler (:meth:`PairCollector.frameReady`)
+only file each frame under its
+field (:meth:`PairCollector.file`: the processor must stay thin and the relay thread must never
+block); a worker thread assembles a complete field into pairs
 (:func:`tem_acq.pairs.assemble_field`) and writes them to a pairs store, a field at a time, so
 an interrupted run resumes at the first field the store does not hold.
 
@@ -14,6 +19,11 @@ an interrupted run resumes at the first field the store does not hold.
 
     with simulated_microscope(dose_rate=2500.0, size=256) as scope:
         plan = PairPlan(fields=6, n_short=2, short_exposure_ms=2.0, long_exposure_ms=400.0)
+        collect_pairs(scope, plan, "pairs.ome.zarr")
+
+The same on pymmcore-plus (``collect_pairs`` follows ``scope.stack``)::
+
+    with simulated_microscope(dose_rate=2500.0, size=256, stack="pymmcore-plus") as scope:
         collect_pairs(scope, plan, "pairs.ome.zarr")
 """
 
@@ -55,6 +65,16 @@ def field_events(plan: CorePairPlan, field: int, x_um: float, y_um: float) -> li
     ]
 
 
+def field_mda_events(plan: CorePairPlan, field: int, x_um: float, y_um: float) -> list[Any]:
+    """The same field as ``useq.MDAEvent``s for pymmcore-plus (index keys field, kind, frame)."""
+    import useq
+
+    return [
+        useq.MDAEvent(index=e["axes"], exposure=e["exposure"], x_pos=e["x"], y_pos=e["y"])
+        for e in field_events(plan, field, x_um, y_um)
+    ]
+
+
 class PairPlan(CorePairPlan):
     """The collection plan (:class:`tem_acq.pairs.PairPlan`), written as pycro-manager events.
 
@@ -67,9 +87,18 @@ class PairPlan(CorePairPlan):
         """pycro-manager events of one field, with exposure (ms) and stage position."""
         return field_events(self, field, x_um, y_um)
 
+    def mda_events(self, field: int, x_um: float, y_um: float) -> list[Any]:
+        """pymmcore-plus ``useq.MDAEvent``s of one field (:func:`field_mda_events`)."""
+        return field_mda_events(self, field, x_um, y_um)
+
 
 class PairCollector:
-    """Image processor + hooks that file frames by field and write complete fields as pairs.
+    """Files frames by field and writes complete fields as pairs, for either stack.
+
+    On pycro-manager it is the acquisition's image processor and post-hardware hook
+    (:meth:`acquisition_kwargs`); on pymmcore-plus the ``output`` handler of
+    ``core.mda.run(events, output=collector)`` (:meth:`frameReady`). Both only call
+    :meth:`file`.
 
     Parameters
     ----------
@@ -84,6 +113,11 @@ class PairCollector:
     truth
         For simulated microscopes: maps a frame's metadata to its noise-free expected electrons
         per pixel (None for a real microscope).
+    on_field
+        Called with each field number once it is written.
+    snap_tags
+        pymmcore-plus only: the camera's tags of a snapped frame by its event index (snaps reach
+        a handler without them; hardware sequences carry their own), e.g. :class:`SnapTags`.
     """
 
     def __init__(
@@ -95,8 +129,10 @@ class PairCollector:
         positions_um: list[tuple[float, float]],
         truth: Callable[[Mapping[str, Any]], np.ndarray | None] | None = None,
         on_field: Callable[[int], None] | None = None,
+        snap_tags: Callable[[Mapping[str, int]], Mapping[str, str]] | None = None,
     ) -> None:
         self._writer = writer
+        self._snap_tags = snap_tags
         self._plan = plan
         self._cpe = counts_per_electron
         self._positions = positions_um
@@ -114,9 +150,11 @@ class PairCollector:
         )
         self._worker.start()
 
-    def process(self, image: np.ndarray, metadata: Mapping[str, Any]) -> None:
-        """Image processor: file the frame under its field; queue complete fields."""
-        axes = metadata.get("Axes") or {}
+    def file(self, axes: Mapping[str, Any], image: np.ndarray, metadata: Mapping[str, Any]) -> None:
+        """File a frame under its field by its ``axes`` (field, kind, frame); queue complete fields.
+
+        Cheap and never blocking: called on the stack's frame thread.
+        """
         try:
             field, kind, frame = int(axes["field"]), int(axes["kind"]), int(axes["frame"])
         except (KeyError, TypeError, ValueError):
@@ -128,7 +166,23 @@ class PairCollector:
         slots[kind].append((frame, np.asarray(image), dict(metadata), stamp))
         if len(slots[SHORT]) == self._plan.n_short and len(slots[LONG]) == self._plan.long_frames():
             self._work.put(field)
+
+    def process(self, image: np.ndarray, metadata: Mapping[str, Any]) -> None:
+        """pycro-manager image processor: file the frame by its ``Axes`` tag."""
+        self.file(metadata.get("Axes") or {}, image, metadata)
         return None
+
+    def frameReady(self, image: np.ndarray, event: Any, metadata: Mapping[str, Any]) -> None:
+        """pymmcore-plus handler: file the frame by its event's index (field, kind, frame).
+
+        The camera's tags (``TEM-FrameId`` and the rest) are the frame's metadata, as on
+        pycro-manager.
+        """
+        tags = dict(metadata.get("camera_metadata") or {})
+        if not tags and self._snap_tags is not None:  # snaps lose the camera's tags
+            tags = dict(self._snap_tags(event.index))
+        tags["Axes"] = dict(event.index)
+        self.file(event.index, image, tags)
 
     def post_hardware_hook(self, event: Any) -> Any:
         """Let the stage settle after a move (sequences share one position). Returns ``event``.
@@ -142,6 +196,10 @@ class PairCollector:
             if self._plan.settle_s > 0:
                 self._aborted.wait(self._plan.settle_s)  # a settling stage is no reason to wait
         return None if self._aborted.is_set() else event
+
+    def wait_aborted(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` (a settling stage); True when aborted meanwhile."""
+        return self._aborted.wait(seconds)
 
     @property
     def aborted(self) -> bool:
@@ -225,6 +283,37 @@ class PairCollector:
             self._on_field(field)
 
 
+class SnapTags:
+    """The camera's tags of frames pymmcore-plus snapped, by event index.
+
+    A snapped frame reaches ``frameReady`` handlers without its camera's tags (the core keeps
+    them only for sequences). Connected synchronously to ``core.mda.events.frameReady``, this
+    reads ``camera_tags()`` on the runner thread right after each snap, before the next one,
+    and hands them out by the event's index (:meth:`pop`).
+    """
+
+    def __init__(self, core: Any, camera_tags: Callable[[], Mapping[str, str]]) -> None:
+        self._signal = core.mda.events.frameReady
+        self._camera_tags = camera_tags
+        self._tags: dict[tuple[tuple[str, int], ...], dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self._signal.connect(self._on_frame)
+
+    def _on_frame(self, image: Any, event: Any, metadata: Mapping[str, Any]) -> None:
+        if "camera_metadata" not in metadata:
+            with self._lock:
+                self._tags[tuple(sorted(event.index.items()))] = dict(self._camera_tags())
+
+    def pop(self, index: Mapping[str, int]) -> dict[str, str]:
+        """The tags of the snapped frame with this event index (empty when none were taken)."""
+        with self._lock:
+            return self._tags.pop(tuple(sorted(index.items())), {})
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._signal.disconnect(self._on_frame)
+
+
 def collect_pairs(
     scope: MicroscopeSession,
     plan: CorePairPlan,
@@ -236,6 +325,10 @@ def collect_pairs(
     stop: threading.Event | None = None,
 ) -> Path:
     """Collect pairs on a simulated microscope session into a pairs store; returns its path.
+
+    The session's stack (``scope.stack``) runs the events: a pycro-manager ``Acquisition``, or
+    pymmcore-plus' ``core.mda.run`` with ``useq.MDAEvent``s; both write the same store (its
+    protocol's ``backend`` names the stack).
 
     With ``resume``, an existing store made with the same plan continues at the first field it
     does not hold; fields already written are never acquired again. Setting ``stop`` (from any
@@ -250,7 +343,9 @@ def collect_pairs(
     frame_shape = settings["frame_shape"]
     field_um = frame_shape[1] * settings["pixel_size_A"] * 1e-4
     positions = plan.positions(field_um)
-    metadata = _pairs_metadata(settings, plan, camera.config, planned_fields=len(positions))
+    metadata = _pairs_metadata(
+        settings, plan, camera.config, planned_fields=len(positions), backend=scope.stack
+    )
     writer = PairsWriter(out, metadata, frame_shape, truth=True, overwrite=overwrite, resume=resume)
     todo = [f for f in range(len(positions)) if f not in writer.completed_fields]
 
@@ -259,6 +354,7 @@ def collect_pairs(
         info = camera.frame_info(int(frame_id)) if frame_id is not None else None
         return camera.ground_truth(info) if info is not None else None
 
+    snaps = SnapTags(scope.core, camera.last_frame_tags) if scope.stack == "pymmcore-plus" else None
     collector = PairCollector(
         writer,
         plan,
@@ -266,10 +362,14 @@ def collect_pairs(
         positions_um=positions,
         truth=truth_of,
         on_field=on_field,
+        snap_tags=None if snaps is None else snaps.pop,
     )
     completed = False
     try:
-        _acquire_fields(collector, [field_events(plan, f, *positions[f]) for f in todo], stop)
+        if scope.stack == "pymmcore-plus":
+            _acquire_fields_mda(scope, collector, plan, [(f, positions[f]) for f in todo], stop)
+        else:
+            _acquire_fields(collector, [field_events(plan, f, *positions[f]) for f in todo], stop)
         collector.close()
         completed = not collector.aborted
     finally:
@@ -279,6 +379,8 @@ def collect_pairs(
             except AcquisitionError:
                 pass
         writer.close(complete=completed, aborted=collector.aborted)
+        if snaps is not None:
+            snaps.close()
     return Path(out)
 
 
@@ -314,8 +416,52 @@ def _acquire_fields(
             acq.await_completion()
 
 
+def _acquire_fields_mda(
+    scope: MicroscopeSession,
+    collector: PairCollector,
+    plan: CorePairPlan,
+    fields: list[tuple[int, tuple[float, float]]],
+    stop: threading.Event | None,
+) -> None:
+    """Run each field as one ``core.mda.run`` on pymmcore-plus, aborting when ``stop`` is set.
+
+    The stage moves and settles (``plan.settle_s``, cut short by an abort) before a field's
+    events run; the events carry the same position, so the engine does not move it again.
+    An abort cancels the running sequence (``core.mda.cancel()``): its field is incomplete and
+    dropped.
+    """
+    core = scope.core
+
+    def abort() -> None:
+        collector.abort()
+        core.mda.cancel()
+
+    def cancel_if_aborted(*_: Any) -> None:  # an abort just before a run had nothing to cancel
+        if collector.aborted:
+            core.mda.cancel()
+
+    core.mda.events.sequenceStarted.connect(cancel_if_aborted)
+    try:
+        with abort_when(stop, abort):
+            for field, (x_um, y_um) in fields:
+                if collector.aborted:
+                    break
+                scope.move_stage(x_um, y_um)
+                if plan.settle_s > 0 and collector.wait_aborted(plan.settle_s):
+                    break
+                # a list, so that the engine runs the equal short exposures as one sequence
+                core.mda.run(field_mda_events(plan, field, x_um, y_um), output=collector)
+    finally:
+        core.mda.events.sequenceStarted.disconnect(cancel_if_aborted)
+
+
 def _pairs_metadata(
-    settings: Mapping[str, Any], plan: CorePairPlan, sim_config: Any, *, planned_fields: int
+    settings: Mapping[str, Any],
+    plan: CorePairPlan,
+    sim_config: Any,
+    *,
+    planned_fields: int,
+    backend: str = "pycromanager",
 ) -> PairsMetadata:
     """The pairs store's metadata: the session's instrument and camera, and the plan."""
     return PairsMetadata(
@@ -338,7 +484,7 @@ def _pairs_metadata(
         dose_rate_e_per_px_per_s=settings["dose_rate_e_per_px_per_s"],
         protocol=AcquisitionProtocol(
             simulated=True,
-            backend="pycromanager",
+            backend=backend,
             settings={
                 "plan": plan.model_dump(mode="json"),
                 "specimen": sim_config.specimen,

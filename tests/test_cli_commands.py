@@ -30,6 +30,7 @@ COMMANDS_IN_HELP_ORDER = [
     "bench",
     "acquire",
     "collect-pairs",
+    "live",
     "demo",
 ]
 

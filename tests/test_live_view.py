@@ -1,0 +1,78 @@
+"""Live mode: the live view (a continuous sequence acquisition) denoised on both stacks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acquisition_hooks import LiveRecorder, simulated_microscope
+from acquisition_hooks.live_view import live_view
+from acquisition_hooks.session import Stack
+from tem_acq.cli import main as cli
+from tem_acq.store import open_store
+
+STACKS: tuple[Stack, ...] = ("pycromanager", "pymmcore-plus")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_live_view_records_every_frame_the_camera_took(stack: Stack, tmp_path: Path) -> None:
+    store = tmp_path / "live.ome.zarr"
+    with simulated_microscope(stack=stack, size=64, exposure_ms=5.0) as scope:
+        with LiveRecorder(store, exposure_ms=5.0, **scope.recorder_settings()) as rec:
+            with live_view(scope, recorder=rec) as view:
+                time.sleep(1.0)
+                t0 = time.perf_counter()
+            stopped_s = time.perf_counter() - t0
+        assert scope.camera is not None
+        taken = scope.camera.frame_log[-1].frame_id + 1
+    s = view.stats
+    assert stopped_s < 0.5
+    assert s.seen == s.recorded == taken > 50
+    with open_store(store) as opened:
+        assert opened.n_frames == taken
+        ids = [r.extra["sim_frame_id"] for r in opened.frames]
+    assert ids == list(range(taken))  # none lost, in order
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_live_view_without_recording_denoises_the_newest_frame(
+    stack: Stack, tmp_path: Path, fast_pkg: Path
+) -> None:
+    got: list[tuple[int, np.ndarray]] = []
+    lock = threading.Lock()
+
+    def show(index: int, frame: np.ndarray) -> None:
+        with lock:
+            got.append((index, frame))
+
+    with simulated_microscope(stack=stack, size=64, exposure_ms=5.0) as scope:
+        with live_view(scope, model=str(fast_pkg), device="cpu", on_denoised=show) as view:
+            time.sleep(1.0)
+            t0 = time.perf_counter()
+        stopped_s = time.perf_counter() - t0
+        assert not scope.core.isSequenceRunning()
+    s = view.stats
+    assert stopped_s < 0.5
+    assert s.denoised == len(got) > 5 and s.recorded == 0
+    assert s.seen >= s.denoised
+    assert all(f.shape == (64, 64) and f.dtype == np.float32 for _, f in got)
+    assert [i for i, _ in got] == sorted(i for i, _ in got)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_live_command_records_and_reports(
+    tmp_path: Path, fast_pkg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "l.ome.zarr"
+    args = ["live", "--simulated", "--stack", "pymmcore-plus", "--seconds", "1", "--size", "64"]
+    code = cli([*args, "--exposure-ms", "10", "--model", str(fast_pkg), "--out", str(out)])
+    assert code == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "frames seen" in line and "recorded" in line and "fps" in line
+    seen = int(line.split(": ")[1].split(" frames seen")[0])
+    with open_store(out) as opened:
+        assert opened.n_frames == seen > 20
