@@ -640,6 +640,7 @@ def run_live(args: argparse.Namespace) -> int:
     from acquisition_hooks.recorder import LiveRecorder
     from acquisition_hooks.session import simulated_microscope
     from tem_acq.denoise import load_model
+    from tem_acq.denoise.package import package_folder
 
     if not args.simulated:
         raise AcquisitionError(
@@ -650,8 +651,9 @@ def run_live(args: argparse.Namespace) -> int:
     if not (args.seconds > 0 and args.exposure_ms > 0):
         raise ConfigError("--seconds and --exposure-ms must be > 0")
     model = None if args.model.lower() == "none" else args.model
-    if args.out is not None:
-        claim_output(args.out, overwrite=args.overwrite, parent_must_exist=True)
+    if args.out is not None:  # never inside the model's package
+        inputs = [] if model is None else [package_folder(model)]
+        claim_output(args.out, overwrite=args.overwrite, parent_must_exist=True, inputs=inputs)
     denoiser = None if model is None else load_model(model, device=args.device)
     with (
         ctrl_c_stops() as stop,

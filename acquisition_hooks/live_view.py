@@ -81,8 +81,14 @@ class LiveView:
         self._thread.start()
 
     def stop(self) -> LiveStats:
-        """Stop the camera and the thread (promptly); a recorder gets every frame left."""
+        """Stop the camera at once, then the thread; a recorder gets every frame left.
+
+        The camera stops here, not after the thread's current frame: a slow model must not
+        keep the beam on while it finishes.
+        """
         self._stop.set()
+        if self._thread.is_alive():
+            self._core.stopSequenceAcquisition()
         self._thread.join()
         self.stats.elapsed_s = time.perf_counter() - self._t0
         if self.error is not None:
