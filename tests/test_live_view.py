@@ -76,3 +76,30 @@ def test_live_command_records_and_reports(
     seen = int(line.split(": ")[1].split(" frames seen")[0])
     with open_store(out) as opened:
         assert opened.n_frames == seen > 20
+
+
+class _SlowDenoiser:
+    """A model that takes a second per frame (a big network on a small CPU)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def denoise(self, frame: np.ndarray, **_: object) -> np.ndarray:
+        self.started.set()
+        time.sleep(1.0)
+        return np.asarray(frame, np.float32)
+
+
+def test_stop_stops_the_camera_at_once_even_while_a_slow_model_runs() -> None:
+    slow = _SlowDenoiser()
+    with simulated_microscope(stack="pymmcore-plus", size=64, exposure_ms=5.0) as scope:
+        with live_view(scope, model=slow, counts_per_electron=1.0) as view:
+            assert slow.started.wait(5.0)  # the model is in the middle of a frame now
+            stopper = threading.Thread(target=view.stop)
+            t0 = time.perf_counter()
+            stopper.start()
+            while scope.core.isSequenceRunning():
+                time.sleep(0.005)
+            camera_stopped = time.perf_counter() - t0
+            stopper.join()
+        assert camera_stopped < 0.25  # the camera did not wait for the model's second
