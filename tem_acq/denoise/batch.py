@@ -221,7 +221,7 @@ class _client:
             raise ConfigError(f"--scheduler needs dask.distributed: {exc}") from exc
         if self.scheduler == "local":
             n = self.workers or default_workers()
-            threads = max(1, (os.cpu_count() or 1) // n)
+            threads = _threads_per_worker(n)
             self.cluster = LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
@@ -240,6 +240,14 @@ class _client:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _threads_per_worker(workers: int) -> int:
+    """Torch threads of each worker: ``OMP_NUM_THREADS`` when set, else the cores shared out."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def default_workers() -> int:
