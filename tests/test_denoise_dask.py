@@ -52,11 +52,33 @@ def test_local_cluster_equals_single_process_and_rerun_does_nothing(
     refs = {}
     for src in (a, b):  # the single-process path: one input -> a new store
         ref = tmp_path / f"ref-{src.name}"
-        assert main(["denoise", str(src), "--model", str(fast_pkg), "--out", str(ref),
-                     "--path", "eager"]) == 0
+        assert (
+            main(
+                [
+                    "denoise",
+                    str(src),
+                    "--model",
+                    str(fast_pkg),
+                    "--out",
+                    str(ref),
+                    "--path",
+                    "eager",
+                ]
+            )
+            == 0
+        )
         refs[src] = _denoised(ref)
-    args = ["denoise", str(a), str(b), "--model", str(fast_pkg), "--scheduler", "local",
-            "--workers", "2"]
+    args = [
+        "denoise",
+        str(a),
+        str(b),
+        "--model",
+        str(fast_pkg),
+        "--scheduler",
+        "local",
+        "--workers",
+        "2",
+    ]
     assert main(args) == 0
     assert "denoised 57 frame(s)" in capsys.readouterr().out
     for src in (a, b):
@@ -83,16 +105,15 @@ def test_rows_match_live_recording(tmp_path: Path, fast_pkg: Path, metadata: Any
     assert [r["index"] for r in rows] == list(range(5))
     assert {"latency_ms", "denoised_mean_e_per_px", "model"} <= set(rows[0])
     store = open_store(a)
-    assert store.metadata.model is not None and store.metadata.model.sha256 == rows[0]["model"][
-        "sha256"
-    ]
+    assert (
+        store.metadata.model is not None
+        and store.metadata.model.sha256 == rows[0]["model"]["sha256"]
+    )
     ome = json.loads((a / "OME" / "zarr.json").read_text())
     assert ome["attributes"]["ome"]["series"] == ["raw", "denoised"]
 
 
-def test_read_only_store_gets_a_derived_copy(
-    tmp_path: Path, fast_pkg: Path, metadata: Any
-) -> None:
+def test_read_only_store_gets_a_derived_copy(tmp_path: Path, fast_pkg: Path, metadata: Any) -> None:
     a = _store(tmp_path / "ro" / "a.zarr", metadata(), 4, denoised=False, seed=4)
     for p in [a, *a.rglob("*")]:
         p.chmod(0o555 if p.is_dir() else 0o444)
@@ -100,8 +121,21 @@ def test_read_only_store_gets_a_derived_copy(
         if os.access(a, os.W_OK):
             pytest.skip("running as root: permissions do not make a store read-only")
         out = tmp_path / "derived"
-        assert main(["denoise", str(a), "--model", str(fast_pkg), "--scheduler", "none",
-                     "--out-dir", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "denoise",
+                    str(a),
+                    "--model",
+                    str(fast_pkg),
+                    "--scheduler",
+                    "none",
+                    "--out-dir",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         assert open_store(out / "a.zarr").denoised_frames == 4
         assert open_store(a).denoised is None
     finally:
@@ -121,18 +155,32 @@ def test_sigkill_midway_then_rerun_is_identical_to_one_run(
     tmp_path: Path, fast_pkg: Path, metadata: Any
 ) -> None:
     """Kill the command (and its workers) at a random moment mid-run; the rerun completes it."""
-    stores = [_store(tmp_path / f"s{i}.zarr", metadata(), 48, denoised=False, seed=10 + i)
-              for i in range(2)]
+    stores = [
+        _store(tmp_path / f"s{i}.zarr", metadata(), 48, denoised=False, seed=10 + i)
+        for i in range(2)
+    ]
     copies = []
     for src in stores:
         copy = tmp_path / "one-run" / src.name
         shutil.copytree(src, copy)
         copies.append(copy)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "tem_acq.cli", "denoise", *map(str, stores), "--model",
-           str(fast_pkg), "--scheduler", "local", "--workers", "2"]
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tem_acq.cli",
+        "denoise",
+        *map(str, stores),
+        "--model",
+        str(fast_pkg),
+        "--scheduler",
+        "local",
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while sum(_count_rows(s) for s in stores) == 0 and proc.poll() is None:
         assert time.monotonic() < deadline, "no shard committed within 120 s"
@@ -148,8 +196,21 @@ def test_sigkill_midway_then_rerun_is_identical_to_one_run(
             assert np.isfinite(np.asarray(store.denoised[: store.denoised_frames])).all() or (
                 store.denoised_frames == 0
             )
-    assert main(["denoise", *map(str, stores), "--model", str(fast_pkg), "--scheduler",
-                 "local", "--workers", "2"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                *map(str, stores),
+                "--model",
+                str(fast_pkg),
+                "--scheduler",
+                "local",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     one_run = [*cmd[:4], *map(str, copies), "--model", str(fast_pkg), "--scheduler", "none"]
     subprocess.run(one_run, env=env, check=True, capture_output=True)
     for src, copy in zip(stores, copies, strict=True):

@@ -45,8 +45,7 @@ def run_many(args: argparse.Namespace) -> int:
     scheduler = _scheduler(args.scheduler, len(jobs), total, LOCAL_CLUSTER_FRAMES)
     where = "this process" if scheduler is None else f"Dask ({scheduler})"
     print(
-        f"{len(jobs)} store(s), {total} frame(s) to denoise with {denoiser.card.name} on "
-        f"{where}",
+        f"{len(jobs)} store(s), {total} frame(s) to denoise with {denoiser.card.name} on {where}",
         file=sys.stderr,
     )
     t0 = time.perf_counter()
@@ -120,9 +119,7 @@ def _writable(store: Path, out_dir: str | None) -> Path:
     if os.access(store, os.W_OK) and os.access(store / "tem_acq_log.jsonl", os.W_OK):
         return store
     if out_dir is None:
-        raise TemAcqError(
-            f"{store} is read-only: pass --out-dir DIR to denoise a copy of it there"
-        )
+        raise TemAcqError(f"{store} is read-only: pass --out-dir DIR to denoise a copy of it there")
     target = Path(out_dir) / store.name
     if _is_store(target):
         return target  # made by an earlier run: resume there

@@ -126,9 +126,11 @@ def prepare_denoised(path: Path, provenance: ModelProvenance) -> int:
             write_json_atomic(path / "zarr.json", root_group_doc(meta))
     except OSError as exc:
         raise StoreError(f"cannot prepare {path} for denoised frames: {exc}") from exc
-    return int(read_json(path / DENOISED / LEVEL / "zarr.json")["chunk_grid"]["configuration"][
-        "chunk_shape"
-    ][0])
+    return int(
+        read_json(path / DENOISED / LEVEL / "zarr.json")["chunk_grid"]["configuration"][
+            "chunk_shape"
+        ][0]
+    )
 
 
 def write_denoised_shard(
