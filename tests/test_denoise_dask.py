@@ -217,3 +217,38 @@ def test_sigkill_midway_then_rerun_is_identical_to_one_run(
         store = open_store(src)
         assert store.complete and store.denoised_frames == 48
         assert np.array_equal(_denoised(src), _denoised(copy)), f"killed after {done} rows"
+
+
+def test_a_killed_worker_task_is_retried(tmp_path: Path, fast_pkg: Path, metadata: Any) -> None:
+    """SIGKILL one worker process mid-run: its shards are rerun elsewhere and all complete."""
+    from distributed import Client, LocalCluster
+
+    from tem_acq.denoise import load_model
+    from tem_acq.denoise.batch import plan_stores, run_jobs
+    from tem_acq.denoise.options import DenoiseOptions
+    from tem_acq.denoise.provenance import model_provenance
+
+    src = _store(tmp_path / "a.zarr", metadata(), 64, denoised=False, seed=5)
+    options = DenoiseOptions.from_settings(device="cpu", path="eager")
+    jobs = plan_stores([src], model_provenance(load_model(fast_pkg, options=options)))
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            pids = client.run(os.getpid)
+            killed: list[int] = []
+
+            def on_shard(frames: int) -> None:
+                if not killed:  # after the first commit: the other shards are in flight
+                    killed.append(next(iter(pids.values())))
+                    os.kill(killed[0], signal.SIGKILL)
+
+            done = run_jobs(
+                jobs,
+                str(fast_pkg),
+                options,
+                scheduler=cluster.scheduler_address,
+                on_shard=on_shard,
+            )
+    assert killed and done == 64
+    store = open_store(src)
+    assert store.complete and store.denoised_frames == 64
+    assert np.isfinite(_denoised(src)).all()
