@@ -120,6 +120,7 @@ def prepare_denoised(path: Path, provenance: ModelProvenance) -> int:
     try:
         if store.denoised is None:
             _create_denoised_image(store)
+        _list_denoised(store)  # also after a crash between creating the image and this
         _extend_denoised(path, store.n_frames)
         if store.metadata.model is None:
             meta = store.metadata.model_copy(update={"model": provenance})
@@ -203,7 +204,7 @@ def _layout(directory: Path) -> ArrayLayout:
 
 
 def _create_denoised_image(store: AcquisitionStore) -> None:
-    """Add an empty ``denoised`` image (raw's geometry, lz4) and list it in ``OME/``."""
+    """Add an empty ``denoised`` image (raw's geometry, lz4), built aside and renamed in."""
     path = store.path
     layout = ArrayLayout(
         DENOISED, store.frame_shape, np.dtype("float32"), raw_shard_frames(path), "lz4"
@@ -221,6 +222,14 @@ def _create_denoised_image(store: AcquisitionStore) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _list_denoised(store: AcquisitionStore) -> None:
+    """Name the ``denoised`` image in ``OME/`` (its series and OME-XML) when it is not yet."""
+    path = store.path
+    series = read_json(path / "OME" / "zarr.json")["attributes"]["ome"]["series"]
+    if DENOISED in series:
+        return
     write_json_atomic(path / "OME" / "zarr.json", series_group_doc([RAW, DENOISED]))
     images = [(RAW, store.raw.dtype), (DENOISED, np.dtype("float32"))]
     xml = ome_xml(store.metadata, images, store.frame_shape, store.n_frames)
