@@ -1,5 +1,8 @@
 """``tem-acq denoise INPUT --model M --out OUT``: denoise frame files and acquisition stores.
 
+Without ``--out``, every store named (``STORE [STORE|FOLDER ...]``) is denoised in place, here
+or on a Dask cluster: :mod:`tem_acq.cli.denoise_many`.
+
 Inputs: TIFF (Gatan TIFFs included), ``.npy``, MRC, or a tem-acq acquisition store (a
 ``*.zarr`` folder). Outputs, by OUT's extension: ``.tif``/``.tiff``, ``.npy``, ``.mrc``
 (float32 electrons per pixel), or ``*.zarr`` for a store input: a new store with the raw frames
