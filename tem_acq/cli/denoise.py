@@ -1,5 +1,8 @@
 """``tem-acq denoise INPUT --model M --out OUT``: denoise frame files and acquisition stores.
 
+Without ``--out``, every store named (``STORE [STORE|FOLDER ...]``) is denoised in place, here
+or on a Dask cluster: :mod:`tem_acq.cli.denoise_many`.
+
 Inputs: TIFF (Gatan TIFFs included), ``.npy``, MRC, or a tem-acq acquisition store (a
 ``*.zarr`` folder). Outputs, by OUT's extension: ``.tif``/``.tiff``, ``.npy``, ``.mrc``
 (float32 electrons per pixel), or ``*.zarr`` for a store input: a new store with the raw frames
@@ -37,13 +40,43 @@ from tem_acq.outputs import claim_output
 
 #: Stacks at least this long let the engine time its paths and keep the fastest.
 AUTO_PATH_MIN_FRAMES = 4
+#: Stores of more frames than this are denoised on a LocalCluster unless --scheduler says.
+LOCAL_CLUSTER_FRAMES = 256
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``denoise`` arguments."""
-    parser.add_argument("input", help="a .tif/.tiff, .npy, .mrc file or a tem-acq store (*.zarr)")
+    parser.add_argument(
+        "input",
+        nargs="+",
+        help="tem-acq stores (*.zarr), folders of stores, or one .tif/.tiff, .npy, .mrc file",
+    )
     MODEL.add(parser, "-m", help="model package name or folder (default: default)")
-    parser.add_argument("--out", "-o", required=True, help="output file (.tif/.npy/.mrc/.zarr)")
+    parser.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        help="output file (.tif/.npy/.mrc/.zarr) of one input; without it stores are denoised "
+        "in place (their denoised image, raw untouched)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="'local' (a Dask LocalCluster on this machine; the default for several stores or "
+        f"over {LOCAL_CLUSTER_FRAMES} frames), 'none' (this process) or the address of a "
+        "running Dask scheduler (tcp://host:8786)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="LocalCluster workers (default: one per GPU, else one per two cores)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="where derived stores of read-only input stores go (a copy, then denoised)",
+    )
     COUNTS_PER_ELECTRON.add(
         parser, help="camera counts per electron (default: from the file's metadata, else 1)"
     )
@@ -80,7 +113,16 @@ def _is_store(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Read, denoise, write; user errors raise TemAcqError (printed, exit 2)."""
-    src, out = Path(args.input), Path(args.out)
+    if args.out is None:
+        from tem_acq.cli.denoise_many import run_many
+
+        return run_many(args)
+    if len(args.input) != 1:
+        raise TemAcqError(
+            f"--out takes one input ({len(args.input)} given): leave --out out to denoise "
+            "stores in place"
+        )
+    src, out = Path(args.input[0]), Path(args.out)
     _check_arguments(args, src, out)
     frame_file, store = _read_input(src)
     _warn_if_negative(frame_file.data)

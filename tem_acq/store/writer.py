@@ -445,14 +445,7 @@ class AcquisitionWriter:
             )
             if latency_ms is not None and not latency_ms >= 0:
                 raise StoreError(f"latency_ms must be >= 0 (got {latency_ms}) for frame {index}")
-            event: dict[str, Any] = {"event": "denoised", "index": index, "latency_ms": latency_ms}
-            mean = float(np.mean(array, dtype=np.float64))
-            event["denoised_mean_e_per_px"] = mean
-            if denoised_mean_is_dose(self.metadata):  # the row's corrected dose (schema 1.3)
-                event["corrected_dose_e_per_px"] = max(mean, 0.0)
-            if model is not None:
-                what = f"invalid model for denoised frame {index}"
-                event["model"] = as_model(FrameModel, model, what, StoreError).model_dump()
+            event = denoised_event(index, array, latency_ms, self.metadata, model)
             shard = self._pending_shard(index // self.shard_frames)
             shard.chunks[index % self.shard_frames] = self._den.encode(array)
             shard.dirty = True
@@ -1011,6 +1004,29 @@ class AcquisitionWriter:
             return
         self.metadata = metadata
         self._scale_written_at = self._committed
+
+
+def denoised_event(
+    index: int,
+    array: np.ndarray,
+    latency_ms: float | None,
+    metadata: AcquisitionMetadata,
+    model: FrameModel | Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The log row of a denoised frame (live recording and offline denoising write the same).
+
+    Its mean (``denoised_mean_e_per_px``), the corrected dose when the mean is the dose
+    (:func:`denoised_mean_is_dose`, schema 1.3) and the model that denoised it.
+    """
+    event: dict[str, Any] = {"event": "denoised", "index": index, "latency_ms": latency_ms}
+    mean = float(np.mean(array, dtype=np.float64))
+    event["denoised_mean_e_per_px"] = mean
+    if denoised_mean_is_dose(metadata):
+        event["corrected_dose_e_per_px"] = max(mean, 0.0)
+    if model is not None:
+        what = f"invalid model for denoised frame {index}"
+        event["model"] = as_model(FrameModel, model, what, StoreError).model_dump()
+    return event
 
 
 def denoised_mean_is_dose(metadata: AcquisitionMetadata) -> bool:
