@@ -48,3 +48,17 @@ def test_train_prints_progress_lines_when_piped(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "training: 4/4 steps (100 %)" in done.stderr
+
+
+def test_denoise_of_a_stack_prints_progress_when_piped(tmp_path: Path) -> None:
+    import numpy as np
+
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.random.default_rng(0).poisson(5.0, (6, 64, 64)).astype(np.uint16))
+    done = subprocess.run(
+        [sys.executable, "-m", "tem_acq.cli", "denoise", str(stack), "--model", "fast",
+         "--out", str(tmp_path / "out.npy"), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "denoising: 6/6 frames (100 %)" in done.stderr

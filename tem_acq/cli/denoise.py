@@ -289,27 +289,14 @@ def _file_provenance(denoiser: Any, cpe: float, in_electrons: bool, src: Path) -
 
 
 def _denoise_with_progress(denoiser: Any, data: np.ndarray, cpe: float) -> np.ndarray:
-    """Denoise with a rich progress bar for stacks on a terminal; quiet otherwise."""
-    if data.ndim != 3 or data.shape[0] < 2 or not sys.stderr.isatty():
+    """Denoise, reporting progress for stacks (a bar on a terminal, plain lines otherwise)."""
+    if data.ndim != 3 or data.shape[0] < 2:
         return np.asarray(denoiser.denoise(data, counts_per_electron=cpe))
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from tem_acq.progress import Progress
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("denoising", total=data.shape[0])
+    with Progress("denoising", data.shape[0], unit="frames") as bar:
         return np.asarray(
-            denoiser.denoise(
-                data,
-                counts_per_electron=cpe,
-                progress=lambda done: bar.update(task, completed=done),
-            )
+            denoiser.denoise(data, counts_per_electron=cpe, progress=lambda done: bar.update(done))
         )
 
 
