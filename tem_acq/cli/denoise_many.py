@@ -64,8 +64,12 @@ def run_many(args: argparse.Namespace) -> int:
             )
     elapsed = time.perf_counter() - t0
     for job in jobs:
-        print(f"{job.path}: {job.frames} frame(s) denoised")
-    rate = f" ({total / elapsed:.3g} frames/s)" if total and elapsed > 0 else ""
+        done = f"{job.frames} frame(s) denoised" if job.frames else "nothing to do (all denoised)"
+        print(f"{job.path}: {done}")
+    if not total:
+        print("nothing to do: every frame of every input is already denoised")
+        return 0
+    rate = f" ({total / elapsed:.3g} frames/s)" if elapsed > 0 else ""
     print(f"denoised {total} frame(s) in {elapsed:.2f} s{rate}")
     return 0
 
