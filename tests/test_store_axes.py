@@ -12,7 +12,13 @@ import pytest
 from test_store import SHAPE, MetadataBuilder
 
 from tem_acq.errors import StoreConfigError
-from tem_acq.store import AcquisitionAxes, AcquisitionWriter, FrameRecord, open_store, validate_metadata
+from tem_acq.store import (
+    AcquisitionAxes,
+    AcquisitionWriter,
+    FrameRecord,
+    open_store,
+    validate_metadata,
+)
 
 
 def _frame(value: int) -> np.ndarray:

@@ -62,12 +62,15 @@ def _sizes_from_rows(rows: Sequence[FrameRow]) -> dict[str, int]:
     """Axis sizes derived from the rows: the integer axes every row has (max index + 1)."""
     if not rows:
         return {}
-    common: list[str] | None = None
+    common: dict[str, int] | None = None  # each axis every row has so far: its largest index
     for row in rows:
-        names = [k for k, v in (row.axes or {}).items() if isinstance(v, int)]
-        common = names if common is None else [n for n in common if n in names]
-    ordered = sorted(common or [], key=lambda n: VIEW_ORDER.index(n) if n in VIEW_ORDER else 99)
-    return {n: max(int((r.axes or {})[n]) for r in rows) + 1 for n in ordered}
+        ints = {k: v for k, v in (row.axes or {}).items() if type(v) is int}
+        if common is None:
+            common = ints
+        else:
+            common = {n: max(top, ints[n]) for n, top in common.items() if n in ints}
+    ordered = sorted(common or {}, key=lambda n: VIEW_ORDER.index(n) if n in VIEW_ORDER else 99)
+    return {n: (common or {})[n] + 1 for n in ordered}
 
 
 def axis_sizes(metadata: AcquisitionMetadata, rows: Sequence[FrameRow]) -> dict[str, int]:
@@ -88,7 +91,7 @@ def place_frames(metadata: AcquisitionMetadata, rows: Sequence[FrameRow]) -> Fra
     placed = unplaced = 0
     for row in rows:
         place = _row_axes(row, names) if names else None
-        if place is None or any(not 0 <= i < n for i, n in zip(place, sizes.values())):
+        if place is None or any(not 0 <= i < n for i, n in zip(place, sizes.values(), strict=True)):
             unplaced += 1
             continue
         if index[place] >= 0:
@@ -159,7 +162,7 @@ class Hyperstack:
         return key[:n], key[n:]
 
     def __repr__(self) -> str:
-        sizes = " x ".join(f"{d} {n}" for d, n in zip(self.dims, self.shape))
+        sizes = " x ".join(f"{d} {n}" for d, n in zip(self.dims, self.shape, strict=True))
         return f"Hyperstack({sizes}, {self.dtype})"
 
 
