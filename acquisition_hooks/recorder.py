@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
@@ -54,6 +54,8 @@ PassThrough = Literal["none", "raw", "denoised"]
 _EXPOSURE_KEYS = ("TEM-Exposure-ms", "Exposure-ms", "Exposure")
 _STAGE_X_KEYS = ("TEM-StageX-um", "XPositionUm")
 _STAGE_Y_KEYS = ("TEM-StageY-um", "YPositionUm")
+_STAGE_Z_KEYS = ("TEM-StageZ-um", "ZPositionUm")
+_POSITION_NAME_KEYS = ("PositionName",)
 _ELAPSED_KEYS = ("ElapsedTime-ms",)
 #: When the core received the frame from the camera (local time, Micro-Manager's format).
 _RECEIVED_KEYS = ("TimeReceivedByCore",)
@@ -69,8 +71,14 @@ ABORT_ADAPT_WAIT_S = 5.0
 log = logging.getLogger(__name__)
 
 
-class LiveRecorder:
-    """Record every raw frame of a pycro-manager acquisition to an OME-Zarr store, and denoise.
+class FrameRecorder:
+    """Record every raw frame of an acquisition to an OME-Zarr store, and denoise: any stack.
+
+    The one home of live recording: the store's header, the model, the pipeline (policies,
+    quality estimate, adaptation), each frame's row (:meth:`process`), abort and close. A stack
+    adapter derives from it and turns its stack's callbacks into :meth:`process` calls:
+    :class:`LiveRecorder` for pycro-manager, :class:`acquisition_hooks.mda.MDARecorder` for
+    pymmcore-plus' MDA engine; :attr:`BACKEND` names the stack in the store's protocol.
 
     Parameters
     ----------
@@ -136,6 +144,9 @@ class LiveRecorder:
         above 0 dB. Only with a model package.
     """
 
+    #: What drives the camera, recorded as the store's ``protocol.backend``.
+    BACKEND: ClassVar[str] = "python"
+
     def __init__(
         self,
         store: str | Path,
@@ -195,7 +206,7 @@ class LiveRecorder:
             "dose_rate_e_per_px_per_s": dose_rate_e_per_px_per_s,
             "protocol": {
                 "simulated": simulated,
-                "backend": "pycromanager",
+                "backend": self.BACKEND,
                 "settings": {
                     "policy": policy,
                     "pass_through": pass_through,
@@ -327,10 +338,16 @@ class LiveRecorder:
             report_error=self._pipeline.record_error,
         )
 
-    # -- what pycro-manager calls ---------------------------------------------------------
+    # -- frames in ------------------------------------------------------------------------
 
     def process(self, image: np.ndarray, metadata: Mapping[str, Any]) -> Any:
-        """Image processor: hand the raw frame over at once; return what ``pass_through`` says."""
+        """Hand a raw frame and its metadata over at once; return what ``pass_through`` says.
+
+        pycro-manager's image processor. ``metadata`` is Micro-Manager's: the row takes the
+        camera's ``TEM-*`` tags, ``Exposure-ms``, ``XPositionUm``/``YPositionUm``/
+        ``ZPositionUm``, ``PositionName``, ``Axes``, ``ElapsedTime-ms`` and
+        ``TimeReceivedByCore`` where present (strings or numbers).
+        """
         frame = np.asarray(image)
         if self._frame_shape is None:
             self._check_first_frame(frame)
@@ -352,21 +369,6 @@ class LiveRecorder:
         if self._pass_through == "denoised":
             return self._display_frame(frame), metadata
         return None
-
-    def post_hardware_hook(self, event: Any) -> Any:
-        """Hardware hook: note whether the camera can wait for the denoiser.
-
-        A list of events is a hardware sequence, during which it cannot. Returns the event
-        unchanged, or ``None`` (which cancels it) once :meth:`abort` was called.
-        """
-        if self._aborted.is_set():
-            return None
-        self._pipeline.set_camera_can_wait(not isinstance(event, list))
-        return event
-
-    def acquisition_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments that attach this recorder to ``pycromanager.Acquisition``."""
-        return {"image_process_fn": self.process, "post_hardware_hook_fn": self.post_hardware_hook}
 
     # -- results --------------------------------------------------------------------------
 
@@ -396,29 +398,15 @@ class LiveRecorder:
         """True once :meth:`abort` was called."""
         return self._aborted.is_set()
 
-    def abort(self, acquisition: Any | None = None) -> None:
-        """Stop the acquisition now, keeping every frame taken; :meth:`close` marks it aborted.
+    def abort(self) -> None:
+        """Stop recording early, keeping every frame taken; :meth:`close` marks it aborted.
 
-        Safe from any thread (a Ctrl-C handler's helper, a GUI button) and idempotent. The
-        hardware hook cancels every event from now on; frames already taken keep arriving and
-        are recorded. :meth:`close` (the ``with`` block's end) then skips the frames still
-        waiting for the denoiser and closes the store as ``aborted``: complete up to its last
-        frame.
-
-        Parameters
-        ----------
-        acquisition
-            The running ``pycromanager.Acquisition``: it is aborted too, which cancels its
-            pending events and stops a hardware sequence in progress within milliseconds
-            (pycro-manager stops the camera). Without it only later events are cancelled, and
-            a sequence in progress runs to its end. Call this while the acquisition's ``with``
-            block is open (its exit then returns at once).
+        Safe from any thread and idempotent. Frames already taken keep arriving and are
+        recorded; :meth:`close` then skips the frames still waiting for the denoiser and closes
+        the store as ``aborted``: complete up to its last frame. Stack adapters also stop their
+        acquisition here.
         """
         self._aborted.set()
-        if acquisition is not None:
-            from ._engine import abort_acquisition
-
-            abort_acquisition(acquisition)
 
     def close(self) -> PipelineSummary:
         """Write everything still waiting, close the store and return the summary.
@@ -442,13 +430,9 @@ class LiveRecorder:
         return self.summary
 
     def _record_left_frames(self) -> None:
-        """Record the frames an aborted sequence left in the core's buffer (taken: kept)."""
-        from ._engine import take_left_frames
+        """Record the frames an aborted acquisition left behind (a stack adapter knows where)."""
 
-        for image in take_left_frames():
-            self.process(np.asarray(image.pix), image.tags or {})
-
-    def __enter__(self) -> LiveRecorder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -490,8 +474,6 @@ class LiveRecorder:
         exposure = _number(metadata, _EXPOSURE_KEYS)
         extra: dict[str, Any] = {}
         axes = metadata.get("Axes")
-        if isinstance(axes, Mapping):
-            extra["axes"] = {str(k): _jsonable(v) for k, v in axes.items()}
         frame_id = metadata.get("TEM-FrameId")
         if frame_id is not None:
             extra["sim_frame_id"] = int(frame_id)
@@ -506,6 +488,13 @@ class LiveRecorder:
             raw_mean_e_per_px=raw_mean,
             stage_x_um=_number(metadata, _STAGE_X_KEYS),
             stage_y_um=_number(metadata, _STAGE_Y_KEYS),
+            stage_z_um=_number(metadata, _STAGE_Z_KEYS),
+            position_name=_text(metadata, _POSITION_NAME_KEYS),
+            axes=(
+                {str(k): _jsonable(v) for k, v in axes.items()}
+                if isinstance(axes, Mapping)
+                else None
+            ),
             extra=extra,
         )
         if self._clock.frames == 1:
@@ -570,6 +559,64 @@ class LiveRecorder:
         if info is None:
             return scaled.astype(raw.dtype)
         return np.clip(np.rint(scaled), info.min, info.max).astype(raw.dtype)
+
+
+class LiveRecorder(FrameRecorder):
+    """Record every raw frame of a pycro-manager acquisition to an OME-Zarr store, and denoise.
+
+    An image processor plus a post-hardware hook for ``pycromanager.Acquisition``
+    (:meth:`acquisition_kwargs`); every parameter is :class:`FrameRecorder`'s.
+    """
+
+    BACKEND: ClassVar[str] = "pycromanager"
+
+    # -- what pycro-manager calls ---------------------------------------------------------
+
+    def post_hardware_hook(self, event: Any) -> Any:
+        """Hardware hook: note whether the camera can wait for the denoiser.
+
+        A list of events is a hardware sequence, during which it cannot. Returns the event
+        unchanged, or ``None`` (which cancels it) once :meth:`abort` was called.
+        """
+        if self._aborted.is_set():
+            return None
+        self._pipeline.set_camera_can_wait(not isinstance(event, list))
+        return event
+
+    def acquisition_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that attach this recorder to ``pycromanager.Acquisition``."""
+        return {"image_process_fn": self.process, "post_hardware_hook_fn": self.post_hardware_hook}
+
+    def abort(self, acquisition: Any | None = None) -> None:
+        """Stop the acquisition now, keeping every frame taken; :meth:`close` marks it aborted.
+
+        Safe from any thread (a Ctrl-C handler's helper, a GUI button) and idempotent. The
+        hardware hook cancels every event from now on; frames already taken keep arriving and
+        are recorded. :meth:`close` (the ``with`` block's end) then skips the frames still
+        waiting for the denoiser and closes the store as ``aborted``: complete up to its last
+        frame.
+
+        Parameters
+        ----------
+        acquisition
+            The running ``pycromanager.Acquisition``: it is aborted too, which cancels its
+            pending events and stops a hardware sequence in progress within milliseconds
+            (pycro-manager stops the camera). Without it only later events are cancelled, and
+            a sequence in progress runs to its end. Call this while the acquisition's ``with``
+            block is open (its exit then returns at once).
+        """
+        super().abort()
+        if acquisition is not None:
+            from ._engine import abort_acquisition
+
+            abort_acquisition(acquisition)
+
+    def _record_left_frames(self) -> None:
+        """Record the frames an aborted sequence left in the core's buffer (taken: kept)."""
+        from ._engine import take_left_frames
+
+        for image in take_left_frames():
+            self.process(np.asarray(image.pix), image.tags or {})
 
 
 class _CameraClock:
@@ -719,6 +766,14 @@ def _number(metadata: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
             continue
         if math.isfinite(number):
             return number
+    return None
+
+
+def _text(metadata: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
     return None
 
 

@@ -60,7 +60,7 @@ def test_the_corrected_dose_is_the_true_dose_where_the_raw_mean_is_not(
     store, truths = low_dose
     s = open_store(store)
     camera = s.metadata.camera
-    assert s.metadata.schema_version == "1.3"
+    assert s.metadata.schema_version == "1.4"
     assert s.errors == []  # the first frame's corrected dose is not flagged as too high
     assert camera.detector_kind == "integrating" and camera.binning == 1
     # the simulated camera states the model its frames are sampled with (in electrons)

@@ -102,7 +102,7 @@ def test_rows_hold_their_model_and_estimate_and_schema_1_1_stores_still_open(
         writer.mark_skipped(2, "busy")
         writer.record_quality(1, estimate)
     s = open_store(path)
-    assert s.metadata.schema_version == "1.3"
+    assert s.metadata.schema_version == "1.4"
     rows = s.frames
     assert rows[0].model is not None and rows[0].model.model_dump() == frame_model
     # no model given: the header's one model denoised it

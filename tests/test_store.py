@@ -296,7 +296,7 @@ def test_model_normalization_is_written_with_the_cards_spelling(
         writer.append_raw(raw_frame(0))
     root = json.loads((path / "zarr.json").read_text())
     written = root["attributes"]["tem_acq"]
-    assert written["schema_version"] == "1.3"
+    assert written["schema_version"] == "1.4"
     assert written["model"]["normalization"] == {"kind": "dose"}
     assert "normalisation" not in written["model"]
     # a store written before schema 1.1 spelt it "normalisation": it still reads

@@ -42,7 +42,10 @@ frames, on the pair's second frame: schema 1.2), ``error`` and ``closed`` events
 :func:`open_store` turns it into the per-frame table. The OME-XML's sizes are written at
 close; before that, and after a crash, ``zarr.json`` is what counts (``tem-acq recover``
 writes them then). The time scale is the frames' measured interval
-(:mod:`tem_acq.store.timing`).
+(:mod:`tem_acq.store.timing`). A multi-dimensional acquisition (a useq sequence with time,
+positions, z) keeps its frames in acquisition order along t; the header states its axes
+(``axes``, schema 1.4), each row the frame's place, and ``open_store(...).hyperstack()`` is the
+view by those axes (:mod:`tem_acq.store.axes`).
 
 Damage
 ------
@@ -81,8 +84,10 @@ frames on disk:
   the space reserve released for it when the disk has no room left.
 """
 
+from tem_acq.store.axes import FramePlaces, Hyperstack
 from tem_acq.store.metadata import (
     SCHEMA_VERSION,
+    AcquisitionAxes,
     AcquisitionMetadata,
     AcquisitionProtocol,
     Camera,
@@ -111,14 +116,17 @@ from tem_acq.store.writer import MAX_SHARD_FRAMES, AcquisitionWriter
 __all__ = [
     "MAX_SHARD_FRAMES",
     "SCHEMA_VERSION",
+    "AcquisitionAxes",
     "AcquisitionMetadata",
     "AcquisitionProtocol",
     "AcquisitionStore",
     "AcquisitionWriter",
     "Camera",
     "FrameModel",
+    "FramePlaces",
     "FrameRecord",
     "FrameRow",
+    "Hyperstack",
     "Instrument",
     "ModelProvenance",
     "PairRecord",

@@ -52,7 +52,12 @@ from tem_acq.schema import StrictModel, as_model
 #: rows hold the frame's observed mean (``raw_mean_e_per_px``) and its detector-corrected dose
 #: (``corrected_dose_e_per_px``: the ``denoised`` event's ``dose_e_per_px`` when denoised);
 #: all optional, so stores before 1.3 read with them ``None``.
-SCHEMA_VERSION = "1.3"
+#: 1.4: the header may state the axes of a multi-dimensional acquisition (``axes``: the size of
+#: each axis and the sequence that planned them, e.g. a useq ``MDASequence``), and rows hold
+#: the frame's place along them (``axes``, before 1.4 ``extra["axes"]``, which still reads)
+#: and its stage position's name (``position_name``); frames stay in acquisition order along
+#: t on disk, and the reader builds the multi-dimensional view from the rows.
+SCHEMA_VERSION = "1.4"
 SCHEMA_MAJOR = 1
 
 #: Two derived quantities (dose per frame from dose rate and exposure, dose per area from dose
@@ -324,6 +329,38 @@ class StoreHeader(_Model):
         raise NotImplementedError(f"{type(self).__name__} defines no time step")
 
 
+class AcquisitionAxes(_Model):
+    """The axes a multi-dimensional acquisition's frames run along (schema 1.4).
+
+    Frames are stored in acquisition order along t whatever the axes; each row's ``axes``
+    places its frame, and :meth:`tem_acq.store.AcquisitionStore.hyperstack` builds the view by
+    these axes from the rows.
+
+    Attributes
+    ----------
+    sizes
+        The planned size (>= 1) of each axis, in the order the sequence iterates them, named
+        as the sequence names them (useq: ``t`` time, ``p`` position, ``g`` grid, ``c``
+        channel, ``z`` focus).
+    sequence
+        The sequence that planned the frames, as JSON (a useq ``MDASequence``), if any.
+    source
+        What wrote ``sequence`` (e.g. ``"useq-schema 0.8"``).
+    """
+
+    sizes: dict[str, int] = Field(min_length=1)
+    sequence: dict[str, JsonValue] | None = None
+    source: str | None = None
+
+    @field_validator("sizes")
+    @classmethod
+    def _positive_sizes(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {name: size for name, size in value.items() if size < 1 or not name.strip()}
+        if bad:
+            raise ValueError(f"axis sizes must be >= 1 and named (got {bad})")
+        return value
+
+
 class AcquisitionMetadata(StoreHeader):
     """Metadata of one recorded acquisition (``kind="acquisition"``): the header plus these.
 
@@ -341,6 +378,9 @@ class AcquisitionMetadata(StoreHeader):
         Electrons per pixel and per square angstrom in one frame.
     model
         Provenance of the denoising model, or ``None`` when frames were not denoised.
+    axes
+        The axes of a multi-dimensional acquisition (schema 1.4), or ``None`` for a plain
+        series along t.
     """
 
     kind: Literal["acquisition"] = "acquisition"
@@ -349,6 +389,7 @@ class AcquisitionMetadata(StoreHeader):
     dose_e_per_px: float | None = Field(default=None, gt=0)
     dose_e_per_A2: float | None = Field(default=None, gt=0)
     model: ModelProvenance | None = None
+    axes: AcquisitionAxes | None = None
 
     @model_validator(mode="after")
     def _derive_doses(self) -> AcquisitionMetadata:
@@ -413,6 +454,12 @@ class FrameRecord(_Model):
         the denoised frame's mean instead (schema 1.3).
     stage_x_um, stage_y_um, stage_z_um
         Stage position in micrometres.
+    position_name
+        The name of the stage position the frame was taken at (a position or grid plan's),
+        schema 1.4.
+    axes
+        The frame's index along each axis of the acquisition (a useq event's ``index``,
+        pycro-manager's event ``axes``), schema 1.4; before 1.4 it was ``extra["axes"]``.
     extra
         Anything else worth keeping (JSON values only).
     """
@@ -426,6 +473,8 @@ class FrameRecord(_Model):
     stage_x_um: float | None = None
     stage_y_um: float | None = None
     stage_z_um: float | None = None
+    position_name: str | None = None
+    axes: dict[str, JsonValue] | None = None
     extra: dict[str, JsonValue] = Field(default_factory=dict)
 
 
@@ -489,6 +538,7 @@ def validate_metadata(data: AcquisitionMetadata | Mapping[str, Any]) -> Acquisit
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AcquisitionAxes",
     "AcquisitionMetadata",
     "AcquisitionProtocol",
     "Camera",

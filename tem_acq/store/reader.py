@@ -14,6 +14,7 @@ import numpy as np
 from tem_acq.errors import StoreError
 from tem_acq.schema import as_model
 from tem_acq.store._files import read_event_log
+from tem_acq.store.axes import FramePlaces, Hyperstack, place_frames
 from tem_acq.store.chunks import FIX, ArrayFiles, CheckedArray, describe_problems, frame_ranges
 from tem_acq.store.layout import DENOISED, EVENT_LOG, LEVEL, RAW
 from tem_acq.store.metadata import AcquisitionMetadata, FrameRow
@@ -144,7 +145,7 @@ class AcquisitionStore:
             if record is None:
                 continue  # reported in errors when the log was read
             row = {
-                **record,
+                **_lift_axes(record),
                 "index": index,
                 "denoised": index in self._denoised,
                 "denoise_latency_ms": self._denoised.get(index),
@@ -177,6 +178,34 @@ class AcquisitionStore:
         model = self.metadata.model
         return None if model is None else {"name": model.name, "sha256": model.sha256}
 
+    @cached_property
+    def places(self) -> FramePlaces:
+        """Where each frame sits along the acquisition's axes (see :mod:`tem_acq.store.axes`).
+
+        The header's axes (schema 1.4, e.g. a useq sequence's ``t``, ``p``, ``z``), else the
+        integer axes every row states; ``sizes`` is empty for a plain series along t.
+        """
+        return place_frames(self.metadata, self.frames)
+
+    def hyperstack(self, image: str = RAW) -> Hyperstack:
+        """A lazy ``(axis..., y, x)`` view of ``raw`` or ``denoised`` by the frames' axes.
+
+        With no axes (:attr:`places` has no sizes) the view is ``(t, y, x)`` in acquisition
+        order. Places no frame filled read as 0 (raw) or NaN (denoised).
+
+        Raises
+        ------
+        StoreError
+            If ``image`` is not ``"raw"`` or ``"denoised"``, or the store has no such image.
+        """
+        frames = {RAW: self.raw, DENOISED: self.denoised}.get(image)
+        if frames is None:
+            raise StoreError(f"{self.path} has no {image!r} image (raw or denoised)")
+        places = self.places
+        if not places.sizes:
+            places = FramePlaces({"t": self.n_frames}, np.arange(self.n_frames), self.n_frames, 0)
+        return Hyperstack(frames, places, 0 if image == RAW else float("nan"))
+
     def frame_table(self) -> dict[str, np.ndarray]:
         """The per-frame table as columns (numpy arrays; NaN or None where unknown)."""
         rows = self.frames
@@ -198,6 +227,7 @@ class AcquisitionStore:
             "stage_x_um": floats("stage_x_um"),
             "stage_y_um": floats("stage_y_um"),
             "stage_z_um": floats("stage_z_um"),
+            "position_name": np.array([row.position_name for row in rows], dtype=object),
             "denoised": np.array([row.denoised for row in rows], dtype=bool),
             "denoise_latency_ms": floats("denoise_latency_ms"),
             "skipped": np.array([row.skipped for row in rows], dtype=object),
@@ -234,6 +264,7 @@ class AcquisitionStore:
             "counts_per_electron": meta.camera.counts_per_electron,
             "binning": meta.camera.binning,
             "detector_kind": meta.camera.detector_kind,
+            **self._axes_summary(),
             "detector_model": (
                 None
                 if meta.camera.detector_model is None
@@ -254,6 +285,18 @@ class AcquisitionStore:
             "errors": list(self.errors),
             "warnings": list(self.warnings),
             "bytes_on_disk": _disk_usage(self.path),
+        }
+
+    def _axes_summary(self) -> dict[str, Any]:
+        """The acquisition's axes, how many frames found a place, the stage positions' names."""
+        places = self.places
+        names = sorted({row.position_name for row in self.frames if row.position_name})
+        return {
+            "axes": places.sizes or None,
+            "axes_source": None if self.metadata.axes is None else self.metadata.axes.source,
+            "frames_placed": places.placed,
+            "frames_unplaced": places.unplaced,
+            "positions": names,
         }
 
     def _dose_summary(self) -> dict[str, float | None]:
@@ -358,6 +401,15 @@ class AcquisitionStore:
         if isinstance(closed_frames, int) and closed_frames != n:
             damage.append(f"the store was closed with {closed_frames} frames, zarr.json counts {n}")
         return [f"{line}: the store is damaged; {fix}" for line in damage]
+
+
+def _lift_axes(record: dict[str, Any]) -> dict[str, Any]:
+    """A row as schema 1.4 has it: ``extra["axes"]`` of older rows becomes ``axes``."""
+    extra = record.get("extra")
+    if "axes" in record or not isinstance(extra, dict) or "axes" not in extra:
+        return record
+    rest = {k: v for k, v in extra.items() if k != "axes"}
+    return {**record, "axes": extra["axes"], "extra": rest}
 
 
 def _open_array(path: Path, image: str) -> zarr.Array:

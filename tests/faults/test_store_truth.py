@@ -97,7 +97,7 @@ def test_rows_keep_the_backends_clock_when_it_advances(readme_run: AcquisitionSt
     """Timed events: the backend's ElapsedTime-ms advances, and the rows keep it."""
     assert (np.diff(elapsed_ms(readme_run)) > 0).all()
     assert (np.diff(stamps_ms(readme_run)) > 0).all()  # when the core received each frame
-    assert [row.extra["axes"] for row in readme_run.frames] == [{"time": i} for i in range(FRAMES)]
+    assert [row.axes for row in readme_run.frames] == [{"time": i} for i in range(FRAMES)]
 
 
 def test_the_time_axis_is_the_measured_interval(readme_run: AcquisitionStore) -> None:
