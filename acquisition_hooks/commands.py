@@ -636,8 +636,7 @@ def live_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_live(args: argparse.Namespace) -> int:
     """Run the denoised live view as ``args`` say; returns the exit code."""
-    from acquisition_hooks.live_view import live_view
-    from acquisition_hooks.recorder import LiveRecorder
+    from acquisition_hooks.live_view import LiveViewRecorder, live_view
     from acquisition_hooks.session import simulated_microscope
     from tem_acq.denoise import load_model
     from tem_acq.denoise.package import package_folder
@@ -663,7 +662,7 @@ def run_live(args: argparse.Namespace) -> int:
     ):
         recorder = None
         if args.out is not None:
-            recorder = LiveRecorder(
+            recorder = LiveViewRecorder(
                 args.out,
                 exposure_ms=args.exposure_ms,
                 model=denoiser,

@@ -26,11 +26,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from tem_acq.errors import AcquisitionError
+
+from .recorder import FrameRecorder
 
 #: How long the popping thread sleeps when the buffer is empty.
 POLL_S = 0.001
@@ -76,6 +78,8 @@ class LiveView:
         """Start the continuous acquisition and the popping thread."""
         if self._core.isSequenceRunning():
             raise AcquisitionError("a sequence acquisition is already running; stop it first")
+        if self._recorder is not None:  # a continuous sequence cannot wait for the denoiser
+            self._recorder.set_camera_can_wait(False)
         self._core.startContinuousSequenceAcquisition(0)
         self._t0 = time.perf_counter()
         self._thread.start()
@@ -133,6 +137,12 @@ class LiveView:
         return True
 
 
+class LiveViewRecorder(FrameRecorder):
+    """The recorder of a live view on either stack's core (the store's backend says so)."""
+
+    BACKEND: ClassVar[str] = "live view"
+
+
 @contextmanager
 def live_view(
     scope_or_core: Any,
@@ -150,7 +160,8 @@ def live_view(
     scope_or_core
         A :class:`~acquisition_hooks.session.MicroscopeSession` (either stack) or a core.
     recorder
-        A :class:`~acquisition_hooks.LiveRecorder`: every frame is recorded (and denoised as
+        A :class:`LiveViewRecorder` (or any :class:`~acquisition_hooks.recorder.FrameRecorder`):
+        every frame is recorded (and denoised as
         its policy and model say; pass ``on_denoised`` to the recorder). None: nothing is
         written.
     model

@@ -340,6 +340,14 @@ class FrameRecorder:
 
     # -- frames in ------------------------------------------------------------------------
 
+    def set_camera_can_wait(self, can_wait: bool) -> None:
+        """Say whether the camera can wait for the denoiser (never in a live view).
+
+        A hardware sequence or a live view cannot: under policy ``"block"`` frames are then
+        skipped, never the camera held.
+        """
+        self._pipeline.set_camera_can_wait(can_wait)
+
     def process(self, image: np.ndarray, metadata: Mapping[str, Any]) -> Any:
         """Hand a raw frame and its metadata over at once; return what ``pass_through`` says.
 

@@ -103,3 +103,26 @@ def test_stop_stops_the_camera_at_once_even_while_a_slow_model_runs() -> None:
             camera_stopped = time.perf_counter() - t0
             stopper.join()
         assert camera_stopped < 0.25  # the camera did not wait for the model's second
+
+
+def test_a_block_policy_recorder_never_holds_the_live_camera(tmp_path: Path) -> None:
+    from acquisition_hooks.live_view import LiveViewRecorder
+
+    class Slow:
+        def denoise(self, frames: np.ndarray, **_: object) -> np.ndarray:
+            time.sleep(0.1)
+            return np.asarray(frames, np.float32)
+
+    store = tmp_path / "live.ome.zarr"
+    with simulated_microscope(stack="pymmcore-plus", size=64, exposure_ms=5.0) as scope:
+        settings = scope.recorder_settings()
+        with LiveViewRecorder(store, exposure_ms=5.0, model=Slow(), policy="block",
+                              quality_every_s=None, **settings) as rec:  # fmt: skip
+            with pytest.warns(RuntimeWarning, match="cannot hold"):
+                with live_view(scope, recorder=rec) as view:
+                    time.sleep(1.0)
+        taken = int(scope.camera.last_frame_tags()["TEM-FrameId"]) + 1
+    summary = rec.summary
+    assert view.stats.recorded == taken and open_store(store).n_frames == taken  # every frame
+    assert summary.skipped > 0  # the denoiser fell behind: frames skipped, the camera not held
+    assert open_store(store).metadata.protocol.backend == "live view"
