@@ -204,25 +204,40 @@ def build_view(store: Any, *, percentiles: tuple[float, float] = DEFAULT_PERCENT
 def _acquisition_view(store: Any, percentiles: tuple[float, float]) -> ViewSpec:
     layers = _acquisition_layers(store, percentiles)
     title, summary = _acquisition_text(store)
+    axes = tuple(_axes_of(store))
     return ViewSpec(
         title=title,
         summary=summary,
         layers=layers,
-        axis_labels=("t", "y", "x"),
-        axis_units=("second", "angstrom", "angstrom"),
+        axis_labels=(*axes, "y", "x") if axes else ("t", "y", "x"),
+        axis_units=(*("" for _ in axes), "angstrom", "angstrom")
+        if axes
+        else ("second", "angstrom", "angstrom"),
         grid=len(layers) > 1,
     )
+
+
+def _axes_of(store: Any) -> dict[str, int]:
+    """The acquisition's axes (a useq sequence's t, p, z...), empty for a plain series."""
+    places = getattr(store, "places", None)
+    return dict(places.sizes) if places is not None else {}
 
 
 def _acquisition_layers(store: Any, percentiles: tuple[float, float]) -> list[LayerSpec]:
     """Raw counts, and denoised electrons windowed on denoised frames (else on raw's window)."""
     meta = store.metadata
     px = float(meta.instrument.pixel_size_A)
-    scale = (float(meta.frame_interval_s), px, px)
+    axes = _axes_of(store)
+    # a multi-dimensional run: one slider per axis (store.hyperstack), else frames along t
+    scale = (*(1.0 for _ in axes), px, px) if axes else (float(meta.frame_interval_s), px, px)
+
+    def data(image: str, frames: Any) -> Any:
+        return store.hyperstack(image) if axes else frames
+
     cpe = float(meta.camera.counts_per_electron)
     common = {"store": str(store.path), "pixel_size_A": px, "counts_per_electron": cpe}
     raw_limits = contrast_limits(store.raw, percentiles=percentiles) or (0.0, 1.0)
-    layers = [_image_layer("raw", "counts", store.raw, scale, raw_limits, common)]
+    layers = [_image_layer("raw", "counts", data("raw", store.raw), scale, raw_limits, common)]
     if store.denoised is not None:
         done = [row.index for row in store.frames if row.denoised]
         picks = [done[i] for i in sample_frames(len(done))]
@@ -231,7 +246,15 @@ def _acquisition_layers(store: Any, percentiles: tuple[float, float]) -> list[La
             limits = (raw_limits[0] / cpe, raw_limits[1] / cpe)
         model = None if meta.model is None else meta.model.name
         layers.append(
-            _image_layer("denoised", "e-/px", store.denoised, scale, limits, common, model=model)
+            _image_layer(
+                "denoised",
+                "e-/px",
+                data("denoised", store.denoised),
+                scale,
+                limits,
+                common,
+                model=model,
+            )
         )
     return layers
 

@@ -102,6 +102,7 @@ def format_info(info: dict[str, Any]) -> str:
         ("kind", f"{info['kind']} (schema {info['schema_version']}), created {info['created']}"),
         ("status", status),
         ("frames", f"{frames} x {height} x {width} {info['dtype']}"),
+        ("axes", _axes(info)),
         ("camera", f"{info['camera']}, {number(info['counts_per_electron'])} counts/e-"),
         ("detector", _detector(info)),
         ("voltage", number(info["voltage_kV"], " kV")),
@@ -135,6 +136,21 @@ def format_info(info: dict[str, Any]) -> str:
     text += [f"  - {message}" for message in info["errors"]]
     text += [f"  - warning: {message}" for message in warnings]
     return "\n".join(text)
+
+
+def _axes(info: dict[str, Any]) -> str:
+    """The acquisition's axes and sizes (``t 10 x p 4``), and the stage positions' names."""
+    axes = info.get("axes")
+    if not axes:
+        return "t (a plain series in acquisition order)"
+    text = " x ".join(f"{name} {size}" for name, size in axes.items())
+    source = info.get("axes_source")
+    text += f" (from {source})" if source else " (from the frames' rows)"
+    if info.get("frames_unplaced"):
+        text += f"; {info['frames_unplaced']} frame(s) without a place"
+    if info.get("positions"):
+        text += f"; positions {', '.join(info['positions'])}"
+    return text
 
 
 def _detector(info: dict[str, Any]) -> str:
