@@ -41,3 +41,16 @@ def test_open_stores_snippet_runs(
     arr = eval(code.splitlines()[-1].split("  #", 1)[0].split(";", 1)[1].strip(), names)
     np.testing.assert_array_equal(np.asarray(arr), frames)
     assert os.path.isdir("run.ome.zarr")
+
+
+def test_pymmcore_plus_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = README.read_text(encoding="utf-8")
+    after = text[text.index("On **pymmcore-plus**") :]
+    code = re.search(r"```python\n(.*?)```", after, re.S).group(1)  # type: ignore[union-attr]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    from tem_acq.store import open_store
+
+    store = open_store(tmp_path / "run2.ome.zarr")
+    assert store.n_frames == 20 and store.metadata.axes is not None
+    assert store.metadata.protocol.backend == "pymmcore-plus"
