@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,7 @@ def acquire_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``acquire`` arguments."""
     NEW_STORE.add(parser, help="new store path (*.ome.zarr)")
     SIMULATED.add(parser)
+    STACK.add(parser)
     parser.add_argument("--frames", type=int, default=100, help="number of frames (default 100)")
     parser.add_argument("--exposure-ms", type=float, default=2.0, help="exposure per frame (ms)")
     MODEL.add(parser, default="none", help="model package name or path, or 'none'")
@@ -323,8 +324,6 @@ def _field_progress(total: int) -> Iterator[Any]:
 
 def run_acquire(args: argparse.Namespace) -> int:
     """Run the acquisition described by ``args``; returns the exit code."""
-    from acquisition_hooks.recorder import LiveRecorder
-
     require_frames(args)
     if not args.exposure_ms > 0:
         raise ConfigError(f"--exposure-ms must be > 0 (got {args.exposure_ms})")
@@ -335,10 +334,10 @@ def run_acquire(args: argparse.Namespace) -> int:
         )
     model = _model_before_the_microscope(args)
     adapt = _adapt_settings(args, model)
-    events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
-    with _microscope(args) as settings:
-        recorder = LiveRecorder(
-            args.out,
+    with _microscope(args) as (settings, scope):
+        recorder, run = _recorder_for_stack(
+            args,
+            scope,
             exposure_ms=args.exposure_ms,
             model=model,
             device=args.device,
@@ -349,7 +348,7 @@ def run_acquire(args: argparse.Namespace) -> int:
             **settings,
         )
         with ctrl_c_stops() as stop, recorder, _progress(recorder, args.frames):
-            run_events(events, recorder, stop)
+            run(stop)
     summary = recorder.summary
     if args.json:
         print(
@@ -364,6 +363,30 @@ def run_acquire(args: argparse.Namespace) -> int:
         print(interrupted_message("acquire", args.out, recorder.aborted), file=sys.stderr)
         return INTERRUPTED
     return 0
+
+
+def _recorder_for_stack(
+    args: argparse.Namespace, scope: Any, **settings: Any
+) -> tuple[Any, Callable[[threading.Event], None]]:
+    """The recorder of ``args.stack`` and how to run ``args.frames`` frames through it.
+
+    pycro-manager: a :class:`~acquisition_hooks.recorder.LiveRecorder` and an
+    ``Acquisition`` of time events; pymmcore-plus: an
+    :class:`~acquisition_hooks.mda.MDARecorder` and ``core.mda.run`` of a useq time series
+    (both as fast as the camera goes).
+    """
+    if args.stack == "pymmcore-plus":
+        from acquisition_hooks.mda import MDARecorder, run_sequence, time_series
+
+        camera = getattr(scope.camera, "last_frame_tags", None)
+        mda = MDARecorder(args.out, core=scope.core, camera_tags=camera, **settings)
+        sequence = time_series(args.frames)
+        return mda, lambda stop: run_sequence(sequence, mda, stop)
+    from acquisition_hooks.recorder import LiveRecorder
+
+    live = LiveRecorder(args.out, **settings)
+    events = [{"axes": {"time": i}, "exposure": args.exposure_ms} for i in range(args.frames)]
+    return live, lambda stop: run_events(events, live, stop)
 
 
 def _model_before_the_microscope(args: argparse.Namespace) -> Any:
@@ -438,17 +461,23 @@ def run_events(
 
 
 @contextmanager
-def _microscope(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
-    """Yield the recorder's instrument settings for the chosen microscope."""
+def _microscope(args: argparse.Namespace) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Yield the recorder's instrument settings and the session (None: a real microscope)."""
     if args.simulated:
         from acquisition_hooks.session import simulated_microscope
 
         with simulated_microscope(
-            **simulation_settings(args), exposure_ms=args.exposure_ms
+            **simulation_settings(args), exposure_ms=args.exposure_ms, stack=args.stack
         ) as scope:
-            yield scope.recorder_settings()
+            yield scope.recorder_settings(), scope
         return
-    yield _real_microscope_settings(args)
+    if args.stack == "pymmcore-plus":
+        raise AcquisitionError(
+            "tem-acq acquire --stack pymmcore-plus runs on the simulated microscope only "
+            "(--simulated); on your microscope, pass acquisition_hooks.mda.MDARecorder as "
+            "output= to your CMMCorePlus's core.mda.run (see the README)"
+        )
+    yield _real_microscope_settings(args), None
 
 
 def _real_microscope_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -721,9 +750,11 @@ LIVE = Command(
 
 ACQUIRE = Command(
     "acquire",
-    help="run a pycro-manager acquisition and record raw (+ denoised) frames to OME-Zarr",
+    help="run an acquisition (pycro-manager or pymmcore-plus) and record raw (+ denoised) "
+    "frames to OME-Zarr",
     description=(
-        "Run a real pycro-manager acquisition and record every raw frame to an OME-Zarr "
+        "Run a real pycro-manager acquisition (or, with --stack pymmcore-plus, a useq time "
+        "series through pymmcore-plus' MDA engine) and record every raw frame to an OME-Zarr "
         "store, denoising live when a model is given. --simulated runs it on the simulated "
         "TEM (no microscope needed); without it, the Micro-Manager that pycro-manager finds "
         "(a running Micro-Manager with its pycro-manager server) is used."

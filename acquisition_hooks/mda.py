@@ -130,6 +130,11 @@ class MDARecorder(FrameRecorder):
         self._feeder = threading.Thread(target=self._feed, name="tem-acq mda feeder", daemon=True)
         self._feeder.start()
 
+    @property
+    def core(self) -> Any:
+        """The core whose MDA runs are recorded."""
+        return self._core
+
     # -- the handler protocol (pymmcore-plus' relay thread: never blocks) ------------------
 
     def sequenceStarted(self, sequence: Any, meta: Mapping[str, Any] | None = None) -> None:
@@ -365,3 +370,28 @@ def _tags(tags: Any) -> dict[str, Any] | None:
     if keys is None:
         return None
     return {key: tags.GetSingleTag(key).GetValue() for key in keys()}
+
+
+def time_series(frames: int, interval_s: float = 0.0) -> Any:
+    """A useq sequence of ``frames`` time points ``interval_s`` apart (0: as fast as possible).
+
+    With no interval pymmcore-plus runs it as one hardware sequence; with one, as snaps.
+    """
+    import useq
+
+    return useq.MDASequence(time_plan={"interval": interval_s, "loops": frames})
+
+
+def run_sequence(
+    sequence: Any, recorder: MDARecorder, stop: threading.Event | None = None
+) -> None:
+    """Run ``sequence`` on the recorder's core, recorded by it (``core.mda.run``, this thread).
+
+    Setting ``stop`` (Ctrl-C: :func:`acquisition_hooks.commands.ctrl_c_stops`) aborts the run
+    through :meth:`MDARecorder.abort` within milliseconds.
+    """
+    from ._engine import abort_when
+
+    with abort_when(stop, recorder.abort):
+        if stop is None or not stop.is_set():
+            recorder.core.mda.run(sequence, output=recorder)
