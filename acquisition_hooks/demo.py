@@ -22,6 +22,7 @@ from acquisition_hooks.commands import (
     INTERRUPTED,
     SENSOR_SIZE,
     SPECIMEN,
+    STACK,
     ctrl_c_stops,
     interrupted_message,
     require_frames,
@@ -51,6 +52,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     DETECTOR.add(parser, default="integrating")
     SPECIMEN.add(parser)
     SEED.add(parser, default=2022)
+    STACK.add(parser)
     JSON.add(parser, help="print the summary as JSON")
 
 
@@ -65,6 +67,9 @@ def run_demo(args: argparse.Namespace) -> int:
     # an earlier demo's store is replaced; a folder that cannot hold one is one line, now
     claim_output(store, overwrite=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    stale = args.out / "demo.report.html"  # describes the store this run replaces
+    if stale.is_file():
+        stale.unlink()
     picture = args.out / "demo.png"
     started = time.perf_counter()
     events = [
@@ -78,20 +83,31 @@ def run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         size=args.size,
         exposure_ms=EXPOSURE_MS,
+        stack=args.stack,
     ) as scope:
         camera = scope.camera
         assert camera is not None
         scope.move_stage(*_interesting_field_um(camera))
-        live = LiveRecorder(
-            store,
-            model=args.model,
-            device=args.device,
-            exposure_ms=EXPOSURE_MS,
-            overwrite=store.exists(),
+        settings = {
+            "model": args.model,
+            "device": args.device,
+            "exposure_ms": EXPOSURE_MS,
+            "overwrite": store.exists(),
             **scope.recorder_settings(),
-        )
-        with ctrl_c_stops() as stop, live:
-            run_events(events, live, stop)
+        }
+        if args.stack == "pymmcore-plus":
+            from acquisition_hooks.mda import MDARecorder, run_sequence, time_series
+
+            live: Any = MDARecorder(
+                store, core=scope.core, camera_tags=camera.last_frame_tags, **settings
+            )
+            sequence = time_series(args.frames, args.interval_ms / 1e3)
+            with ctrl_c_stops() as stop, live:
+                run_sequence(sequence, live, stop)
+        else:
+            live = LiveRecorder(store, **settings)
+            with ctrl_c_stops() as stop, live:
+                run_events(events, live, stop)
         summary = live.summary
         quality = _quality(store, camera, picture)
     result = {

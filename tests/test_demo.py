@@ -64,3 +64,17 @@ def test_demo_with_the_shipped_default_model(
     result = json.loads(capsys.readouterr().out)
     assert result["wall_s"] < 120
     assert result["psnr_denoised_dB"] > result["psnr_raw_dB"] + 10
+
+
+def test_demo_on_pymmcore_plus_and_no_stale_report(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "demo.report.html").write_text("an old report")
+    code = cli(["demo", "--stack", "pymmcore-plus", "--out", str(out), "--frames", "6",
+                 "--size", "128", "--interval-ms", "20"])  # fmt: skip
+    assert code == 0
+    from tem_acq.store import open_store
+
+    store = open_store(out / "demo.ome.zarr")
+    assert store.n_frames == 6 and store.metadata.protocol.backend == "pymmcore-plus"
+    assert not (out / "demo.report.html").exists()  # it described the store now replaced
