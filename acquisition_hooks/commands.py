@@ -256,6 +256,11 @@ def run_collect_pairs(args: argparse.Namespace) -> int:
             "README), or pass --simulated"
         )
     plan = _pair_plan(args)
+    if args.resume and args.out.exists():
+        done = _finished_pairs(args.out)
+        if done is not None:
+            print(f"nothing to do: {args.out} is complete ({done}); --resume adds nothing")
+            return 0
     if not (args.resume and args.out.exists()):  # before the microscope starts
         claim_output(
             args.out,
@@ -311,15 +316,25 @@ def _pair_plan(args: argparse.Namespace) -> Any:
 
 @contextmanager
 def _field_progress(total: int) -> Iterator[Any]:
-    """A progress bar over fields on a terminal; a no-op callback otherwise."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import Progress
+    """Progress over fields: a bar on a terminal, plain lines every 10 s otherwise."""
+    from tem_acq.progress import Progress
 
-    with Progress(transient=True) as bar:
-        task = bar.add_task("collecting pairs", total=total)
-        yield lambda field: bar.advance(task)
+    with Progress("collecting pairs", total, unit="fields") as bar:
+        yield lambda field: bar.advance()
+
+
+def _finished_pairs(path: Path) -> str | None:
+    """What a complete pairs store at ``path`` holds (None: not one, or not complete)."""
+    from tem_acq.errors import StoreError
+    from tem_acq.store import open_pairs
+
+    try:
+        info = open_pairs(path).info()
+    except StoreError:
+        return None  # collect_pairs says what is wrong with it
+    if not info["complete"]:
+        return None
+    return f"{info['pairs']} pairs from {info['fields']} fields"
 
 
 def run_acquire(args: argparse.Namespace) -> int:

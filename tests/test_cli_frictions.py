@@ -74,3 +74,16 @@ def test_a_card_states_where_it_is_measured_to_help() -> None:
     card = card.model_copy(update={"quality": rows})
     assert card.measured_help() == {"integrating": [5.0]}
     assert card.measured_help(independent=True) == {"integrating": []}
+
+
+def test_collect_pairs_reports_progress_and_resume_of_a_finished_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.ome.zarr"
+    argv = ["collect-pairs", "--simulated", "--out", str(out), "--fields", "2", "--size", "64",
+            "--long-exposure-ms", "40"]  # fmt: skip
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert "collecting pairs: 2/2 fields (100 %)" in said.err  # piped: a plain line
+    assert main([*argv, "--resume"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
