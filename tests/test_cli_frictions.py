@@ -87,3 +87,27 @@ def test_collect_pairs_reports_progress_and_resume_of_a_finished_store(
     assert "collecting pairs: 2/2 fields (100 %)" in said.err  # piped: a plain line
     assert main([*argv, "--resume"]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_view_names_the_missing_qt_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes.util
+    import sys
+
+    from tem_acq import viewer
+    from tem_acq.errors import ViewerUnavailableError
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Qt's xcb plugin is Linux's")
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    real = ctypes.util.find_library
+    # this machine's libraries, less the two a newcomer's Debian lacked
+    monkeypatch.setattr(
+        ctypes.util, "find_library",
+        lambda name: None if name in ("xcb-icccm", "xcb-keysyms") else real(name) or name,
+    )  # fmt: skip
+    with pytest.raises(ViewerUnavailableError, match="apt install libxcb-icccm4 libxcb-keysyms1"):
+        viewer._check_display("run.ome.zarr")
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: name)
+    viewer._check_display("run.ome.zarr")  # everything there: no complaint
