@@ -269,7 +269,21 @@ def _acquisition_rows(
         ("simulated", "yes" if meta.protocol.simulated else "no"),
         ("backend", meta.protocol.backend or "unknown"),
         ("complete", "yes" if store.complete else "NO (not closed cleanly)"),
+        *_axes_rows(store),
     ]
+
+
+def _axes_rows(store: AcquisitionStore) -> list[tuple[str, str]]:
+    """The acquisition's axes (a multi-dimensional sequence) and its named positions."""
+    places = store.places
+    if not places.sizes:
+        return []
+    sizes = " x ".join(f"{name} {size}" for name, size in places.sizes.items())
+    rows = [("axes", f"{sizes}; {places.placed} of {store.n_frames} frames placed")]
+    names = sorted({row.position_name for row in store.frames if row.position_name})
+    if names:
+        rows.append(("positions", ", ".join(names)))
+    return rows
 
 
 def _dose_rows(store: AcquisitionStore, table: dict[str, np.ndarray]) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -204,40 +204,49 @@ def build_view(store: Any, *, percentiles: tuple[float, float] = DEFAULT_PERCENT
 def _acquisition_view(store: Any, percentiles: tuple[float, float]) -> ViewSpec:
     layers = _acquisition_layers(store, percentiles)
     title, summary = _acquisition_text(store)
-    axes = tuple(_axes_of(store))
+    labels: tuple[str, ...] = ("t", "y", "x")
+    units: tuple[str, ...] = ("second", "angstrom", "angstrom")
+    if _by_axes(store):
+        # a multi-dimensional acquisition: one slider per axis (t, p, z, ...), by its steps
+        axes = tuple(store.places.sizes)
+        labels, units = (*axes, "y", "x"), (*("" for _ in axes), "angstrom", "angstrom")
+        step = (1.0,) * len(axes)
+        layers = [
+            replace(
+                layer,
+                data=store.hyperstack(layer.metadata["image"]),
+                scale=(*step, *layer.scale[1:]),
+            )
+            for layer in layers
+        ]
+        summary += "\naxes " + " x ".join(f"{a} {n}" for a, n in store.places.sizes.items())
     return ViewSpec(
         title=title,
         summary=summary,
         layers=layers,
-        axis_labels=(*axes, "y", "x") if axes else ("t", "y", "x"),
-        axis_units=(*("" for _ in axes), "angstrom", "angstrom")
-        if axes
-        else ("second", "angstrom", "angstrom"),
+        axis_labels=labels,
+        axis_units=units,
         grid=len(layers) > 1,
     )
 
 
-def _axes_of(store: Any) -> dict[str, int]:
-    """The acquisition's axes (a useq sequence's t, p, z...), empty for a plain series."""
+def _by_axes(store: Any) -> bool:
+    """Show the store by its acquisition's axes: the header states them, or rows give 2+."""
     places = getattr(store, "places", None)
-    return dict(places.sizes) if places is not None else {}
+    if places is None or not places.sizes:
+        return False
+    return store.metadata.axes is not None or len(places.sizes) > 1
 
 
 def _acquisition_layers(store: Any, percentiles: tuple[float, float]) -> list[LayerSpec]:
     """Raw counts, and denoised electrons windowed on denoised frames (else on raw's window)."""
     meta = store.metadata
     px = float(meta.instrument.pixel_size_A)
-    axes = _axes_of(store)
-    # a multi-dimensional run: one slider per axis (store.hyperstack), else frames along t
-    scale = (*(1.0 for _ in axes), px, px) if axes else (float(meta.frame_interval_s), px, px)
-
-    def data(image: str, frames: Any) -> Any:
-        return store.hyperstack(image) if axes else frames
-
+    scale = (float(meta.frame_interval_s), px, px)
     cpe = float(meta.camera.counts_per_electron)
     common = {"store": str(store.path), "pixel_size_A": px, "counts_per_electron": cpe}
     raw_limits = contrast_limits(store.raw, percentiles=percentiles) or (0.0, 1.0)
-    layers = [_image_layer("raw", "counts", data("raw", store.raw), scale, raw_limits, common)]
+    layers = [_image_layer("raw", "counts", store.raw, scale, raw_limits, common)]
     if store.denoised is not None:
         done = [row.index for row in store.frames if row.denoised]
         picks = [done[i] for i in sample_frames(len(done))]
@@ -246,15 +255,7 @@ def _acquisition_layers(store: Any, percentiles: tuple[float, float]) -> list[La
             limits = (raw_limits[0] / cpe, raw_limits[1] / cpe)
         model = None if meta.model is None else meta.model.name
         layers.append(
-            _image_layer(
-                "denoised",
-                "e-/px",
-                data("denoised", store.denoised),
-                scale,
-                limits,
-                common,
-                model=model,
-            )
+            _image_layer("denoised", "e-/px", store.denoised, scale, limits, common, model=model)
         )
     return layers
 
@@ -431,42 +432,13 @@ def _import_napari(path: str | os.PathLike[str]) -> Any:
     return napari
 
 
-#: The X11 libraries Qt's xcb platform plugin loads (library name: Debian package); without
-#: them Qt aborts the process rather than raising (seen under a virtual display on Debian).
-QT_XCB_LIBRARIES: dict[str, str] = {
-    "xcb-icccm": "libxcb-icccm4",
-    "xcb-keysyms": "libxcb-keysyms1",
-    "xcb-image": "libxcb-image0",
-    "xcb-render-util": "libxcb-render-util0",
-    "xcb-cursor": "libxcb-cursor0",
-    "xkbcommon-x11": "libxkbcommon-x11-0",
-}
-
-
-def missing_qt_libraries() -> list[str]:
-    """The Debian packages of the Qt xcb libraries this Linux machine lacks (empty: none)."""
-    import ctypes.util
-
-    return [pkg for lib, pkg in QT_XCB_LIBRARIES.items() if ctypes.util.find_library(lib) is None]
-
-
 def _check_display(path: str | os.PathLike[str]) -> None:
-    """Refuse early on Linux without a display or Qt's X11 libraries: Qt would abort."""
+    """Refuse early on Linux without a display: Qt would abort the process, not raise."""
     if not sys.platform.startswith("linux"):
         return
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if platform and platform != "xcb":
+    if os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY"):
         return
-    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        missing = missing_qt_libraries()
-        if missing:
-            raise ViewerUnavailableError(
-                f"Qt cannot open a window here: the X11 libraries its xcb plugin needs are "
-                f"missing; on Debian/Ubuntu: sudo apt install {' '.join(missing)}.\n"
-                f"{other_ways(path)}"
-            )
-        return
-    if os.environ.get("WAYLAND_DISPLAY") or platform:
+    if os.environ.get("WAYLAND_DISPLAY"):
         return
     raise ViewerUnavailableError(
         "no display to open napari on (DISPLAY and WAYLAND_DISPLAY are unset): run tem-acq "

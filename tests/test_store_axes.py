@@ -88,3 +88,25 @@ def test_a_plain_series_is_its_own_view(tmp_path: Path, metadata: MetadataBuilde
 def test_axis_sizes_must_be_positive(metadata_dict: Callable[..., dict[str, Any]]) -> None:
     with pytest.raises(StoreConfigError, match="axis sizes must be >= 1"):
         validate_metadata(metadata_dict(axes={"sizes": {"t": 0}}))
+
+
+def test_view_and_report_show_the_axes(tmp_path: Path, metadata: MetadataBuilder) -> None:
+    from tem_acq.report import metadata_rows
+    from tem_acq.viewer import build_view, describe
+
+    path = tmp_path / "pz.zarr"
+    axes = AcquisitionAxes(sizes={"p": 2, "z": 3})
+    with AcquisitionWriter(path, metadata(axes=axes), SHAPE, denoised=True) as writer:
+        for i in range(6):
+            record = FrameRecord(axes={"p": i // 3, "z": i % 3}, position_name=f"site{i // 3}")
+            writer.append_raw(_frame(i + 1), record)
+            writer.write_denoised(i, np.full(SHAPE, i, dtype=np.float32), 1.0)
+    spec = build_view(path)
+    assert spec.axis_labels == ("p", "z", "y", "x")
+    assert [layer.data.shape for layer in spec.layers] == [(2, 3, *SHAPE)] * 2
+    assert spec.layers[1].data[1, 2, 0, 0] == 5.0  # denoised frame 5 at p 1, z 2
+    assert spec.layers[0].scale == pytest.approx((1.0, 1.0, 29.88, 29.88))
+    assert "axes p 2 x z 3" in spec.summary and "2 x 3 x 24 x 20" in describe(spec)
+    rows = dict(metadata_rows(open_store(path))[0][1])
+    assert rows["axes"] == "p 2 x z 3; 6 of 6 frames placed"
+    assert rows["positions"] == "site0, site1"

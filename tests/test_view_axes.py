@@ -1,5 +1,5 @@
 """A multi-dimensional useq run is shown by its axes: `tem-acq info` lists them, the napari view
-has one slider per axis (the lazy hyperstack), and a pycro-manager series keeps its own axis."""
+has one slider per axis (the lazy hyperstack), and a plain series stays along t."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def test_info_and_view_follow_the_sequence_axes(
         np.testing.assert_array_equal(raw[t, g], store.raw[row.index])
 
 
-def test_a_pycromanager_series_is_shown_along_its_time_axis(tmp_path: Path) -> None:
+def test_a_plain_series_is_shown_along_t(tmp_path: Path) -> None:
     path = tmp_path / "plain.ome.zarr"
     assert main(["acquire", "--simulated", "--frames", "3", "--size", "64", "--model", "none",
                  "--out", str(path)]) == 0  # fmt: skip
     view = build_view(open_store(path))
-    assert view.axis_labels == ("time", "y", "x") and view.layers[0].data.shape[0] == 3
+    assert view.axis_labels == ("t", "y", "x") and view.layers[0].data.shape[0] == 3
