@@ -432,13 +432,42 @@ def _import_napari(path: str | os.PathLike[str]) -> Any:
     return napari
 
 
+#: The X11 libraries Qt's xcb platform plugin loads (library name: Debian package); without
+#: them Qt aborts the process rather than raising (seen under a virtual display on Debian).
+QT_XCB_LIBRARIES: dict[str, str] = {
+    "xcb-icccm": "libxcb-icccm4",
+    "xcb-keysyms": "libxcb-keysyms1",
+    "xcb-image": "libxcb-image0",
+    "xcb-render-util": "libxcb-render-util0",
+    "xcb-cursor": "libxcb-cursor0",
+    "xkbcommon-x11": "libxkbcommon-x11-0",
+}
+
+
+def missing_qt_libraries() -> list[str]:
+    """The Debian packages of the Qt xcb libraries this Linux machine lacks (empty: none)."""
+    import ctypes.util
+
+    return [pkg for lib, pkg in QT_XCB_LIBRARIES.items() if ctypes.util.find_library(lib) is None]
+
+
 def _check_display(path: str | os.PathLike[str]) -> None:
-    """Refuse early on Linux without a display: Qt would abort the process, not raise."""
+    """Refuse early on Linux without a display or Qt's X11 libraries: Qt would abort."""
     if not sys.platform.startswith("linux"):
         return
-    if os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY"):
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and platform != "xcb":
         return
-    if os.environ.get("WAYLAND_DISPLAY"):
+    if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        missing = missing_qt_libraries()
+        if missing:
+            raise ViewerUnavailableError(
+                f"Qt cannot open a window here: the X11 libraries its xcb plugin needs are "
+                f"missing; on Debian/Ubuntu: sudo apt install {' '.join(missing)}.\n"
+                f"{other_ways(path)}"
+            )
+        return
+    if os.environ.get("WAYLAND_DISPLAY") or platform:
         return
     raise ViewerUnavailableError(
         "no display to open napari on (DISPLAY and WAYLAND_DISPLAY are unset): run tem-acq "
