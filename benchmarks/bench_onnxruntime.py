@@ -20,7 +20,6 @@ import platform
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +34,11 @@ def onnx_session(package: str, size: int, workdir: Path) -> object:
 
     from tem_acq.denoise import load_package, resolve_package
     from tem_acq.denoise.bioimageio import exported_network
+    from tem_acq.denoise.onnx import export_onnx
 
     network = exported_network(load_package(resolve_package(package)))
-    path = workdir / f"{package}.onnx"
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            network, (torch.zeros(1, 1, size, size),), str(path), dynamo=False,
-            opset_version=17, input_names=["raw"], output_names=["denoised"],
-            dynamic_axes={n: {0: "b", 2: "y", 3: "x"} for n in ("raw", "denoised")},
-        )  # fmt: skip
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx = export_onnx(network, torch.zeros(1, 1, size, size))
+    return ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
 
 
 def measure(package: str, size: int, repeats: int, workdir: Path) -> dict:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tem_acq import __version__
+from tem_acq.denoise.onnx import OPSET, export_onnx
 from tem_acq.errors import ConfigError, ModelPackageError
 from tem_acq.outputs import claim_output
 
@@ -58,8 +59,8 @@ CONFIG_KEY = "tem_acq"
 PREDICTION_TOLERANCE = 1e-3
 #: Prefix of the tem-acq package's own files inside an export (``import`` restores them).
 ATTACHED_PREFIX = "tem_acq_"
-#: The ONNX opset of the exported network.
-ONNX_OPSET = 17
+#: The ONNX opset of the exported network (the engine's onnxruntime path exports the same).
+ONNX_OPSET = OPSET
 
 
 @dataclass(frozen=True)
@@ -326,18 +327,9 @@ def _write_weights(
     shutil.copyfile(inspect.getfile(exported), arch_file)
     example = torch.from_numpy(frame[None, None].copy())  # its shape is what tracing needs
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracing and this ONNX exporter are deprecated, not gone
+        warnings.simplefilter("ignore")  # tracing is deprecated, not gone
         torch.jit.trace(network, example).save(str(work / "weights.torchscript.pt"))
-        torch.onnx.export(
-            network,
-            (example,),
-            str(work / "weights.onnx"),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["raw"],
-            output_names=["denoised"],
-            dynamic_axes={name: {0: "b", 2: "y", 3: "x"} for name in ("raw", "denoised")},
-        )
+    (work / "weights.onnx").write_bytes(export_onnx(network, example))
     version = spec.Version(torch.__version__.split("+")[0])
     norm = pkg.card.normalization
     state_dict = spec.PytorchStateDictWeightsDescr(
