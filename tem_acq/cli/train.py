@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     _check_paths(args)
     if nproc > 1 and ranks is None:  # checked here first: a bad input is one line, not N
-        _check_pairs_stores(args.pairs)
+        _check_pairs_stores(args.pairs, config.crop)
         device_for(Ranks(rank=0, local_rank=0, world=nproc), args.device)
         return launch(nproc, _without_nproc(args.argv))
     pairs = from_pairs_store(args.pairs)
@@ -92,15 +92,19 @@ def run(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
-def _check_pairs_stores(paths: list[str]) -> None:
-    """Refuse a missing path or one that is not a pairs store (each process reads them)."""
+def _check_pairs_stores(paths: list[str], crop: int) -> None:
+    """Refuse a path that is not a pairs store, or frames smaller than the training crop.
+
+    Checked here, in one line, before the processes start (each would report it again).
+    """
     from tem_acq.errors import TemAcqError
     from tem_acq.store import open_pairs
+    from tem_acq.train.loop import check_crop
 
     for path in paths:
         if not Path(path).exists():
             raise TemAcqError(f"pairs store {path} does not exist")
-        open_pairs(path)  # reads its header only; says what the path is instead
+        check_crop(crop, open_pairs(path).low.shape[-2:])  # the header and array shape only
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
