@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     _check_paths(args)
     if nproc > 1 and ranks is None:  # checked here first: a bad input is one line, not N
-        _check_pairs_stores(args.pairs, config.crop)
         device_for(Ranks(rank=0, local_rank=0, world=nproc), args.device)
+        _check_pairs_stores(args.pairs, config.crop)
         return launch(nproc, _without_nproc(args.argv))
     pairs = from_pairs_store(args.pairs)
     result = train(
